@@ -1,0 +1,35 @@
+# Photo Studio: `make run` to use it, `make test` to check it. Both install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.requirements-installed
+
+.PHONY: install run worker test test-fast lint bench clean
+
+install: $(STAMP)
+	@$(BIN)/python -m ml.weights install
+
+# Re-installs only when a requirements file changed, so a second `make install` takes a second or two.
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+run: install
+	$(BIN)/python -m studio.launcher
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/python -m flake8 studio jobs ml tests bench wsgi.py rq_worker.py
+
+bench: install
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

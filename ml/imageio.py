@@ -1,0 +1,104 @@
+"""Safe image decoding and encoding: a format allowlist, a pixel limit, EXIF orientation, no metadata out."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+EXTENSIONS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
+OUTPUT_MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+class ImageDecodeError(ValueError):
+    """Raised for any input that is not a decodable JPEG, PNG or WebP photo within the limits."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the bytes really are, read from the header without decoding the pixels."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def media_type(self) -> str:
+        """Return the IANA media type of the format."""
+        return MEDIA_TYPES[self.format]
+
+
+def inspect_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Identify the format and size from the header; refuse other formats and oversized images cheaply."""
+    if not data:
+        raise ImageDecodeError("the file is empty")
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            info = ImageInfo(image.format, image.width, image.height)
+    except UnidentifiedImageError:
+        raise ImageDecodeError("the file is not a JPEG, PNG or WebP image") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageDecodeError(f"the image header cannot be read ({error})") from None
+    if info.width < 1 or info.height < 1:
+        raise ImageDecodeError("the image has no pixels")
+    if info.width * info.height > max_pixels:
+        raise ImageDecodeError(
+            f"the image is {info.width}x{info.height} ({info.width * info.height:,} pixels); "
+            f"the limit is {max_pixels:,} pixels"
+        )
+    return info
+
+
+def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB, or RGBA where the image carries transparency."""
+    if image.mode in ("RGB", "RGBA"):
+        return image
+    if image.mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "PA", "La", "RGBa"):
+        return image.convert("RGBA")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit and 32-bit greyscale: scale to 8 bits instead of clipping everything above 255 to white.
+        scale = 1 / 257 if image.mode.startswith("I;16") else 1 / 65793
+        return image.point(lambda value: value * scale).convert("L").convert("RGB")
+    if image.mode == "F":
+        return image.convert("L").convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a photo to an upright RGB or RGBA image; raise ImageDecodeError with a readable reason."""
+    inspect_image(data, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                return _to_rgb_or_rgba(upright)
+    except Image.DecompressionBombWarning as error:
+        raise ImageDecodeError(f"the image is too large ({error})") from None
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(f"the image is too large ({error})") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageDecodeError(f"the image data is damaged or truncated ({error})") from None
+
+
+def encode_image(image: Image.Image, image_format: str, *, png_compress_level: int = 1) -> bytes:
+    """Encode to PNG, WebP or JPEG with no metadata from the input (no EXIF, no GPS, no ICC)."""
+    buffer = io.BytesIO()
+    if image_format == "png":
+        image.save(buffer, "PNG", compress_level=png_compress_level)
+    elif image_format == "webp":
+        image.save(buffer, "WEBP", lossless=True, method=0) if image.mode == "L" else \
+            image.save(buffer, "WEBP", quality=90, method=4, exact=image.mode == "RGBA")
+    elif image_format == "jpeg":
+        image.convert("RGB" if image.mode != "L" else "L").save(buffer, "JPEG", quality=92, optimize=True)
+    else:
+        raise ValueError(f"unknown output format {image_format!r}")
+    return buffer.getvalue()

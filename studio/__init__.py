@@ -1,0 +1,52 @@
+"""Photo Studio: the Flask application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from studio import settings
+from studio.extensions import csrf, db, limiter, login_manager, migrate
+
+
+def _secret_key(instance_dir: Path) -> str:
+    """Return the secret key kept in the instance folder, creating it once for a laptop run."""
+    path = instance_dir / "secret_key"
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(os.urandom(32).hex())
+    return path.read_text().strip()
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Create and configure the Photo Studio app."""
+    root = settings.PROJECT_ROOT
+    app = Flask(
+        __name__,
+        instance_path=str(settings.INSTANCE_DIR),
+        template_folder=str(root / "templates"),
+        static_folder=str(root / "static"),
+    )
+    app.config.from_mapping(settings.from_environment())
+    if test_config:
+        app.config.from_mapping(test_config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _secret_key(Path(app.instance_path))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(root / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+    from studio import cli
+
+    cli.init_app(app)
+    return app

@@ -1,0 +1,106 @@
+"""Database models: users, API tokens and processing tasks."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from studio.extensions import db
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task is in its life: PENDING -> PROCESSING -> COMPLETED or FAILED."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def finished(self) -> bool:
+        """Return True when the task will not change any more by itself."""
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+
+
+class User(UserMixin, db.Model):
+    """An account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    # Bumped on password change and logout-everywhere: sessions carry it, so older ones stop working.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    def get_id(self) -> str:
+        """Return the session identity: the id plus the session version."""
+        return f"{self.id}:{self.session_version}"
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API, stored as a SHA-256 digest only."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Task(db.Model):
+    """One photo to process; the source of truth for its state. Its id is also the RQ job id."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING.value, index=True)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    model: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    original_filename: Mapped[str] = mapped_column(String(255), default="")
+    input_key: Mapped[str] = mapped_column(String(512))
+    input_content_type: Mapped[str] = mapped_column(String(64))
+    input_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_width: Mapped[int] = mapped_column(Integer, default=0)
+    input_height: Mapped[int] = mapped_column(Integer, default=0)
+    result_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    result_content_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    result_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    user: Mapped[User] = relationship()
+
+    @property
+    def task_status(self) -> TaskStatus:
+        """Return the status as a TaskStatus."""
+        return TaskStatus(self.status)

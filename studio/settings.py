@@ -1,0 +1,77 @@
+"""Settings read once from the environment, with defaults that run on a laptop with nothing installed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as error:
+        raise ValueError(f"setting {name} must be an integer, got {value!r}") from error
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    value = environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _database_url(environ: Mapping[str, str]) -> str:
+    url = environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'studio.sqlite3'}"
+    # Heroku-style URLs still say postgres://, which SQLAlchemy 2 no longer accepts.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    return url
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict:
+    """Return the Flask configuration for the given environment (default: os.environ)."""
+    environ = os.environ if environ is None else environ
+    storage_dir = environ.get("STUDIO_STORAGE_DIR") or str(INSTANCE_DIR / "storage")
+    return {
+        "SECRET_KEY": environ.get("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": _database_url(environ),
+        # pool_pre_ping: a connection dropped by a PostgreSQL restart is replaced, not handed to a request.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "STUDIO_QUEUE": environ.get("STUDIO_QUEUE") or "default",
+        "STUDIO_STORAGE_DIR": storage_dir,
+        "STUDIO_S3_BUCKET": environ.get("STUDIO_S3_BUCKET") or None,
+        "STUDIO_S3_PREFIX": environ.get("STUDIO_S3_PREFIX", ""),
+        "STUDIO_S3_ENDPOINT_URL": environ.get("STUDIO_S3_ENDPOINT_URL") or None,
+        "STUDIO_S3_REGION": environ.get("STUDIO_S3_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
+        "STUDIO_PRESIGNED_URL_SECONDS": _int(environ, "STUDIO_PRESIGNED_URL_SECONDS", 300),
+        "STUDIO_MODEL_DIR": environ.get("STUDIO_MODEL_DIR") or str(INSTANCE_DIR / "models"),
+        "STUDIO_DEFAULT_MODEL": environ.get("STUDIO_DEFAULT_MODEL") or "u2netp",
+        "MAX_CONTENT_LENGTH": _int(environ, "STUDIO_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+        "STUDIO_MAX_PIXELS": _int(environ, "STUDIO_MAX_PIXELS", 50_000_000),
+        "STUDIO_JOB_RETRIES": _int(environ, "STUDIO_JOB_RETRIES", 3),
+        "STUDIO_JOB_RETRY_INTERVALS": [
+            int(seconds) for seconds in (environ.get("STUDIO_JOB_RETRY_INTERVALS") or "5,30,120").split(",")
+        ],
+        "STUDIO_JOB_TIMEOUT": _int(environ, "STUDIO_JOB_TIMEOUT", 300),
+        "STUDIO_TASKS_PER_PAGE": _int(environ, "STUDIO_TASKS_PER_PAGE", 20),
+        "SESSION_COOKIE_SECURE": _bool(environ, "STUDIO_SECURE_COOKIES", False),
+        "REMEMBER_COOKIE_SECURE": _bool(environ, "STUDIO_SECURE_COOKIES", False),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "STUDIO_PROXY_COUNT": _int(environ, "STUDIO_PROXY_COUNT", 0),
+        "RATELIMIT_ENABLED": _bool(environ, "STUDIO_RATELIMIT_ENABLED", True),
+        "RATELIMIT_AUTH": environ.get("STUDIO_RATELIMIT_AUTH") or "10 per minute",
+        "RATELIMIT_UPLOAD": environ.get("STUDIO_RATELIMIT_UPLOAD") or "60 per minute",
+        "RATELIMIT_READ": environ.get("STUDIO_RATELIMIT_READ") or "600 per minute",
+        "STUDIO_FIXTURES_DIR": environ.get("STUDIO_FIXTURES_DIR") or str(PROJECT_ROOT.parent / "shared" / "fixtures"),
+    }
