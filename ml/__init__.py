@@ -1,0 +1,1 @@
+"""Models, weights, sessions and the image-processing pipeline. Imports no Flask."""

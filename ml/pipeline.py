@@ -1,0 +1,76 @@
+"""The processing pipeline: bytes in, encoded result out, through a cached model session."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ml.compose import compose
+from ml.imageio import DEFAULT_MAX_PIXELS, EXTENSIONS, OUTPUT_MEDIA_TYPES, decode_image, encode_image
+from ml.options import ProcessingOptions
+from ml.sessions import ModelSession, get_session
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    """An encoded result and what it is."""
+
+    data: bytes
+    media_type: str
+    extension: str
+    width: int
+    height: int
+
+
+def preprocess(image: Image.Image, session: ModelSession) -> torch.Tensor:
+    """Resize to the model's input, scale by the maximum, normalise with the model's mean and std (NCHW)."""
+    size = session.spec.input_size
+    small = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
+    small = small / max(float(small.max()), 1e-6)
+    mean = np.asarray(session.spec.mean, dtype=np.float32)
+    std = np.asarray(session.spec.std, dtype=np.float32)
+    return torch.from_numpy(((small - mean) / std).transpose(2, 0, 1).copy()).unsqueeze(0)
+
+
+def postprocess(logits: torch.Tensor, size: tuple[int, int]) -> Image.Image:
+    """Turn fused logits into an 8-bit mask: sigmoid, min-max normalisation, bilinear resize to the photo."""
+    prediction = torch.sigmoid(logits[0, 0])
+    low, high = prediction.min(), prediction.max()
+    prediction = (prediction - low) / torch.clamp(high - low, min=1e-8)
+    # Truncation, not rounding, as the authors' reference saves its masks.
+    small = Image.fromarray((prediction.numpy() * 255).astype(np.uint8), mode="L")
+    return small.resize(size, Image.BILINEAR)
+
+
+def predict_mask(image: Image.Image, session: ModelSession) -> Image.Image:
+    """Return the subject mask (L, the photo's size) for a decoded photo."""
+    return postprocess(session.logits(preprocess(image, session)), image.size)
+
+
+def render(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
+           png_compress_level: int = 1) -> ProcessedImage:
+    """Compose and encode the output for a photo and its mask."""
+    result = compose(image, mask, options)
+    data = encode_image(result, options.format, png_compress_level=png_compress_level)
+    return ProcessedImage(data, OUTPUT_MEDIA_TYPES[options.format], EXTENSIONS[options.format], *result.size)
+
+
+def process_image(data: bytes, options: ProcessingOptions, *, model_dir: str | os.PathLike,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: Progress | None = None) -> ProcessedImage:
+    """Decode, predict, compose and encode one photo; raise ImageDecodeError for a bad one."""
+    report = progress or (lambda percent: None)
+    session = get_session(options.model, model_dir)
+    image = decode_image(data, max_pixels)
+    report(10)
+    mask = predict_mask(image, session)
+    report(70)
+    result = render(image, mask, options)
+    report(100)
+    return result
