@@ -42,6 +42,8 @@ def inspect_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInf
             info = ImageInfo(image.format, image.width, image.height)
     except UnidentifiedImageError:
         raise ImageDecodeError("the file is not a JPEG, PNG or WebP image") from None
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(f"the image is over the pixel limit ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodeError(f"the image header cannot be read ({error})") from None
     if info.width < 1 or info.height < 1:

@@ -27,6 +27,16 @@ def _bfloat16_is_fast() -> bool:
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
+def _bfloat16_setting(device: torch.device) -> bool:
+    """Read STUDIO_BFLOAT16 (auto, on or off); auto uses bfloat16 on CUDA and on CPUs that compute it natively."""
+    setting = (os.environ.get("STUDIO_BFLOAT16") or "auto").strip().lower()
+    if setting in ("1", "on", "true", "yes"):
+        return True
+    if setting in ("0", "off", "false", "no"):
+        return False
+    return device.type == "cuda" or _bfloat16_is_fast()
+
+
 class ModelSession:
     """A loaded model ready for inference: `logits(batch)` returns the fused saliency logits."""
 
@@ -44,7 +54,7 @@ class ModelSession:
         model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
         # channels_last lets oneDNN pick its fastest convolution kernels on the CPU (and tensor cores on CUDA).
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
-        self.bfloat16 = (_bfloat16_is_fast() if self.device.type == "cpu" else True) if bfloat16 is None else bfloat16
+        self.bfloat16 = _bfloat16_setting(self.device) if bfloat16 is None else bfloat16
         self.lock = threading.Lock()
         self.size_bytes = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
 

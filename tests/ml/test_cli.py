@@ -1,0 +1,65 @@
+"""The `studio remove-bg` and `studio models` commands."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from studio import create_app
+
+
+@pytest.fixture
+def invoke(model_dir):
+    app = create_app({"STUDIO_MODEL_DIR": str(model_dir), "TESTING": True})
+
+    def run(*arguments: str):
+        return CliRunner().invoke(app.cli, ["studio", *arguments])
+    return run
+
+
+@pytest.mark.slow
+def test_a_folder_gives_one_output_per_photo_and_bad_files_fail_alone(invoke, photos_dir, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("boat.jpg", "girl.png", "rifle2.jpeg"):
+        shutil.copy(photos_dir / name, inputs / name)
+    (inputs / "notes.png").write_bytes(b"this is not an image")
+    result = invoke("remove-bg", "--out", str(tmp_path / "out"), str(inputs))
+    assert result.exit_code == 1
+    assert "notes.png" in result.output and "not a JPEG, PNG or WebP" in result.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["boat.png", "girl.png", "rifle2.png"]
+    boat = Image.open(tmp_path / "out" / "boat.png")
+    assert boat.mode == "RGBA" and boat.size == Image.open(photos_dir / "boat.jpg").size
+
+
+@pytest.mark.slow
+def test_one_input_to_a_file_with_options(invoke, photos_dir, tmp_path):
+    target = tmp_path / "horse-on-white.jpg"
+    result = invoke("remove-bg", "--format", "jpeg", "--bg-color", "#ffffff", "--crop", "--margin", "10",
+                    "--out", str(target), str(photos_dir / "horse.jpg"))
+    assert result.exit_code == 0, result.output
+    output = Image.open(target)
+    assert output.format == "JPEG" and output.size[0] < Image.open(photos_dir / "horse.jpg").size[0]
+    assert output.getpixel((0, 0)) == pytest.approx((255, 255, 255), abs=3)
+
+
+def test_bad_options_are_a_usage_error(invoke, photos_dir, tmp_path):
+    result = invoke("remove-bg", "--format", "jpeg", "--out", str(tmp_path), str(photos_dir / "boat.jpg"))
+    assert result.exit_code == 2 and "JPEG has no transparency" in result.output
+    result = invoke("remove-bg", "--model", "nope", "--out", str(tmp_path), str(photos_dir / "boat.jpg"))
+    assert result.exit_code == 2 and "model" in result.output
+
+
+def test_a_missing_file_is_reported(invoke, tmp_path):
+    result = invoke("remove-bg", "--out", str(tmp_path), str(tmp_path / "absent.jpg"))
+    assert result.exit_code == 1 and "absent.jpg" in result.output
+
+
+def test_models_lists_every_model_with_its_state(invoke):
+    result = invoke("models")
+    assert result.exit_code == 0
+    assert "u2netp " in result.output and "available" in result.output
+    assert "u2net_human_seg" in result.output and "missing" in result.output

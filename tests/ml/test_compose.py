@@ -1,0 +1,88 @@
+"""Outputs: cutout, mask, background colour, blur, crop with margin, formats."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.compose import compose
+from ml.options import ProcessingOptions
+from ml.pipeline import render
+
+
+@pytest.fixture
+def photo() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(3).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def mask() -> Image.Image:
+    """A subject at x 20..39, y 10..29, with a soft edge column at x 40."""
+    values = np.zeros((60, 80), dtype=np.uint8)
+    values[10:30, 20:40] = 255
+    values[10:30, 40] = 128
+    return Image.fromarray(values)
+
+
+def test_cutout_uses_the_mask_as_alpha_and_keeps_colours(photo, mask):
+    result = compose(photo, mask, ProcessingOptions())
+    pixels, original = np.asarray(result), np.asarray(photo)
+    assert result.mode == "RGBA"
+    assert (pixels[..., 3] == np.asarray(mask)).all()
+    assert (pixels[15, 40, :3] == original[15, 40]).all(), "edge colours are not darkened"
+    assert (pixels[0, 0] == 0).all(), "fully transparent pixels are zeroed"
+
+
+def test_mask_output_is_the_mask_at_the_photo_size(photo, mask):
+    assert compose(photo, mask, ProcessingOptions(output="mask")).tobytes() == mask.tobytes()
+
+
+def test_an_opaque_background_colour_gives_an_opaque_image(photo, mask):
+    result = compose(photo, mask, ProcessingOptions(bg_color="#0000ffff"))
+    assert result.mode == "RGB" and result.getpixel((0, 0)) == (0, 0, 255)
+    assert result.getpixel((25, 15)) == photo.getpixel((25, 15))
+
+
+def test_a_translucent_background_colour_keeps_alpha(photo, mask):
+    result = compose(photo, mask, ProcessingOptions(bg_color="#ff000080"))
+    assert result.mode == "RGBA" and result.getpixel((0, 0)) == (255, 0, 0, 128)
+
+
+def test_blur_replaces_the_background_with_the_blurred_photo(photo, mask):
+    result = np.asarray(compose(photo, mask, ProcessingOptions(blur=10)), dtype=np.int16)
+    assert result.shape == (60, 80, 3)
+    assert (result[15, 25] == np.asarray(photo)[15, 25]).all()
+    assert np.asarray(photo, dtype=np.int16)[40:, :].std() > 3 * result[40:, :].std()
+
+
+def test_crop_keeps_the_subject_and_the_margin(photo, mask):
+    assert compose(photo, mask, ProcessingOptions(crop=True)).size == (21, 20)
+    assert compose(photo, mask, ProcessingOptions(crop=True, margin=5)).size == (31, 30)
+    wide = compose(photo, mask, ProcessingOptions(crop=True, margin=30, bg_color="#00ff00"))
+    assert wide.size == (81, 80) and wide.getpixel((0, 0)) == (0, 255, 0), "margin past the edge is background"
+
+
+def test_crop_of_an_empty_mask_keeps_the_whole_photo(photo):
+    empty = Image.new("L", photo.size, 0)
+    assert compose(photo, empty, ProcessingOptions(crop=True)).size == photo.size
+
+
+def test_a_transparent_input_stays_transparent(mask):
+    photo = Image.new("RGBA", mask.size, (10, 20, 30, 0))
+    assert compose(photo, mask, ProcessingOptions()).getchannel("A").getextrema() == (0, 0)
+
+
+@pytest.mark.parametrize("options, image_format, mode", [
+    (ProcessingOptions(), "PNG", "RGBA"),
+    (ProcessingOptions(format="webp"), "WEBP", "RGBA"),
+    (ProcessingOptions(format="jpeg", bg_color="#ffffffff"), "JPEG", "RGB"),
+    (ProcessingOptions(output="mask", format="png"), "PNG", "L"),
+])
+def test_render_encodes_the_requested_format(photo, mask, options, image_format, mode):
+    result = render(photo, mask, options)
+    decoded = Image.open(io.BytesIO(result.data))
+    assert decoded.format == image_format and decoded.mode == mode
+    assert (result.width, result.height) == photo.size
