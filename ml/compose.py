@@ -1,61 +1,75 @@
-"""Turn a photo and its mask into the requested output: cutout, mask, background colour or blur, crop."""
+"""Turn a photo and its mask into the requested output: cutout, mask, background colour or blur, crop.
+
+A new kind of output is one function here plus one line in OUTPUT_TYPES; the option parser offers it by itself.
+"""
 
 from __future__ import annotations
 
-from PIL import Image, ImageFilter
+from typing import TYPE_CHECKING, Callable
 
-from ml.options import ProcessingOptions
+from PIL import Image, ImageChops, ImageFilter
+
+if TYPE_CHECKING:
+    from ml.options import ProcessingOptions
 
 # Pixels at or below this alpha do not count as subject when cropping (anti-aliasing noise on the background).
 CROP_THRESHOLD = 16
 
 
-def _cutout(image: Image.Image, mask: Image.Image) -> Image.Image:
-    """Return RGBA with the mask as alpha; fully transparent pixels are zeroed so they compress to nothing."""
+def cutout(image: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
+    """Return the subject on a transparent, coloured or blurred background."""
     if image.mode == "RGBA":
         # A photo that is already partly transparent stays so: the subject mask only takes more away.
-        from PIL import ImageChops
-
         mask = ImageChops.multiply(mask, image.getchannel("A"))
+    # Straight (not premultiplied) colours keep edges from darkening; fully transparent pixels are zeroed so
+    # that they compress to almost nothing.
     visible = mask.point(lambda value: 255 if value else 0)
-    rgb = Image.composite(image.convert("RGB"), Image.new("RGB", image.size), visible)
-    rgb.putalpha(mask)
-    return rgb
+    result = Image.composite(image.convert("RGB"), Image.new("RGB", image.size), visible)
+    del visible
+    result.putalpha(mask)
+    if options.blur:
+        background = image.convert("RGB").filter(ImageFilter.GaussianBlur(options.blur)).convert("RGBA")
+        result = Image.alpha_composite(background, result)
+    if options.background is not None:
+        result = Image.alpha_composite(Image.new("RGBA", image.size, options.background), result)
+    if result.getchannel("A").getextrema() == (255, 255):
+        result = result.convert("RGB")
+    return result
 
 
-def _crop_box(mask: Image.Image, margin: int) -> tuple[int, int, int, int] | None:
-    """Return the subject's bounding box grown by the margin (it may reach past the photo), or None if empty."""
+def mask_only(image: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
+    """Return the mask itself: white subject on black, at the photo's size."""
+    return mask
+
+
+OUTPUT_TYPES: dict[str, Callable[[Image.Image, Image.Image, "ProcessingOptions"], Image.Image]] = {
+    "cutout": cutout,
+    "mask": mask_only,
+}
+
+
+def _fill(result: Image.Image, options: ProcessingOptions) -> tuple[int, ...] | int:
+    """Return what a crop margin reaching past the photo is filled with."""
+    if result.mode == "L":
+        return 0
+    if options.background is not None:
+        return options.background[: len(result.mode)]
+    return (0, 0, 0, 0) if result.mode == "RGBA" else (0, 0, 0)
+
+
+def crop_to_subject(result: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
+    """Crop to the subject's bounding box grown by the margin; the margin may reach past the photo."""
     box = mask.point(lambda value: 255 if value > CROP_THRESHOLD else 0).getbbox()
     if box is None:
-        return None
-    left, top, right, bottom = box
-    return left - margin, top - margin, right + margin, bottom + margin
+        return result
+    left, top, right, bottom = (box[0] - options.margin, box[1] - options.margin,
+                                box[2] + options.margin, box[3] + options.margin)
+    canvas = Image.new(result.mode, (right - left, bottom - top), _fill(result, options))
+    canvas.paste(result, (-left, -top))
+    return canvas
 
 
 def compose(image: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
-    """Build the output image (mask, cutout, coloured or blurred background), cropped when asked."""
-    if options.output == "mask":
-        result = mask
-        fill: tuple[int, ...] | int = 0
-    else:
-        result = _cutout(image, mask)
-        fill = (0, 0, 0, 0)
-        if options.blur:
-            background = image.convert("RGB").filter(ImageFilter.GaussianBlur(options.blur)).convert("RGBA")
-            result = Image.alpha_composite(background, result)
-            fill = (0, 0, 0, 255)
-        if options.background is not None:
-            colour = Image.new("RGBA", image.size, options.background)
-            result = Image.alpha_composite(colour, result)
-            fill = options.background
-        if result.mode == "RGBA" and result.getchannel("A").getextrema() == (255, 255):
-            result = result.convert("RGB")
-            fill = fill[:3] if isinstance(fill, tuple) else fill
-    if options.crop:
-        box = _crop_box(mask, options.margin)
-        if box is not None:
-            # Image.crop pads outside the photo with zeros; paste onto the fill instead for a coloured margin.
-            canvas = Image.new(result.mode, (box[2] - box[0], box[3] - box[1]), fill)
-            canvas.paste(result, (-box[0], -box[1]))
-            result = canvas
-    return result
+    """Build the output image for the requested output type, cropped when asked."""
+    result = OUTPUT_TYPES[options.output](image, mask, options)
+    return crop_to_subject(result, mask, options) if options.crop else result

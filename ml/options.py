@@ -6,7 +6,9 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-OUTPUTS = ("cutout", "mask")
+from ml.compose import OUTPUT_TYPES
+
+OUTPUTS = tuple(OUTPUT_TYPES)
 FORMATS = ("png", "webp", "jpeg")
 MAX_BLUR = 100
 MAX_MARGIN = 2000
