@@ -14,7 +14,7 @@ from ml import u2net
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "instance" / "models"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,10 @@ def model_states(model_dir: str | os.PathLike) -> list[ModelState]:
 
 
 def model_dir_from_environment() -> Path:
-    """Return STUDIO_MODEL_DIR, or the instance folder's models directory."""
-    return Path(os.environ.get("STUDIO_MODEL_DIR") or DEFAULT_MODEL_DIR)
+    """Return STUDIO_MODEL_DIR, or the models folder of the instance folder (STUDIO_INSTANCE_DIR or instance/)."""
+    if os.environ.get("STUDIO_MODEL_DIR"):
+        return Path(os.environ["STUDIO_MODEL_DIR"])
+    return Path(os.environ.get("STUDIO_INSTANCE_DIR") or PROJECT_ROOT / "instance") / "models"
 
 
 def available_model_names(model_dir: str | os.PathLike | None = None) -> tuple[str, ...]:

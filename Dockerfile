@@ -1,0 +1,35 @@
+# Photo Studio: one image for the web server, the worker and the migration job (docker-compose.yml picks the command).
+FROM python:3.11-slim AS base
+
+# The extra index holds torch's CPU wheels: the default ones carry CUDA libraries (gigabytes) this image never uses.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+
+# The weights are fetched and converted once, at build time; onnx is needed for that only, so it stays here.
+FROM base AS weights
+COPY requirements-dev.txt .
+RUN pip install "$(grep '^onnx==' requirements-dev.txt)"
+COPY ml ml
+RUN python -m ml.weights install --model-dir /opt/studio/models
+
+
+FROM base
+RUN useradd --create-home --uid 10001 studio \
+    && install -d -o studio -g studio /var/lib/studio
+COPY --from=weights /opt/studio/models /opt/studio/models
+# The code stays owned by root: the app user can read it, not change it.
+COPY . .
+ENV STUDIO_MODEL_DIR=/opt/studio/models \
+    STUDIO_INSTANCE_DIR=/var/lib/studio
+USER studio
+EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--no-control-socket", \
+     "--access-logfile", "-", "wsgi:app"]

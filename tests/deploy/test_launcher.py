@@ -1,0 +1,149 @@
+"""`make run`'s launcher, for real: embedded Redis, SQLite, gunicorn and a worker, then a clean stop of all of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+from redis import Redis
+
+from ml.registry import model_dir_from_environment
+from studio import settings
+from tests.deploy.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+START_SECONDS = 300
+
+
+class RunningStudio:
+    """A launcher started in its own session, with a temporary instance folder."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.instance = tmp_path / "instance"
+        self.log = tmp_path / "launcher.log"
+        env = {name: value for name, value in os.environ.items()
+               if name not in {"REDIS_URL", "DATABASE_URL", "STUDIO_S3_BUCKET", "SECRET_KEY"}}
+        env.update(PORT=str(self.port), STUDIO_INSTANCE_DIR=str(self.instance),
+                   STUDIO_MODEL_DIR=str(model_dir_from_environment()))
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "studio.launcher"], env=env,
+                                            cwd=settings.PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def output(self) -> str:
+        """Return what the launcher and its children printed."""
+        return self.log.read_text(errors="replace")
+
+    def healthz(self) -> tuple[int, dict] | None:
+        """Return /healthz's status and body, or None while nothing answers."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+        except OSError:
+            return None
+
+    def wait_until_serving(self) -> dict:
+        """Wait for /healthz to say ok; fail with the output if the launcher exits or it never does."""
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"launcher exited early:\n{self.output()}"
+            answer = self.healthz()
+            if answer and answer[0] == 200:
+                return answer[1]
+            time.sleep(0.5)
+        pytest.fail(f"no healthy /healthz within {START_SECONDS}s:\n{self.output()}")
+
+    def descendants(self) -> list[psutil.Process]:
+        """Return every process the launcher started, and theirs."""
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def wait_for_exit(self) -> int:
+        """Wait for the launcher to exit and return its status."""
+        return self.process.wait(timeout=120)
+
+    def kill(self) -> None:
+        """Kill whatever is left (only after a failed test)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Return the processes that are alive (zombies waiting for their parent's wait() count as gone)."""
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+@pytest.fixture
+def studio(tmp_path: Path) -> Iterator[RunningStudio]:
+    """Start the launcher, and make sure nothing of it outlives the test."""
+    running = RunningStudio(tmp_path)
+    yield running
+    running.kill()
+
+
+def test_the_launcher_serves_on_embedded_services_and_stops_everything_on_ctrl_c(studio: RunningStudio) -> None:
+    health = studio.wait_until_serving()
+    children = studio.descendants()
+    names = " ".join(" ".join(process.cmdline()) for process in children)
+
+    assert health["status"] == "ok"
+    assert "redis-server" in names and "gunicorn" in names and "rq_worker.py --with-scheduler" in names
+    assert f"http://127.0.0.1:{studio.port}" in studio.output()
+    # SQLite and the embedded Redis live in the instance folder it was given.
+    assert (studio.instance / "studio.sqlite3").is_file()
+    config = (studio.instance / "redis" / "redis.conf").read_text()
+    assert "maxmemory-policy noeviction" in config
+    port = next(line.split()[1] for line in config.splitlines() if line.startswith("port "))
+    password = next(line.split()[1] for line in config.splitlines() if line.startswith("requirepass "))
+    redis = Redis(host="127.0.0.1", port=int(port), password=password)
+    assert redis.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    redis.close()
+
+    studio.process.send_signal(signal.SIGINT)
+
+    assert studio.wait_for_exit() == 0
+    assert psutil.wait_procs(still_running(children), timeout=10)[1] == []
+
+
+def test_the_launcher_stops_everything_when_one_part_dies(studio: RunningStudio) -> None:
+    studio.wait_until_serving()
+    children = studio.descendants()
+    worker = next(process for process in children if "rq_worker.py" in " ".join(process.cmdline()))
+
+    worker.kill()
+
+    assert studio.wait_for_exit() == 1
+    assert "worker exited unexpectedly" in studio.output()
+    assert psutil.wait_procs(still_running(children), timeout=10)[1] == []
+
+
+def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
+    env = dict(os.environ, PORT="eighty", STUDIO_INSTANCE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "studio.launcher"], env=env, cwd=settings.PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 1
+    assert "PORT must be a number" in result.stderr
