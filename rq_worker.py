@@ -1,0 +1,117 @@
+"""The processing worker: `python rq_worker.py [QUEUE...] [--with-scheduler] [--burst] [--name NAME] [--simple]`.
+
+It builds the Flask app and loads the model sessions once, before taking any job, so no job loads weights.
+
+Why RQ's forking Worker (the default here) and not SimpleWorker: each job runs in a work horse forked from this
+preloaded process, so the model weights are shared copy-on-write and cost nothing per job, while a job that
+leaks memory, crashes in native code or overruns its timeout only takes its horse down (the parent kills it and
+RQ retries the job); fork costs milliseconds against about a second of inference. Two things do not survive
+fork and are handled explicitly:
+- SQLAlchemy's pool: the horse would share the parent's PostgreSQL sockets, so it disposes of the inherited pool
+  (close=False leaves the parent's connections open) and opens its own.
+- libgomp, torch's CPU thread pool: once a parallel region has run in a process, a forked child that computes
+  with more than one thread deadlocks. The parent therefore loads the models with one thread (it never infers)
+  and each horse sets STUDIO_TORCH_THREADS threads (default: all cores; give each worker cores/workers when
+  several workers share a machine).
+On a CUDA machine the CUDA context cannot be used after fork, so the worker runs jobs in-process (SimpleWorker),
+as `--simple` does everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import torch
+from flask import Flask
+from redis import Redis
+from rq import SimpleWorker, Worker
+from rq.job import Job
+from rq.queue import Queue
+
+from jobs.context import bind_app
+from jobs.process_image import on_work_horse_killed
+from ml.registry import available_model_names
+from ml.sessions import preload
+from studio import create_app
+from studio.extensions import db
+from studio.storage import get_storage
+
+logger = logging.getLogger("rq_worker")
+
+
+class PreloadedWorker(Worker):
+    """RQ's forking worker whose horses reset what must not be shared with the preloaded parent."""
+
+    app: Flask
+    torch_threads: int
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        """Prepare the freshly forked horse, then run the job as RQ does."""
+        with self.app.app_context():
+            db.engine.dispose(close=False)
+        torch.set_num_threads(self.torch_threads)
+        super().main_work_horse(job, queue)
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description="Process Photo Studio tasks from the RQ queue.")
+    parser.add_argument("queues", nargs="*", help="queues to listen on (default: STUDIO_QUEUE)")
+    parser.add_argument("--with-scheduler", action="store_true",
+                        help="also run RQ's scheduler, which requeues delayed retries (run at least one such worker)")
+    parser.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    parser.add_argument("--name", help="worker name (default: random)")
+    parser.add_argument("--simple", action="store_true", help="run jobs in this process instead of forking")
+    return parser.parse_args(argv)
+
+
+def preload_models(app: Flask) -> list[str]:
+    """Load the default model and every other installed model, so horses inherit them all."""
+    model_dir = app.config["STUDIO_MODEL_DIR"]
+    default = app.config["STUDIO_DEFAULT_MODEL"]
+    names = [default] + [name for name in available_model_names(model_dir) if name != default]
+    preload(names, model_dir)
+    return names
+
+
+def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int) -> Worker:
+    """Return the worker for the queues, forking unless CUDA or --simple says otherwise."""
+    queues = arguments.queues or [app.config["STUDIO_QUEUE"]]
+    # No socket timeout of our own: RQ sets one that suits its blocking dequeue.
+    connection = Redis.from_url(app.config["REDIS_URL"])
+    if arguments.simple or torch.cuda.is_available():
+        torch.set_num_threads(torch_threads)
+        return SimpleWorker(queues, name=arguments.name, connection=connection)
+    worker = PreloadedWorker(queues, name=arguments.name, connection=connection,
+                             work_horse_killed_handler=on_work_horse_killed)
+    worker.app = app
+    worker.torch_threads = torch_threads
+    return worker
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the app, preload the models, then work the queues."""
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    torch_threads = torch.get_num_threads()
+    # One thread while loading: see the module docstring (libgomp and fork).
+    torch.set_num_threads(1)
+    app = create_app()
+    torch_threads = app.config.get("STUDIO_TORCH_THREADS") or torch_threads
+    bind_app(app)
+    get_storage(app)
+    try:
+        names = preload_models(app)
+    except Exception as error:  # noqa: BLE001 - any failure to load means this worker cannot do its job
+        logger.error("cannot load the models from %s: %s", app.config["STUDIO_MODEL_DIR"], error)
+        return 1
+    logger.info("models loaded: %s; %s torch threads per job", ", ".join(names), torch_threads)
+    worker = build_worker(app, arguments, torch_threads)
+    worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The JSON API at /api/v1: bearer tokens only, JSON errors, documented in openapi.json."""
+
+from flask import Blueprint
+
+from studio.extensions import csrf
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+# Bearer tokens are not sent by browsers on their own, so cross-site requests cannot ride on them: no CSRF token.
+csrf.exempt(bp)
+
+from studio.api import auth, errors, openapi, tasks, tokens  # noqa: E402,F401  (routes register on bp)
+
+__all__ = ["bp"]

@@ -1,0 +1,1 @@
+"""Processing tasks: the service (rules) and the pages."""

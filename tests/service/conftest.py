@@ -1,0 +1,273 @@
+"""Fixtures for the service tests: real PostgreSQL (schema from the migrations), real Redis, moto's S3 server."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from argon2 import PasswordHasher
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import SimpleWorker
+from sqlalchemy import MetaData, create_engine
+from sqlalchemy.exc import OperationalError
+
+from jobs import context as job_context
+from studio import create_app
+from studio.auth import service as account_service
+from studio.extensions import db
+from studio.models import Task, User
+from studio.queue import get_queue
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, require
+
+PASSWORD = "correct horse battery staple"
+# Cheap Argon2 parameters keep the suite fast; production uses the library defaults.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+S3_BUCKET = "studio-test"
+AWS_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Name the installed driver (psycopg2) explicitly in a postgresql:// URL."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def _postgres_up(url: str) -> bool:
+    engine = create_engine(url)
+    try:
+        with engine.connect():
+            return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _redis_up(url: str) -> bool:
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
+    except RedisError:
+        return False
+
+
+def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[str, Any]:
+    """Return the test configuration: real services, immediate retries, the generous production rate limits."""
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SERVER_NAME": "studio.test",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": redis_url,
+        "RATELIMIT_STORAGE_URI": redis_url,
+        "STUDIO_QUEUE": "studio-test",
+        "STUDIO_STORAGE_DIR": str(storage_dir),
+        "STUDIO_S3_BUCKET": None,
+        "STUDIO_JOB_RETRIES": 2,
+        # No delay between attempts, so a burst worker runs every retry without a scheduler.
+        "STUDIO_JOB_RETRY_INTERVALS": [0],
+    }
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """Return the test database URL with its schema built by the migrations (not create_all)."""
+    url = sqlalchemy_url(TEST_DATABASE_URL)
+    require(_postgres_up(url), f"PostgreSQL not reachable at {TEST_DATABASE_URL}")
+    engine = create_engine(url)
+    metadata = MetaData()
+    metadata.reflect(engine)
+    metadata.drop_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Return the test Redis URL."""
+    require(_redis_up(TEST_REDIS_URL), f"Redis not reachable at {TEST_REDIS_URL}")
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Upgrade the empty test database to the newest migration, once per session."""
+    app = create_app(base_config(database_url, redis_url, tmp_path_factory.mktemp("storage")))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return database_url
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash passwords with cheap parameters during tests."""
+    monkeypatch.setattr(account_service, "password_hasher", FAST_HASHER)
+
+
+@pytest.fixture
+def make_app(migrated: str, redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Return a factory of apps on the clean test services; the tables and the Redis db are emptied after."""
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        config = base_config(migrated, redis_url, tmp_path / "storage")
+        config.update(overrides)
+        app = create_app(config)
+        apps.append(app)
+        job_context.bind_app(app)
+        return app
+
+    _clean(migrated, redis_url)
+    yield make
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    job_context.bind_app(None)
+    _clean(migrated, redis_url)
+
+
+def _clean(database_url: str, redis_url: str) -> None:
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE tasks, api_tokens, users RESTART IDENTITY CASCADE")
+    engine.dispose()
+    Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """Return the app with local-disk storage."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Return a test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(app: Flask) -> Callable[..., User]:
+    """Create accounts through the account service."""
+    def make(email: str | None = None) -> User:
+        with app.app_context():
+            user = account_service.create_user(email or f"user-{uuid.uuid4().hex[:8]}@example.com", PASSWORD)
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+    return make
+
+
+@pytest.fixture
+def make_token(app: Flask) -> Callable[[User], dict[str, str]]:
+    """Return the Authorization header of a new API token for an account."""
+    def make(user: User) -> dict[str, str]:
+        with app.app_context():
+            _, plaintext = account_service.create_api_token(db.session.get(User, user.id), "tests")
+        return {"Authorization": f"Bearer {plaintext}"}
+    return make
+
+
+@pytest.fixture
+def user(make_user: Callable[..., User]) -> User:
+    """Return one account."""
+    return make_user("ada@example.com")
+
+
+@pytest.fixture
+def headers(user: User, make_token: Callable[[User], dict[str, str]]) -> dict[str, str]:
+    """Return the bearer header of the `user` fixture's account."""
+    return make_token(user)
+
+
+@pytest.fixture(scope="session")
+def photo_bytes(photos_dir: Path) -> Callable[[str], bytes]:
+    """Return a reader of the real fixture photos by name."""
+    return lambda name: (photos_dir / name).read_bytes()
+
+
+def upload(client: FlaskClient, headers: dict[str, str], data: bytes, filename: str = "photo.jpg",
+           **options: str):
+    """POST a photo to the API as a multipart upload."""
+    return client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                       data={"image": (io.BytesIO(data), filename), **options})
+
+
+def load_task(app: Flask, task_id: str) -> Task | None:
+    """Return a task row, detached, read fresh from the database."""
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        if task is not None:
+            db.session.expunge(task)
+        return task
+
+
+def run_worker(app: Flask) -> None:
+    """Run a real RQ worker in this process until the queue is empty (SimpleWorker, burst mode)."""
+    job_context.bind_app(app)
+    with app.app_context():
+        queue_name = get_queue().name
+    worker = SimpleWorker([queue_name], connection=Redis.from_url(app.config["REDIS_URL"]))
+    worker.work(burst=True)
+
+
+def default_model_ready(app: Flask) -> bool:
+    """Return True when ml.pipeline and the default model's weights are installed."""
+    from ml.registry import available_model_names
+
+    return app.config["STUDIO_DEFAULT_MODEL"] in available_model_names(app.config["STUDIO_MODEL_DIR"])
+
+
+@pytest.fixture
+def model_ready(app: Flask) -> None:
+    """Require the real model (skip on a laptop without weights, fail in CI)."""
+    require(default_model_ready(app), "the default model's weights are not installed (make install)")
+
+
+def free_port() -> int:
+    """Return a TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """Start moto's S3 server on a free local port and return its URL (with test credentials in the env)."""
+    from moto.server import ThreadedMotoServer
+
+    saved = {name: os.environ.get(name) for name in AWS_ENVIRONMENT}
+    os.environ.update(AWS_ENVIRONMENT)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def s3_app(make_app: Callable[..., Flask], s3_endpoint: str) -> Flask:
+    """Return an app storing files in a fresh bucket on the moto server."""
+    import boto3
+
+    bucket = f"{S3_BUCKET}-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return make_app(STUDIO_S3_BUCKET=bucket, STUDIO_S3_ENDPOINT_URL=s3_endpoint, STUDIO_S3_REGION="us-east-1",
+                    STUDIO_S3_PREFIX="studio")
