@@ -1,0 +1,128 @@
+// Upload page: drag and drop several photos, post each one on its own so one bad file does not sink the rest,
+// and insert the returned task rows, which then poll for their own status through htmx.
+(function () {
+  "use strict";
+
+  const form = document.getElementById("upload-form");
+  if (!form) {
+    return;
+  }
+  const input = form.querySelector('input[type="file"]');
+  const dropzone = document.getElementById("dropzone");
+  const selection = document.getElementById("selected-files");
+  const statusLine = document.getElementById("upload-status");
+  const button = document.getElementById("upload-button");
+  const results = document.getElementById(form.dataset.results);
+
+  function announce(text) {
+    statusLine.textContent = text;
+  }
+
+  function showSelection() {
+    selection.replaceChildren();
+    for (const file of input.files) {
+      const item = document.createElement("li");
+      item.textContent = file.name;
+      selection.appendChild(item);
+    }
+  }
+
+  function addErrorRow(text) {
+    const row = document.createElement("tr");
+    row.className = "upload-error";
+    const cell = document.createElement("td");
+    cell.colSpan = 4;
+    cell.setAttribute("role", "alert");
+    cell.textContent = text;
+    row.appendChild(cell);
+    results.prepend(row);
+  }
+
+  async function errorMessage(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error && body.error.message) {
+        return body.error.message;
+      }
+    } catch (ignored) {
+      // Not JSON (a proxy's error page, say): fall back to the status line below.
+    }
+    return "the server answered " + response.status + " " + response.statusText;
+  }
+
+  async function uploadOne(file) {
+    const body = new FormData(form);
+    body.delete("photo");
+    body.append("photo", file, file.name);
+    const response = await fetch(form.action, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      // HX-Request asks for the rows alone; errors come back as JSON with a readable message.
+      headers: {"HX-Request": "true", "Accept": "application/json"},
+    });
+    const redirect = response.headers.get("HX-Redirect");
+    if (redirect) {
+      window.location.assign(redirect);
+      return;
+    }
+    if (!response.ok) {
+      addErrorRow(file.name + ": " + (await errorMessage(response)));
+      return;
+    }
+    const template = document.createElement("template");
+    template.innerHTML = "<table><tbody>" + (await response.text()) + "</tbody></table>";
+    const rows = Array.from(template.content.querySelectorAll("tbody > tr")).reverse();
+    for (const row of rows) {
+      results.prepend(row);
+      window.htmx.process(row);
+    }
+  }
+
+  ["dragenter", "dragover"].forEach(function (name) {
+    dropzone.addEventListener(name, function (event) {
+      event.preventDefault();
+      dropzone.classList.add("dragging");
+    });
+  });
+  ["dragleave", "drop"].forEach(function (name) {
+    dropzone.addEventListener(name, function (event) {
+      event.preventDefault();
+      dropzone.classList.remove("dragging");
+    });
+  });
+  dropzone.addEventListener("drop", function (event) {
+    if (event.dataTransfer && event.dataTransfer.files.length) {
+      input.files = event.dataTransfer.files;
+      showSelection();
+    }
+  });
+  input.addEventListener("change", showSelection);
+
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    const files = Array.from(input.files);
+    if (!files.length) {
+      announce("Choose at least one photo.");
+      return;
+    }
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    try {
+      for (const [index, file] of files.entries()) {
+        announce("Uploading " + (index + 1) + " of " + files.length + ": " + file.name);
+        try {
+          await uploadOne(file);
+        } catch (error) {
+          addErrorRow(file.name + ": the upload did not reach the server (" + error.message + ")");
+        }
+      }
+      announce("Uploaded " + files.length + (files.length === 1 ? " photo" : " photos") + ". Results appear below.");
+      input.value = "";
+      showSelection();
+    } finally {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    }
+  });
+})();

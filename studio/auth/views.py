@@ -1,0 +1,167 @@
+"""Account pages: sign up, sign in, sign out, password change and API tokens."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.wrappers import Response
+
+from studio.auth import service
+from studio.auth.service import AccountError
+from studio.errors import error_response, wants_json
+from studio.extensions import login_manager
+from studio.security import auth_limit
+
+bp = Blueprint("auth", __name__)
+
+login_manager.login_message = "Sign in to continue."
+login_manager.login_message_category = "info"
+
+
+@login_manager.user_loader
+def load_user(identity: str):
+    """Load the signed-in account from its session identity, refusing stale session versions."""
+    return service.load_session_user(identity)
+
+
+@login_manager.unauthorized_handler
+def unauthorized() -> Response:
+    """Send people to the sign-in page; JSON clients get a 401, HTMX requests a client-side redirect."""
+    if wants_json():
+        return error_response(401, "unauthorized", "Sign in to continue.", title="Sign in")
+    if request.headers.get("HX-Request") == "true":
+        # A poll from a page whose session ended: move the whole page, not the fragment, to the sign-in form.
+        response = Response(status=401)
+        response.headers["HX-Redirect"] = url_for("auth.login")
+        return response
+    flash(login_manager.login_message, login_manager.login_message_category)
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.login", next=target))
+
+
+def _safe_next(target: str | None) -> str:
+    """Return a same-site path to go to after signing in, never another site."""
+    # Browsers drop tabs and newlines and read a backslash as a slash, so "/\t/evil.example" means another site.
+    unsafe = any(character.isspace() or character == "\\" or ord(character) < 32 for character in target or "")
+    if target and target.startswith("/") and not unsafe:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and not target.startswith("//"):
+            return target
+    return url_for("tasks.index")
+
+
+def _start_session(user) -> None:
+    # A fresh session on every sign-in, so a session id planted before sign-in is worth nothing.
+    session.clear()
+    login_user(user)
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@auth_limit
+def register() -> Response | str:
+    """Create an account and sign in."""
+    if current_user.is_authenticated:
+        return redirect(url_for("tasks.index"))
+    email = request.form.get("email", "")
+    if request.method == "POST":
+        password = request.form.get("password", "")
+        try:
+            if password != request.form.get("confirm", ""):
+                raise AccountError("The two passwords do not match.")
+            user = service.create_user(email, password)
+        except AccountError as error:
+            return render_template("auth/register.html", error=error.message, email=email), 400
+        _start_session(user)
+        flash("Welcome! Your account is ready.", "success")
+        return redirect(url_for("tasks.index"))
+    return render_template("auth/register.html", email=email)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@auth_limit
+def login() -> Response | str:
+    """Sign in with email and password."""
+    next_url = request.values.get("next", "")
+    if current_user.is_authenticated:
+        return redirect(_safe_next(next_url))
+    email = request.form.get("email", "")
+    if request.method == "POST":
+        user = service.authenticate(email, request.form.get("password", ""))
+        if user is None:
+            # One message for unknown email and wrong password: the form must not reveal who has an account.
+            return render_template("auth/login.html", error="Invalid email or password.", email=email,
+                                   next_url=next_url), 401
+        _start_session(user)
+        return redirect(_safe_next(next_url))
+    return render_template("auth/login.html", email=email, next_url=next_url)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Sign out (POST only, so a link or image on another site cannot sign anyone out)."""
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("tasks.index"))
+
+
+@bp.get("/account")
+@login_required
+def account() -> str:
+    """Show the account page: password change and API tokens."""
+    return render_template("auth/account.html", tokens=service.list_api_tokens(current_user))
+
+
+@bp.post("/account/password")
+@login_required
+def change_password() -> Response | tuple[str, int]:
+    """Change the password; other sessions and API tokens stop working."""
+    new = request.form.get("new_password", "")
+    try:
+        if new != request.form.get("confirm", ""):
+            raise AccountError("The two new passwords do not match.")
+        service.change_password(current_user, request.form.get("current_password", ""), new)
+    except AccountError as error:
+        return render_template("auth/account.html", tokens=service.list_api_tokens(current_user),
+                               password_error=error.message), 400
+    # The version bump ended this session too; start a new one for the person who made the change.
+    _start_session(current_user._get_current_object())
+    flash("Password changed. Other sessions were signed out and API tokens revoked.", "success")
+    return redirect(url_for("auth.account"))
+
+
+@bp.post("/account/sessions/end")
+@login_required
+def end_sessions() -> Response:
+    """Sign out everywhere, this browser included."""
+    service.end_other_sessions(current_user)
+    logout_user()
+    session.clear()
+    flash("You are signed out on every device.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/account/tokens")
+@login_required
+@auth_limit
+def create_token() -> tuple[str, int]:
+    """Create an API token and show it once; only its digest is kept."""
+    try:
+        token, plaintext = service.create_api_token(current_user, request.form.get("name", ""))
+    except AccountError as error:
+        return render_template("auth/account.html", tokens=service.list_api_tokens(current_user),
+                               token_error=error.message), 400
+    # Rendered, not flashed: the flash would put the secret in the (signed, not encrypted) session cookie.
+    return render_template("auth/account.html", tokens=service.list_api_tokens(current_user),
+                           new_token=plaintext, new_token_record=token), 201
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int) -> Response:
+    """Revoke one of the account's API tokens."""
+    service.revoke_api_token(current_user, token_id)
+    flash("API token revoked.", "success")
+    return redirect(url_for("auth.account"))

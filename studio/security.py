@@ -1,0 +1,128 @@
+"""Security plumbing: proxy headers, response security headers and the rate-limit tiers."""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, request
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
+
+from studio.extensions import limiter
+
+View = TypeVar("View", bound=Callable)
+
+
+def init_app(app: Flask) -> None:
+    """Trust the configured proxies, point the limiter at Redis and add security headers; call before limiter."""
+    proxies = app.config.get("STUDIO_PROXY_COUNT", 0)
+    if proxies:
+        # Only as many hops as there really are proxies: more would let clients forge their address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", limiter_storage_uri(app.config["REDIS_URL"]))
+    # A Redis outage must not take sign-in down with it: count in memory until Redis is back.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    csp = content_security_policy(app.config)
+    hsts = bool(app.config.get("SESSION_COOKIE_SECURE"))
+
+    @app.after_request
+    def add_security_headers(response: Response) -> Response:
+        # setdefault: a page with needs of its own (the admin job dashboard) may have set a policy already.
+        response.headers.setdefault("Content-Security-Policy", csp)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if hsts:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if response.mimetype == "text/html" and "Cache-Control" not in response.headers:
+            # Pages show private photos and one-time tokens: keep them out of shared and back-button caches.
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def limiter_storage_uri(redis_url: str) -> str:
+    """Return the limits-library storage URI for a redis-py URL (unix sockets are spelled redis+unix)."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://"):]
+    return redis_url
+
+
+def content_security_policy(config: dict) -> str:
+    """Return the CSP: our own scripts and styles only, images also from the S3 endpoint when S3 is used."""
+    image_sources = ["'self'", "data:", "blob:"]
+    if config.get("STUDIO_S3_BUCKET"):
+        endpoint = config.get("STUDIO_S3_ENDPOINT_URL")
+        if endpoint:
+            parts = urlsplit(endpoint)
+            image_sources.append(f"{parts.scheme}://{parts.netloc}")
+        else:
+            # AWS hands out per-bucket, per-region hosts for presigned URLs: allow any HTTPS image.
+            image_sources.append("https:")
+    directives = {
+        "default-src": "'self'",
+        "script-src": "'self'",
+        "style-src": "'self'",
+        "img-src": " ".join(image_sources),
+        "connect-src": "'self'",
+        "object-src": "'none'",
+        "base-uri": "'self'",
+        "form-action": "'self'",
+        "frame-ancestors": "'none'",
+    }
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+def client_key() -> str:
+    """Return who is asking, for rate limits: the signed-in account, else the client address."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return f"ip:{get_remote_address()}"
+
+
+def _account_key() -> str:
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    email = request.form.get("email")
+    if email is None and request.is_json:
+        body = request.get_json(silent=True)
+        email = body.get("email") if isinstance(body, dict) else None
+    if isinstance(email, str) and email.strip():
+        return f"email:{email.strip().lower()}"
+    return f"ip:{get_remote_address()}"
+
+
+def _per_task_key() -> str:
+    # Pages poll one fragment per unfinished task, so each task gets its own read allowance.
+    return f"{client_key()}:{request.path}"
+
+
+def _tier(name: str) -> Callable[[], str]:
+    return lambda: current_app.config[name]
+
+
+def auth_limit(view: View) -> View:
+    """Limit sign-in, sign-up and token creation (RATELIMIT_AUTH), per client address and per account."""
+    view = limiter.shared_limit(_tier("RATELIMIT_AUTH"), "auth-account", key_func=_account_key,
+                                methods=["POST"])(view)
+    return limiter.shared_limit(_tier("RATELIMIT_AUTH"), "auth-address", key_func=get_remote_address,
+                                methods=["POST"])(view)
+
+
+def upload_limit(view: View) -> View:
+    """Limit uploads and re-runs (RATELIMIT_UPLOAD) per account, shared by the pages and the API."""
+    return limiter.shared_limit(_tier("RATELIMIT_UPLOAD"), "upload", key_func=client_key, methods=["POST"])(view)
+
+
+def read_limit(view: View) -> View:
+    """Limit reads (RATELIMIT_READ) per account and page."""
+    return limiter.limit(_tier("RATELIMIT_READ"), key_func=client_key)(view)
+
+
+def poll_limit(view: View) -> View:
+    """Limit a polled per-task fragment (RATELIMIT_READ) per account and task."""
+    return limiter.limit(_tier("RATELIMIT_READ"), key_func=_per_task_key)(view)

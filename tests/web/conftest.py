@@ -1,0 +1,187 @@
+"""Fixtures for the page tests: an app on the real test PostgreSQL, a client, a CLI runner and an `auth` helper."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+from argon2 import PasswordHasher
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+
+from studio import create_app
+from studio.auth import service as account_service
+from studio.extensions import db
+from studio.models import Task, TaskStatus, User
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, require
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+PASSWORD = "correct horse battery staple"
+# Cheap Argon2 parameters keep the suite fast; the production parameters are the library defaults.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Name the installed driver: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, we ship psycopg2."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def _postgres_up() -> bool:
+    engine = create_engine(sqlalchemy_url(TEST_DATABASE_URL))
+    try:
+        with engine.connect():
+            return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _redis_up() -> bool:
+    try:
+        return bool(Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping())
+    except RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """Return the test database URL, skipping (failing in CI) when PostgreSQL is not there."""
+    require(_postgres_up(), f"PostgreSQL not reachable at {TEST_DATABASE_URL}")
+    return sqlalchemy_url(TEST_DATABASE_URL)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Return the test Redis URL, skipping (failing in CI) when Redis is not there."""
+    require(_redis_up(), f"Redis not reachable at {TEST_REDIS_URL}")
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(monkeypatch: pytest.MonkeyPatch) -> PasswordHasher:
+    """Hash passwords with cheap parameters during tests."""
+    monkeypatch.setattr(account_service, "password_hasher", FAST_HASHER)
+    return FAST_HASHER
+
+
+def make_app(postgres_url: str, redis_url: str, tmp_path, **overrides: Any) -> Flask:
+    """Create an app on the test services with a fresh schema."""
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": postgres_url,
+        "REDIS_URL": redis_url,
+        "STUDIO_STORAGE_DIR": str(tmp_path / "storage"),
+        "STUDIO_S3_BUCKET": None,
+        "RATELIMIT_ENABLED": False,
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+    config.update(overrides)
+    app = create_app(config)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    return app
+
+
+@pytest.fixture
+def app(postgres_url: str, redis_url: str, tmp_path) -> Iterator[Flask]:
+    """Return the app with an empty schema, dropped again afterwards."""
+    app = make_app(postgres_url, redis_url, tmp_path)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+    # Uploads queued jobs; the next test starts with an empty queue.
+    Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Return a test client (a browser without JavaScript)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):
+    """Return a CLI runner for the app."""
+    return app.test_cli_runner()
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """Return the CSRF token a page hands this client."""
+    page = client.get(path)
+    match = CSRF_FIELD.search(page.get_data(as_text=True))
+    assert match, f"no csrf_token field on {path} ({page.status_code})"
+    return match.group(1)
+
+
+class AuthActions:
+    """Sign up, sign in and out through the real forms."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def register(self, email: str = "ada@example.com", password: str = PASSWORD, confirm: str | None = None):
+        """Post the registration form."""
+        token = csrf_token(self.client, "/register")
+        return self.client.post("/register", data={
+            "email": email, "password": password, "confirm": password if confirm is None else confirm,
+            "csrf_token": token})
+
+    def login(self, email: str = "ada@example.com", password: str = PASSWORD, **extra: str):
+        """Post the sign-in form."""
+        token = csrf_token(self.client, "/login")
+        return self.client.post("/login", data={"email": email, "password": password, "csrf_token": token,
+                                                **extra})
+
+    def logout(self):
+        """Post the sign-out form."""
+        token = csrf_token(self.client, "/account")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    """Return the sign-in helper for the client."""
+    return AuthActions(client)
+
+
+@pytest.fixture
+def make_user(app: Flask) -> Callable[..., User]:
+    """Create accounts directly through the service."""
+    def make(email: str = "ada@example.com", password: str = PASSWORD, **kwargs: Any) -> User:
+        with app.app_context():
+            user = account_service.create_user(email, password, **kwargs)
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+    return make
+
+
+@pytest.fixture
+def make_task(app: Flask) -> Callable[..., str]:
+    """Insert a task row for an account and return its id (no file, no job: for page and ownership tests)."""
+    def make(user_id: int, status: TaskStatus = TaskStatus.PENDING, **fields: Any) -> str:
+        with app.app_context():
+            task = Task(
+                id=str(uuid.uuid4()), user_id=user_id, status=status.value, model="u2netp",
+                options={"model": "u2netp", "output": "cutout", "format": "png", "bg_color": None, "blur": 0,
+                         "crop": False, "margin": 0},
+                original_filename=fields.pop("original_filename", "photo.jpg"),
+                input_key=fields.pop("input_key", "missing/input.jpg"), input_content_type="image/jpeg",
+                input_width=4, input_height=3, **fields)
+            db.session.add(task)
+            db.session.commit()
+            return task.id
+    return make

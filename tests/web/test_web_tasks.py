@@ -1,0 +1,267 @@
+"""Task pages: owner isolation on every task route, the polling fragments, the list, uploads, re-run and delete."""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from studio.auth import service as account_service
+from studio.extensions import db
+from studio.models import TaskStatus, User
+from tests.web.conftest import csrf_token
+
+POLLING = re.compile(r'hx-trigger="every 1s"')
+
+
+def _task_rules(app: Flask):
+    return [rule for rule in app.url_map.iter_rules() if "task_id" in rule.arguments]
+
+
+def test_the_task_routes_are_all_found(app):
+    endpoints = {rule.endpoint for rule in _task_rules(app)}
+    assert {"tasks.detail", "tasks.status", "tasks.result", "tasks.input_image", "tasks.rerun",
+            "tasks.delete"} <= endpoints
+
+
+def test_every_task_route_answers_404_for_another_accounts_task(app, client, auth, make_user, make_task):
+    owner = make_user("owner@example.com")
+    task_id = make_task(owner.id, TaskStatus.COMPLETED, result_key="missing/result.png",
+                        result_content_type="image/png")
+    intruder = make_user("intruder@example.com")
+    with app.app_context():
+        _, bearer = account_service.create_api_token(db.session.get(User, intruder.id))
+    auth.login("intruder@example.com")
+    # Both a session and a bearer token, so page routes and API routes alike see a signed-in intruder.
+    headers = {"X-CSRFToken": csrf_token(client, "/tasks"), "Authorization": f"Bearer {bearer}"}
+    checked = 0
+    for rule in _task_rules(app):
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for target in (task_id, str(uuid.uuid4())):
+                path = rule.build({**{name: 1 for name in rule.arguments}, "task_id": target}, append_unknown=False)[1]
+                response = client.open(path, method=method, headers=headers, data={"model": "u2netp"})
+                assert response.status_code == 404, f"{method} {path} answered {response.status_code}"
+                checked += 1
+    assert checked >= 12
+    with app.app_context():
+        assert db.session.get(User, owner.id) is not None
+    # The owner still has the task: nothing above changed it.
+    auth.logout()
+    auth.login("owner@example.com")
+    assert client.get(f"/tasks/{task_id}").status_code == 200
+
+
+def test_task_pages_need_a_signed_in_user(client, make_user, make_task):
+    task_id = make_task(make_user().id)
+    for path in (f"/tasks/{task_id}", f"/tasks/{task_id}/status", f"/tasks/{task_id}/input", "/tasks"):
+        response = client.get(path)
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("status, polls", [
+    (TaskStatus.PENDING, True), (TaskStatus.PROCESSING, True),
+    (TaskStatus.COMPLETED, False), (TaskStatus.FAILED, False),
+])
+@pytest.mark.parametrize("view", ["row", None])
+def test_status_fragment_polls_only_while_the_task_runs(client, auth, make_user, make_task, status, polls, view):
+    user = make_user()
+    auth.login()
+    task_id = make_task(user.id, status, progress=40, error="the model ran out of memory" if status ==
+                        TaskStatus.FAILED else None)
+    query = {"view": view} if view else {}
+    html = client.get(f"/tasks/{task_id}/status", query_string=query).get_data(as_text=True)
+    root = html.strip().split(">", 1)[0]
+    assert root.startswith("<tr" if view else "<section")
+    assert f'data-status="{status.value}"' in root
+    assert bool(POLLING.search(root)) is polls
+    if polls:
+        assert 'hx-target="this"' in root and 'hx-swap="outerHTML"' in root
+        expected = f"/tasks/{task_id}/status" + ("?view=row" if view else "")
+        assert f'hx-get="{expected}"' in root
+    else:
+        assert "hx-get" not in root
+    assert 'aria-live="polite"' in html
+    if status == TaskStatus.PROCESSING:
+        assert 'value="40"' in html
+    if status == TaskStatus.COMPLETED:
+        assert f"/tasks/{task_id}/result" in html
+    if status == TaskStatus.FAILED:
+        assert "the model ran out of memory" in html
+
+
+def test_fragments_escape_what_users_and_errors_put_in_them(client, auth, make_user, make_task):
+    user = make_user()
+    auth.login()
+    task_id = make_task(user.id, TaskStatus.FAILED, error="<script>alert(1)</script>",
+                        original_filename="<img src=x onerror=alert(2)>.jpg")
+    for query in ({"view": "row"}, {}):
+        html = client.get(f"/tasks/{task_id}/status", query_string=query).get_data(as_text=True)
+        assert "<script>alert(1)" not in html and "<img src=x" not in html
+    detail = client.get(f"/tasks/{task_id}").get_data(as_text=True)
+    assert "<img src=x" not in detail
+
+
+def test_the_task_page_includes_the_live_region_and_the_forms(client, auth, make_user, make_task):
+    user = make_user()
+    auth.login()
+    task_id = make_task(user.id, TaskStatus.PROCESSING)
+    html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
+    assert 'id="task-status"' in html and POLLING.search(html)
+    assert f'src="/tasks/{task_id}/input"' in html
+    assert f'action="/tasks/{task_id}/rerun"' in html
+    assert re.search(rf'action="/tasks/{task_id}/delete"\s+data-confirm=', html)
+    assert html.count('name="csrf_token"') >= 3
+
+
+def test_history_lists_own_tasks_newest_first_a_page_at_a_time(app, client, auth, make_user, make_task):
+    app.config["STUDIO_TASKS_PER_PAGE"] = 2
+    user = make_user()
+    other = make_user("other@example.com")
+    make_task(other.id, original_filename="not-mine.jpg")
+    for name in ("first.jpg", "second.jpg", "third.jpg"):
+        make_task(user.id, TaskStatus.COMPLETED, original_filename=name)
+    auth.login()
+    page_one = client.get("/tasks").get_data(as_text=True)
+    assert "third.jpg" in page_one and "second.jpg" in page_one and "first.jpg" not in page_one
+    assert 'href="/tasks?page=2"' in page_one
+    page_two = client.get("/tasks?page=2").get_data(as_text=True)
+    assert "first.jpg" in page_two
+    for page in (page_one, page_two):
+        assert "not-mine.jpg" not in page
+        assert not POLLING.search(page)
+
+
+def test_history_survives_a_silly_page_number(client, auth, make_user):
+    make_user()
+    auth.login()
+    assert client.get("/tasks?page=-3").status_code == 200
+    assert client.get("/tasks?page=abc").status_code == 200
+    assert client.get("/tasks?page=9999").status_code in (200, 404)
+
+
+def test_landing_page_for_visitors_upload_page_for_members(client, auth, make_user):
+    assert b"Create an account" in client.get("/").data
+    make_user()
+    auth.login()
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="upload-form"' in page and 'type="file"' in page and "multiple" in page
+    for field in ("model", "output", "format", "bg_color", "blur", "crop", "margin"):
+        assert f'name="{field}"' in page
+    assert "js/upload.js" in page
+
+
+# Uploads go through the real service (helper A's studio/tasks/service.py), storage and queue.
+
+@pytest.fixture
+def photo(photos_dir: Path) -> bytes:
+    """Return the bytes of a small real photo."""
+    return (photos_dir / "rifle2.jpeg").read_bytes()
+
+
+@pytest.fixture
+def signed_in(client, auth, make_user):
+    """Sign a user in and return the client."""
+    make_user()
+    auth.login()
+    return client
+
+
+def _upload(client, files, headers=None, **options):
+    data = {"csrf_token": csrf_token(client, "/"), "photo": files, **options}
+    return client.post("/tasks", data=data, headers=headers or {}, content_type="multipart/form-data")
+
+
+def test_upload_one_photo_opens_its_page(signed_in, photo):
+    response = _upload(signed_in, [(io.BytesIO(photo), "rifle.jpeg")], model="u2netp")
+    assert response.status_code == 302
+    task_page = response.headers["Location"]
+    assert re.fullmatch(r"/tasks/[0-9a-f-]{36}", task_page)
+    assert b"rifle.jpeg" in signed_in.get(task_page).data
+    original = signed_in.get(task_page + "/input")
+    assert original.status_code in (200, 302)
+    if original.status_code == 200:
+        assert original.data == photo
+
+
+def test_upload_several_photos_for_the_script_returns_polling_rows(signed_in, photo):
+    response = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg"), (io.BytesIO(photo), "b.jpeg")],
+                       headers={"HX-Request": "true", "Accept": "application/json"})
+    assert response.status_code == 201
+    rows = re.findall(r"<tr id=\"task-[^\"]+\"[^>]*>", response.get_data(as_text=True))
+    assert len(rows) == 2 and all(POLLING.search(row) for row in rows)
+    history = signed_in.get("/tasks").get_data(as_text=True)
+    assert "a.jpeg" in history and "b.jpeg" in history
+
+
+def test_upload_several_photos_without_the_script_opens_the_history(signed_in, photo):
+    response = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg"), (io.BytesIO(photo), "b.jpeg")])
+    assert response.status_code == 302 and response.headers["Location"] == "/tasks"
+    history = signed_in.get("/tasks").get_data(as_text=True)
+    assert "Uploaded 2 photos" in history
+    assert len(re.findall(r'<tr id="task-', history)) == 2
+
+
+def test_a_bad_file_among_good_ones_is_reported_and_the_rest_are_kept(signed_in, photo):
+    response = _upload(signed_in, [(io.BytesIO(photo), "good.jpeg"), (io.BytesIO(b"nonsense"), "bad.txt")])
+    assert response.status_code == 302
+    history = signed_in.get("/tasks").get_data(as_text=True)
+    assert "good.jpeg" in history and "bad.txt: " in history
+
+
+def test_upload_without_a_photo_is_a_400_with_a_message(signed_in):
+    response = _upload(signed_in, [])
+    assert response.status_code == 400
+    assert "Choose at least one photo" in response.get_data(as_text=True)
+
+
+def test_upload_of_a_non_image_is_refused_with_a_message(signed_in):
+    response = _upload(signed_in, [(io.BytesIO(b"%PDF-1.4 not a photo"), "cv.pdf")],
+                       headers={"HX-Request": "true", "Accept": "application/json"})
+    assert 400 <= response.status_code < 500
+    message = response.get_json()["error"]["message"]
+    assert "cv.pdf" in message
+    assert "Traceback" not in message
+
+
+def test_upload_with_bad_options_is_refused_with_the_field(signed_in, photo):
+    response = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg")], blur="200")
+    assert response.status_code == 400
+    assert "blur" in response.get_data(as_text=True)
+
+
+def test_too_large_upload_is_a_413_with_a_message(app, signed_in, photo):
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    response = _upload(signed_in, [(io.BytesIO(photo), "big.jpeg")],
+                       headers={"HX-Request": "true", "Accept": "application/json"})
+    assert response.status_code == 413
+    assert "larger than the limit" in response.get_json()["error"]["message"]
+
+
+def test_rerun_creates_a_new_task_with_the_new_options(signed_in, photo):
+    first = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg")]).headers["Location"]
+    response = signed_in.post(first + "/rerun", data={"csrf_token": csrf_token(signed_in, first), "model": "u2netp",
+                                                      "output": "mask", "format": "png"})
+    assert response.status_code == 302
+    second = response.headers["Location"]
+    assert second != first
+    assert "mask" in signed_in.get(second).get_data(as_text=True)
+
+
+def test_rerun_with_bad_options_explains_and_keeps_the_task(signed_in, photo):
+    first = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg")]).headers["Location"]
+    response = signed_in.post(first + "/rerun", data={"csrf_token": csrf_token(signed_in, first),
+                                                      "format": "jpeg", "output": "cutout"})
+    assert response.status_code == 400
+    assert "JPEG has no transparency" in response.get_data(as_text=True)
+
+
+def test_delete_removes_the_task(signed_in, photo):
+    task_page = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg")]).headers["Location"]
+    response = signed_in.post(task_page + "/delete", data={"csrf_token": csrf_token(signed_in, task_page)})
+    assert response.status_code == 302 and response.headers["Location"] == "/tasks"
+    assert signed_in.get(task_page).status_code == 404
+    assert signed_in.get(task_page + "/input").status_code == 404
