@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import sys
 
 import torch
@@ -32,9 +33,10 @@ from rq.queue import Queue
 
 from jobs.context import bind_app
 from jobs.process_image import on_work_horse_killed
+from jobs.scheduled import run_scheduler
 from ml.registry import available_model_names
 from ml.sessions import preload
-from studio import create_app
+from studio import create_app, settings
 from studio.extensions import db
 from studio.storage import get_storage
 
@@ -60,7 +62,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Process Photo Studio tasks from the RQ queue.")
     parser.add_argument("queues", nargs="*", help="queues to listen on (default: STUDIO_QUEUE)")
     parser.add_argument("--with-scheduler", action="store_true",
-                        help="also run RQ's scheduler, which requeues delayed retries (run at least one such worker)")
+                        help="also run RQ's scheduler (it requeues delayed retries) and rq-scheduler's periodic jobs "
+                             "(the task reconciler); run at least one such worker")
     parser.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     parser.add_argument("--name", help="worker name (default: random)")
     parser.add_argument("--simple", action="store_true", help="run jobs in this process instead of forking")
@@ -91,10 +94,24 @@ def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int) 
     return worker
 
 
+def start_periodic_scheduler(arguments: argparse.Namespace) -> multiprocessing.Process:
+    """Run rq-scheduler's loop (periodic jobs) in a child process that ends with this worker."""
+    # Forked first thing, before torch or the database are touched, so the child inherits neither. rq-scheduler
+    # takes a Redis lock, so several workers started with --with-scheduler still enqueue each periodic job once.
+    config = settings.from_environment()
+    queue = (arguments.queues or [config["STUDIO_QUEUE"]])[0]
+    process = multiprocessing.get_context("fork").Process(
+        target=run_scheduler, args=(config["REDIS_URL"], queue), name="rq-scheduler", daemon=True)
+    process.start()
+    return process
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the app, preload the models, then work the queues."""
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    if arguments.with_scheduler:
+        start_periodic_scheduler(arguments)
     torch_threads = torch.get_num_threads()
     # One thread while loading: see the module docstring (libgomp and fork).
     torch.set_num_threads(1)

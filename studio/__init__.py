@@ -8,8 +8,11 @@ from typing import Any
 
 from flask import Flask
 
-from studio import settings
+from studio import dashboard, health, settings
 from studio.extensions import csrf, db, limiter, login_manager, migrate
+from studio import auth, errors, security
+from studio.tasks import views as task_views
+from studio import api
 
 
 def _secret_key(instance_dir: Path) -> str:
@@ -44,9 +47,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(root / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
+    security.init_app(app)  # before the limiter: it points the limiter's storage at Redis
     limiter.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(task_views.bp)
+    app.register_blueprint(api.bp)
 
     from studio import cli
 
     cli.init_app(app)
+    app.register_blueprint(health.bp)
+    dashboard.init_app(app)
     return app

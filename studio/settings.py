@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-INSTANCE_DIR = PROJECT_ROOT / "instance"
+INSTANCE_DIR = Path(os.environ.get("STUDIO_INSTANCE_DIR") or PROJECT_ROOT / "instance")
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -32,6 +32,9 @@ def _database_url(environ: Mapping[str, str]) -> str:
     # Heroku-style URLs still say postgres://, which SQLAlchemy 2 no longer accepts.
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; we ship psycopg2.
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     return url
 
 
@@ -61,6 +64,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
             int(seconds) for seconds in (environ.get("STUDIO_JOB_RETRY_INTERVALS") or "5,30,120").split(",")
         ],
         "STUDIO_JOB_TIMEOUT": _int(environ, "STUDIO_JOB_TIMEOUT", 300),
+        "STUDIO_TORCH_THREADS": _int(environ, "STUDIO_TORCH_THREADS", 0),  # 0: all cores, per job
         "STUDIO_TASKS_PER_PAGE": _int(environ, "STUDIO_TASKS_PER_PAGE", 20),
         "SESSION_COOKIE_SECURE": _bool(environ, "STUDIO_SECURE_COOKIES", False),
         "REMEMBER_COOKIE_SECURE": _bool(environ, "STUDIO_SECURE_COOKIES", False),
