@@ -84,7 +84,7 @@ def browser_executable() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_server(tmp_path_factory, browser_executable) -> Iterator[str]:
     """Start gunicorn and an RQ worker with a fresh schema and queue; return the base URL."""
     require(_services_up(), f"PostgreSQL ({TEST_DATABASE_URL}) and Redis ({TEST_REDIS_URL}) are needed")
