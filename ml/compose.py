@@ -21,20 +21,18 @@ def cutout(image: Image.Image, mask: Image.Image, options: ProcessingOptions) ->
     if image.mode == "RGBA":
         # A photo that is already partly transparent stays so: the subject mask only takes more away.
         mask = ImageChops.multiply(mask, image.getchannel("A"))
-    # Straight (not premultiplied) colours keep edges from darkening; fully transparent pixels are zeroed so
-    # that they compress to almost nothing.
-    visible = mask.point(lambda value: 255 if value else 0)
-    result = Image.composite(image.convert("RGB"), Image.new("RGB", image.size), visible)
-    del visible
+    # Straight (not premultiplied) colours keep edges from darkening; fully transparent pixels are zeroed, in place,
+    # so that they compress to almost nothing. One full-size RGBA copy of the photo, no more.
+    result = image.convert("RGBA") if image.mode != "RGBA" else image.copy()
     result.putalpha(mask)
+    result.paste((0, 0, 0, 0), mask=mask.point(lambda value: 255 if value == 0 else 0))
     if options.blur:
         background = image.convert("RGB").filter(ImageFilter.GaussianBlur(options.blur)).convert("RGBA")
         result = Image.alpha_composite(background, result)
     if options.background is not None:
         result = Image.alpha_composite(Image.new("RGBA", image.size, options.background), result)
-    if result.getchannel("A").getextrema() == (255, 255):
-        result = result.convert("RGB")
-    return result
+    opaque_colour = options.background is not None and options.background[3] == 255
+    return result.convert("RGB") if options.blur or opaque_colour else result
 
 
 def mask_only(image: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:

@@ -19,6 +19,18 @@ class ImageDecodeError(ValueError):
     """Raised for any input that is not a decodable JPEG, PNG or WebP photo within the limits."""
 
 
+class UnsupportedImage(ImageDecodeError):
+    """Raised for an empty file or bytes that are not a JPEG, PNG or WebP image."""
+
+
+class TooManyPixels(ImageDecodeError):
+    """Raised when the header announces more pixels than allowed (a decompression bomb, or just too big)."""
+
+
+class DamagedImage(ImageDecodeError):
+    """Raised when a JPEG, PNG or WebP header or its pixel data cannot be read (truncated, corrupt)."""
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """What the bytes really are, read from the header without decoding the pixels."""
@@ -26,6 +38,7 @@ class ImageInfo:
     format: str
     width: int
     height: int
+    frames: int = 1
 
     @property
     def media_type(self) -> str:
@@ -36,20 +49,27 @@ class ImageInfo:
 def inspect_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Identify the format and size from the header; refuse other formats and oversized images cheaply."""
     if not data:
-        raise ImageDecodeError("the file is empty")
+        raise UnsupportedImage("the file is empty")
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-            info = ImageInfo(image.format, image.width, image.height)
+            # Phones write MPO (a JPEG followed by a depth or preview image): its first image is a plain JPEG,
+            # and the only one decoded.
+            if image.format == "MPO":
+                info = ImageInfo("JPEG", image.width, image.height)
+            else:
+                info = ImageInfo(image.format, image.width, image.height, getattr(image, "n_frames", 1))
     except UnidentifiedImageError:
-        raise ImageDecodeError("the file is not a JPEG, PNG or WebP image") from None
-    except Image.DecompressionBombError as error:
-        raise ImageDecodeError(f"the image is over the pixel limit ({error})") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ImageDecodeError(f"the image header cannot be read ({error})") from None
+        raise UnsupportedImage("the file is not a JPEG, PNG or WebP image") from None
+    except Image.DecompressionBombError:
+        # Pillow refuses even to open something this big, before we see its size.
+        raise TooManyPixels(f"the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; "
+                            f"the limit is {max_pixels:,} pixels") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise DamagedImage(f"the image header cannot be read ({error})") from None
     if info.width < 1 or info.height < 1:
-        raise ImageDecodeError("the image has no pixels")
+        raise DamagedImage("the image has no pixels")
     if info.width * info.height > max_pixels:
-        raise ImageDecodeError(
+        raise TooManyPixels(
             f"the image is {info.width}x{info.height} ({info.width * info.height:,} pixels); "
             f"the limit is {max_pixels:,} pixels"
         )
@@ -81,17 +101,17 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
                 image.load()
-                upright = ImageOps.exif_transpose(image)
-                return _to_rgb_or_rgba(upright)
+                ImageOps.exif_transpose(image, in_place=True)
+                return _to_rgb_or_rgba(image)
     except Image.DecompressionBombWarning as error:
-        raise ImageDecodeError(f"the image is too large ({error})") from None
+        raise TooManyPixels(f"the image is too large ({error})") from None
     except Image.DecompressionBombError as error:
-        raise ImageDecodeError(f"the image is too large ({error})") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ImageDecodeError(f"the image data is damaged or truncated ({error})") from None
+        raise TooManyPixels(f"the image is too large ({error})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise DamagedImage(f"the image data is damaged or truncated ({error})") from None
 
 
-def encode_image(image: Image.Image, image_format: str, *, png_compress_level: int = 1) -> bytes:
+def encode_image(image: Image.Image, image_format: str, *, png_compress_level: int = 4) -> bytes:
     """Encode to PNG, WebP or JPEG with no metadata from the input (no EXIF, no GPS, no ICC)."""
     buffer = io.BytesIO()
     if image_format == "png":

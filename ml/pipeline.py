@@ -16,6 +16,10 @@ from ml.options import ProcessingOptions
 from ml.sessions import ModelSession, get_session
 
 Progress = Callable[[int], None]
+# Measured on the fixture cutouts: zlib level 4 takes 30 ms a photo against 42 ms for level 6 and 22 ms for level 1,
+# for 2% more bytes than level 6 and 9% fewer than level 1 (level 1-3 do not use lazy matching).
+# STUDIO_PNG_COMPRESS_LEVEL trades one for the other.
+DEFAULT_PNG_COMPRESS_LEVEL = int(os.environ.get("STUDIO_PNG_COMPRESS_LEVEL") or 4)
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,8 @@ class ProcessedImage:
 def preprocess(image: Image.Image, session: ModelSession) -> torch.Tensor:
     """Resize to the model's input, scale by the maximum, normalise with the model's mean and std (NCHW)."""
     size = session.spec.input_size
-    small = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    small = np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.float32)
     small = small / max(float(small.max()), 1e-6)
     mean = np.asarray(session.spec.mean, dtype=np.float32)
     std = np.asarray(session.spec.std, dtype=np.float32)
@@ -54,12 +59,17 @@ def predict_mask(image: Image.Image, session: ModelSession) -> Image.Image:
     return postprocess(session.logits(preprocess(image, session)), image.size)
 
 
-def render(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
-           png_compress_level: int = 1) -> ProcessedImage:
-    """Compose and encode the output for a photo and its mask."""
-    result = compose(image, mask, options)
+def encode(result: Image.Image, options: ProcessingOptions,
+           png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL) -> ProcessedImage:
+    """Encode a composed output in the requested format."""
     data = encode_image(result, options.format, png_compress_level=png_compress_level)
     return ProcessedImage(data, OUTPUT_MEDIA_TYPES[options.format], EXTENSIONS[options.format], *result.size)
+
+
+def render(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
+           png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL) -> ProcessedImage:
+    """Compose and encode the output for a photo and its mask."""
+    return encode(compose(image, mask, options), options, png_compress_level)
 
 
 def process_image(data: bytes, options: ProcessingOptions, *, model_dir: str | os.PathLike,
@@ -71,6 +81,9 @@ def process_image(data: bytes, options: ProcessingOptions, *, model_dir: str | o
     report(10)
     mask = predict_mask(image, session)
     report(70)
-    result = render(image, mask, options)
+    composed = compose(image, mask, options)
+    # Let the photo go before encoding: the peak is then one full-size copy plus the encoder's buffers.
+    del image, mask
+    result = encode(composed, options)
     report(100)
     return result

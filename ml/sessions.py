@@ -55,14 +55,13 @@ class ModelSession:
         # channels_last lets oneDNN pick its fastest convolution kernels on the CPU (and tensor cores on CUDA).
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.bfloat16 = _bfloat16_setting(self.device) if bfloat16 is None else bfloat16
-        self.lock = threading.Lock()
         self.size_bytes = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Run the model on a normalised NCHW float batch and return float32 logits on the CPU."""
         batch = batch.to(self.device, memory_format=torch.channels_last)
-        with self.lock, torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16,
-                                                               enabled=self.bfloat16):
+        # No lock: inference mutates nothing, so threads may share the model (ml.batch runs one photo per core).
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bfloat16):
             return self.model(batch).float().cpu()
 
 
