@@ -91,7 +91,8 @@ def onnx_state_dict(onnx_path: Path, model) -> dict:
         conv = modules[name]
         weight = torch.from_numpy(numpy_helper.to_array(initializers[node.input[1]]).copy())
         bias = torch.from_numpy(numpy_helper.to_array(initializers[node.input[2]]).copy())
-        dilations = next((list(attribute.ints) for attribute in node.attribute if attribute.name == "dilations"), [1, 1])
+        attributes = {attribute.name: list(attribute.ints) for attribute in node.attribute}
+        dilations = attributes.get("dilations", [1, 1])
         if weight.shape != conv.weight.shape or tuple(dilations) != conv.dilation:
             raise WeightsError(f"ONNX node {node.name} does not match {name}: {tuple(weight.shape)} {dilations}")
         state[f"{name}.weight"] = weight
