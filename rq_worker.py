@@ -15,6 +15,13 @@ fork and are handled explicitly:
   several workers share a machine).
 On a CUDA machine the CUDA context cannot be used after fork, so the worker runs jobs in-process (SimpleWorker),
 as `--simple` does everywhere.
+
+Crash recovery (see jobs/maintenance.py for the other half):
+- RQ marks a started job abandoned once its worker has missed its heartbeat for a fixed 60 s; the grace here is
+  STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS, so a killed worker's job is found sooner where that is wanted.
+- SIGTERM is RQ's warm shutdown (the current photo finishes); a second SIGTERM is the cold one: RQ kills the horse,
+  and this worker hands the interrupted job back to the front of the queue, the attempt not counted, instead of
+  leaving it STARTED until someone finds it abandoned.
 """
 
 from __future__ import annotations
@@ -23,16 +30,18 @@ import argparse
 import logging
 import multiprocessing
 import sys
+from types import FrameType
 
 import torch
 from flask import Flask
 from redis import Redis
 from rq import SimpleWorker, Worker
-from rq.job import Job
+from rq.executions import Execution
+from rq.job import Job, JobStatus
 from rq.queue import Queue
 
 from jobs.context import bind_app
-from jobs.process_image import on_work_horse_killed
+from jobs.process_image import on_work_horse_killed, release_interrupted_task
 from jobs.scheduled import run_scheduler
 from ml.registry import available_model_names
 from ml.sessions import preload
@@ -48,6 +57,8 @@ class PreloadedWorker(Worker):
 
     app: Flask
     torch_threads: int
+    heartbeat_grace_seconds: int = 60
+    cold_shutdown_started: bool = False
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         """Prepare the freshly forked horse, then run the job as RQ does."""
@@ -55,6 +66,46 @@ class PreloadedWorker(Worker):
             db.engine.dispose(close=False)
         torch.set_num_threads(self.torch_threads)
         super().main_work_horse(job, queue)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """Return how long the job's execution stays alive without a heartbeat (RQ adds a fixed 60 s)."""
+        remaining = self.job_monitoring_interval
+        if job.timeout and job.timeout > 0:
+            remaining = min(job.timeout - working_time, remaining)
+        return int(max(remaining, 1)) + self.heartbeat_grace_seconds
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Cold shutdown: RQ kills the horse and exits; hand the interrupted job back first."""
+        if self.cold_shutdown_started:
+            return  # a third signal must not interrupt the hand-back
+        interrupted = list(self.executions.values())
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            self.cold_shutdown_started = True
+            for execution in interrupted:
+                self.requeue_interrupted(execution)
+            raise
+
+    def requeue_interrupted(self, execution: Execution) -> None:
+        """Put a job whose horse this worker killed back at the front of its queue, without using a retry."""
+        try:
+            job = self.job_class.fetch(execution.job_id, connection=self.connection, serializer=self.serializer)
+            if job.get_status() != JobStatus.STARTED:
+                return
+            # The database first: once the job is queued another worker may start it at once.
+            release_interrupted_task(job.id)
+            queue = self.queue_class(job.origin, connection=self.connection, job_class=self.job_class,
+                                     serializer=self.serializer)
+            # Queued before the execution is dropped: stopped in between, the job is queued and the leftover
+            # execution is ignored by RQ's cleanup (which only takes STARTED jobs), never the other way round.
+            queue.enqueue_job(job, at_front=True)
+            with self.connection.pipeline() as pipeline:
+                self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+                pipeline.execute()
+            logger.warning("task %s: interrupted by a cold shutdown; queued again", job.id)
+        except Exception:  # noqa: BLE001 - shutting down: RQ's abandoned-job check and the reconciler remain
+            logger.exception("could not queue the interrupted job %s again", execution.job_id)
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -86,11 +137,15 @@ def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int) 
     connection = Redis.from_url(app.config["REDIS_URL"])
     if arguments.simple or torch.cuda.is_available():
         torch.set_num_threads(torch_threads)
-        return SimpleWorker(queues, name=arguments.name, connection=connection)
+        return SimpleWorker(queues, name=arguments.name, connection=connection,
+                            maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
     worker = PreloadedWorker(queues, name=arguments.name, connection=connection,
-                             work_horse_killed_handler=on_work_horse_killed)
+                             work_horse_killed_handler=on_work_horse_killed,
+                             job_monitoring_interval=app.config["STUDIO_WORKER_MONITOR_SECONDS"],
+                             maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
     worker.app = app
     worker.torch_threads = torch_threads
+    worker.heartbeat_grace_seconds = app.config["STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS"]
     return worker
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from types import TracebackType
 from typing import Any, Callable
 
 from flask import current_app
 from rq import get_current_job
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
+from jobs import faults
 from jobs.context import app_context
+from jobs.heartbeat import Heartbeat
 from ml.imageio import ImageDecodeError
 from ml.options import InvalidOptions, ProcessingOptions
 from ml.pipeline import process_image
@@ -56,19 +62,22 @@ def _process(task_id: str) -> None:
         logger.info("task %s: already %s; nothing to do", task_id, task.status)
         return
     _start(task)
-    try:
-        options = _options(task)
-        data = _input(task)
-        result = process_image(
-            data, options, model_dir=current_app.config["STUDIO_MODEL_DIR"],
-            max_pixels=current_app.config["STUDIO_MAX_PIXELS"], progress=_progress_reporter(task),
-        )
-    except (ImageDecodeError, PermanentFailure) as error:
-        reason = f"The photo could not be read: {error}" if isinstance(error, ImageDecodeError) else str(error)
-        _fail(task, reason)
-        logger.warning("task %s: failed permanently, no retry: %s", task.id, reason)
-        return
-    _finish(task, result)
+    config = current_app.config
+    with Heartbeat(db.engine, task.id, config["STUDIO_HEARTBEAT_SECONDS"]):
+        try:
+            faults.before_processing(task)
+            options = _options(task)
+            data = _input(task)
+            result = process_image(
+                data, options, model_dir=config["STUDIO_MODEL_DIR"], max_pixels=config["STUDIO_MAX_PIXELS"],
+                progress=_progress_reporter(task),
+            )
+        except (ImageDecodeError, PermanentFailure) as error:
+            reason = f"The photo could not be read: {error}" if isinstance(error, ImageDecodeError) else str(error)
+            _fail(task, reason)
+            logger.warning("task %s: failed permanently, no retry: %s", task.id, reason)
+            return
+        _finish(task, result)
 
 
 def _start(task: Task) -> None:
@@ -123,6 +132,7 @@ def _finish(task: Task, result: Any) -> None:
     key = result_key(task.user_id, task.id, result.extension)
     storage = get_storage()
     storage.put(key, result.data, result.media_type)
+    faults.after_store(task)
     task.status = TaskStatus.COMPLETED.value
     task.progress = 100
     task.result_key = key
@@ -153,27 +163,35 @@ def _commit() -> None:
 
 
 def failure_reason(attempts: int, timeout: int | None, exc_type: type[BaseException] | None,
-                   exc_value: BaseException | None) -> str:
-    """Return the message a user sees when every attempt failed."""
+                   reference: str) -> str:
+    """Return the message a user sees when every attempt failed: readable, and no internals.
+
+    The exception text of an unexpected error may hold paths, hosts or SQL: it goes to the log under the
+    reference, and the user sees only the reference.
+    """
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         cause = f"it took longer than {timeout} seconds"
-    elif exc_value is not None:
-        cause = f"{exc_type.__name__ if exc_type else 'error'}: {exc_value}"
+    elif exc_type is None or issubclass(exc_type, AbandonedJobError):
+        cause = "the worker processing it stopped unexpectedly"
     else:
-        cause = "the worker process stopped unexpectedly"
-    return f"Processing failed after {attempts} attempt{'s' if attempts != 1 else ''}; {cause}"
+        cause = f"the error was logged as {reference}"
+    return f"Processing failed after {attempts} attempt{'s' if attempts != 1 else ''}; {cause}."
 
 
-def mark_failed(job: Job, exc_type: type[BaseException] | None, exc_value: BaseException | None) -> None:
+def mark_failed(job: Job, exc_type: type[BaseException] | None, exc_value: BaseException | None,
+                traceback: TracebackType | None = None) -> None:
     """Record the final failure of a job's task, with the reason, unless the task already finished."""
+    reference = f"error-{secrets.token_hex(4)}"
+    # Logged before the database is touched: if that fails too, the log still says what happened.
+    logger.error("task %s: failed after its last attempt (%s): %s: %s", job.id, reference,
+                 exc_type.__name__ if exc_type else "worker stopped", exc_value,
+                 exc_info=(exc_type, exc_value, traceback) if exc_value is not None else None)
     with app_context():
         try:
             task = db.session.get(Task, job.id)
             if task is None or task.task_status.finished:
                 return
-            reason = failure_reason(task.attempts, job.timeout, exc_type, exc_value)
-            _fail(task, reason)
-            logger.error("task %s: failed after its last attempt: %s", job.id, reason)
+            _fail(task, failure_reason(task.attempts, job.timeout, exc_type, reference))
         except TaskGone:
             db.session.rollback()
         finally:
@@ -182,19 +200,47 @@ def mark_failed(job: Job, exc_type: type[BaseException] | None, exc_value: BaseE
 
 def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
                exc_value: BaseException | None, traceback: TracebackType | None) -> None:
-    """RQ failure callback: mark the task FAILED once no retry is left (RQ calls it for every failed attempt)."""
+    """RQ failure callback: mark the task FAILED once no retry is left (RQ calls it for every failed attempt).
+
+    RQ calls it too, with AbandonedJobError, for a job whose worker vanished (StartedJobRegistry.cleanup).
+    """
     if job.retries_left:
         logger.warning("task %s: attempt failed (%s: %s); %s retries left", job.id,
                        exc_type.__name__ if exc_type else "error", exc_value, job.retries_left)
         return
-    mark_failed(job, exc_type, exc_value)
+    mark_failed(job, exc_type, exc_value, traceback)
 
 
 def on_work_horse_killed(job: Job, pid: int | None, status: int | None, rusage: Any) -> None:
-    """RQ hook for a work horse that died without running the failure callback (killed, out of memory)."""
+    """RQ hook for a work horse that died without running the failure callback (killed, out of memory).
+
+    RQ retries the job right after this hook, on the same job object. The backoff is for failing dependencies;
+    a horse killed by the OOM killer or an operator is retried at once, so the intervals are dropped from this
+    object only (Job.save writes fields with HSET, so the stored intervals stay for later failures).
+    """
     if job.retries_left:
-        logger.warning("task %s: work horse %s died (status %s); %s retries left", job.id, pid, status,
-                       job.retries_left)
+        job.retry_intervals = None
+        logger.warning("task %s: work horse %s died (status %s); retrying at once, %s retries left", job.id, pid,
+                       status, job.retries_left)
         return
     logger.error("task %s: work horse %s died (status %s) on the last attempt", job.id, pid, status)
     mark_failed(job, None, None)
+
+
+def release_interrupted_task(task_id: str) -> None:
+    """Put a task whose attempt a worker's shutdown interrupted back to PENDING, that attempt not counted."""
+    with app_context():
+        try:
+            db.session.execute(
+                update(Task)
+                .where(Task.id == task_id, Task.status == TaskStatus.PROCESSING.value, Task.attempts > 0)
+                .values(status=TaskStatus.PENDING.value, attempts=Task.attempts - 1, progress=0)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.commit()
+        except SQLAlchemyError as error:
+            db.session.rollback()
+            # The attempt then counts; the task itself is not lost, its job is queued again all the same.
+            logger.warning("task %s: could not release the interrupted task: %s", task_id, error.__class__.__name__)
+        finally:
+            db.session.remove()

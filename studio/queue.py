@@ -8,6 +8,8 @@ from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
 
 from studio.models import Task
 
@@ -18,6 +20,12 @@ FAILURE_CALLBACK = "jobs.process_image.on_failure"
 _EXTENSION_KEY = "studio.redis"
 # Short socket timeouts: an upload must not hang on a dead Redis, it stays PENDING for the reconciler instead.
 _SOCKET_TIMEOUT_SECONDS = 5
+# Jobs that RQ will still run (again): a task that has one must not get another.
+LIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED})
+# Jobs that have not started yet: deleting their task cancels them.
+WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
+_ENQUEUE_LOCK = "studio:enqueue:{}"
+_ENQUEUE_LOCK_SECONDS = 10
 
 
 def get_redis(app: Flask | None = None) -> Redis:
@@ -46,23 +54,76 @@ def retry_policy(config: dict) -> Retry | None:
     return Retry(max=retries, interval=list(config["STUDIO_JOB_RETRY_INTERVALS"]) or 0)
 
 
-def enqueue_task(task: Task) -> bool:
-    """Queue a committed task for processing; return False (task stays PENDING) when Redis is unreachable."""
-    config = current_app.config
+def job_status(task_id: str, connection: Redis) -> JobStatus | None:
+    """Return the status of the task's RQ job, or None when Redis holds no job for it."""
     try:
-        get_queue().enqueue(
-            JOB_FUNCTION,
-            task.id,
-            job_id=task.id,
-            description=f"process task {task.id}",
-            retry=retry_policy(config),
-            job_timeout=config["STUDIO_JOB_TIMEOUT"],
-            on_failure=Callback(FAILURE_CALLBACK),
-            # The database holds the result; RQ only needs the job until it finishes.
-            result_ttl=0,
-        )
+        return Job.fetch(task_id, connection=connection).get_status()
+    except NoSuchJobError:
+        return None
+
+
+def enqueue_task(task: Task) -> bool:
+    """Give a committed task exactly one live job; return False (task stays PENDING) when Redis is unreachable.
+
+    Idempotent: a task that already has a queued, scheduled or running job keeps it, so the upload, a re-run and
+    the reconciler may all call this at once.
+    """
+    config = current_app.config
+    queue = get_queue()
+    connection = queue.connection
+    try:
+        # The lock makes "look for a live job, else create one" atomic across processes; unique=True (an atomic
+        # check-and-enqueue in Redis) is the backstop should anything enqueue this id without the lock.
+        with connection.lock(_ENQUEUE_LOCK.format(task.id), timeout=_ENQUEUE_LOCK_SECONDS,
+                             blocking_timeout=_ENQUEUE_LOCK_SECONDS):
+            status = job_status(task.id, connection)
+            if status in LIVE_STATUSES:
+                logger.info("task %s: already has a %s job; not enqueued again", task.id, status.value)
+                return True
+            if status is not None:
+                # A finished, failed or stopped job of an earlier round: make way for the new one.
+                Job.fetch(task.id, connection=connection).delete()
+            queue.enqueue(
+                JOB_FUNCTION,
+                task.id,
+                job_id=task.id,
+                description=f"process task {task.id}",
+                retry=retry_policy(config),
+                job_timeout=config["STUDIO_JOB_TIMEOUT"],
+                on_failure=Callback(FAILURE_CALLBACK),
+                # The database holds the result; RQ only needs the job until it finishes.
+                result_ttl=0,
+                unique=True,
+            )
+    except DuplicateJobError:
+        logger.info("task %s: enqueued meanwhile by another process", task.id)
+        return True
     except RedisError as error:
         logger.warning("task %s: could not enqueue, it stays PENDING for the reconciler: %s", task.id, error)
         return False
     logger.info("task %s: enqueued on %s", task.id, config["STUDIO_QUEUE"])
+    return True
+
+
+def cancel_task_job(task_id: str) -> bool:
+    """Delete the task's job if it has not started yet; return True when one was cancelled.
+
+    A running job is left alone: it notices that its task is gone and discards its result. Redis being down is
+    logged, not raised: the job would find no task and do nothing anyway.
+    """
+    connection = get_redis()
+    try:
+        with connection.lock(_ENQUEUE_LOCK.format(task_id), timeout=_ENQUEUE_LOCK_SECONDS,
+                             blocking_timeout=_ENQUEUE_LOCK_SECONDS):
+            try:
+                job = Job.fetch(task_id, connection=connection)
+            except NoSuchJobError:
+                return False
+            if job.get_status() not in WAITING_STATUSES:
+                return False
+            job.delete(remove_from_queue=True)
+    except RedisError as error:
+        logger.warning("task %s: could not cancel its job: %s", task_id, error)
+        return False
+    logger.info("task %s: cancelled its waiting job", task_id)
     return True

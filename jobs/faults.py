@@ -1,0 +1,49 @@
+"""Test-only fault injection for the crash-recovery tests: never set STUDIO_FAULT_INJECTION in production.
+
+STUDIO_FAULT_INJECTION is a comma-separated list of POINT[@FILENAME] entries. Each fires on a task's first
+attempt only (so the retry shows the recovery), and only for tasks uploaded as FILENAME when one is given:
+- sleep=SECONDS: sleep once the task is PROCESSING, before the photo is processed (a long photo, a hung job);
+- after-store: end the work horse with os._exit(1) after the result is stored, before the database commit.
+Unset (the default), every hook is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from flask import current_app
+
+from studio.models import Task
+
+logger = logging.getLogger(__name__)
+
+
+def _armed(point: str, task: Task) -> str | None:
+    """Return the argument of the entry for this point that applies to this task, or None."""
+    spec = current_app.config.get("STUDIO_FAULT_INJECTION")
+    if not spec or task.attempts != 1:
+        return None
+    for entry in spec.split(","):
+        name_and_argument, _, filename = entry.strip().partition("@")
+        name, _, argument = name_and_argument.partition("=")
+        if name == point and (not filename or filename == task.original_filename):
+            return argument
+    return None
+
+
+def before_processing(task: Task) -> None:
+    """Sleep here when the `sleep` fault is armed for this task."""
+    seconds = _armed("sleep", task)
+    if seconds is not None:
+        logger.warning("task %s: fault injection: sleeping %s seconds", task.id, seconds)
+        time.sleep(float(seconds))
+
+
+def after_store(task: Task) -> None:
+    """Exit the work horse here, result stored but not recorded, when the `after-store` fault is armed."""
+    if _armed("after-store", task) is not None:
+        logger.warning("task %s: fault injection: exiting after storing the result", task.id)
+        logging.shutdown()
+        os._exit(1)

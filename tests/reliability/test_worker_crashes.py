@@ -1,0 +1,159 @@
+"""Workers that die, hang or are stopped mid-job: every task still ends COMPLETED, or FAILED with a readable reason.
+
+Real `python rq_worker.py` processes on a PostgreSQL and a Redis of our own; STUDIO_FAULT_INJECTION (test-only,
+jobs/faults.py) makes a job slow or makes its work horse exit at a chosen point, on the first attempt only.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from rq.job import Job, JobStatus
+
+from jobs.maintenance import reconcile_tasks
+from studio.queue import get_redis
+from tests.reliability.conftest import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HANG = "sleep=600"  # far longer than any bounded wait here: only a kill or a timeout ends it
+
+
+def test_a_killed_worker_and_horse_leave_a_task_that_the_next_worker_completes(make_studio, photo):
+    studio = make_studio()
+    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
+    task_id = studio.upload(photo)
+    studio.wait_for_status(task_id, "PROCESSING")
+    wait_until(first.horse_pid, "the horse runs", diagnostics=first.output)
+
+    first.kill()
+
+    # RQ finds an abandoned job once its heartbeat lapses, but only when a worker starts or runs its maintenance
+    # (an idle worker does so only when its blocking dequeue times out, every 405 s). The reconciler runs the
+    # same check on every pass: here it alone, with no worker running, queues the job again.
+    def requeued_by_the_reconciler() -> bool:
+        reconcile_tasks()
+        with studio.app.app_context():
+            return Job.fetch(task_id, connection=get_redis()).get_status() == JobStatus.QUEUED
+
+    wait_until(requeued_by_the_reconciler, "the reconciler queues the abandoned job again", diagnostics=studio.logs)
+    assert studio.status(task_id) == "PROCESSING"
+
+    studio.start_worker()
+    task = studio.wait_for_status(task_id, "COMPLETED")
+    assert (task.attempts, task.error) == (2, None)
+    assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
+
+
+def test_a_killed_worker_on_the_last_attempt_fails_the_task_with_a_readable_reason(make_studio, photo):
+    studio = make_studio(STUDIO_JOB_RETRIES=0)
+    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
+    task_id = studio.upload(photo)
+    studio.wait_for_status(task_id, "PROCESSING")
+    wait_until(first.horse_pid, "the horse runs", diagnostics=first.output)
+
+    first.kill()
+    studio.start_worker()
+
+    task = studio.wait_for_status(task_id, "FAILED", reconcile=True)
+    assert task.error == "Processing failed after 1 attempt; the worker processing it stopped unexpectedly."
+    assert studio.result_files() == []
+
+
+def test_a_killed_horse_is_retried_at_once_not_after_the_backoff(make_studio, photo):
+    # A 10-minute backoff and no scheduler: only an immediate retry can complete the task within the wait.
+    studio = make_studio(STUDIO_JOB_RETRY_INTERVALS=[600])
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
+    task_id = studio.upload(photo)
+    studio.wait_for_status(task_id, "PROCESSING")
+
+    worker.kill_horse()
+
+    task = studio.wait_for_status(task_id, "COMPLETED")
+    assert (task.attempts, task.error) == (2, None)
+    assert "retrying at once" in worker.output()
+
+
+def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(make_studio, photo):
+    studio = make_studio(STUDIO_JOB_RETRIES=0, STUDIO_JOB_TIMEOUT=2)
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"{HANG}@slow.jpeg")
+    slow = studio.upload(photo, filename="slow.jpeg")
+    studio.wait_for_status(slow, "PROCESSING")
+
+    # The horse's own alarm stops the job at the timeout; the margin covers the failure callback.
+    task = studio.wait_for_status(slow, "FAILED", timeout=2 + 20)
+    assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
+
+    after = studio.upload(photo)
+    assert studio.wait_for_status(after, "COMPLETED").attempts == 1
+    assert worker.exited() is None
+
+
+def test_a_horse_that_dies_after_storing_the_result_is_retried_onto_the_same_object(make_studio, photo):
+    studio = make_studio()
+    studio.start_worker(STUDIO_FAULT_INJECTION="after-store")
+    task_id = studio.upload(photo)
+
+    task = studio.wait_for_status(task_id, "COMPLETED")
+
+    assert "fault injection: exiting after storing the result" in studio.logs()
+    assert (task.attempts, task.result_key) == (2, f"results/{task.user_id}/{task_id}.png")
+    assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
+
+
+def test_a_running_job_keeps_its_heartbeat_fresh(make_studio, photo):
+    studio = make_studio(STUDIO_HEARTBEAT_SECONDS=1)
+    studio.start_worker(STUDIO_FAULT_INJECTION="sleep=6")
+    task_id = studio.upload(photo)
+    started = studio.wait_for_status(task_id, "PROCESSING")
+
+    # No progress is reported while the job sleeps (as in a long forward pass): only the heartbeat thread writes.
+    def beat_without_progress():
+        task = studio.task(task_id)
+        assert (task.status, task.progress) == ("PROCESSING", 0), "the job moved on before a heartbeat"
+        return task if (task.heartbeat_at - started.started_at).total_seconds() >= 2 else None
+
+    wait_until(beat_without_progress, "the heartbeat advances while the job runs", diagnostics=studio.logs)
+    assert studio.wait_for_status(task_id, "COMPLETED").attempts == 1
+
+
+def test_sigterm_lets_the_current_job_finish_then_stops_the_worker(make_studio, photo):
+    studio = make_studio()
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep=3")
+    task_id = studio.upload(photo)
+    studio.wait_for_status(task_id, "PROCESSING")
+
+    worker.terminate()
+
+    assert wait_until(lambda: worker.exited() is not None, "the worker exits", diagnostics=worker.output)
+    assert worker.exited() == 0, worker.output()
+    task = studio.task(task_id)
+    assert (task.status, task.attempts) == ("COMPLETED", 1)
+
+
+def test_a_second_sigterm_stops_the_job_and_the_next_worker_runs_it_without_counting_it(make_studio, photo):
+    studio = make_studio()
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
+    task_id = studio.upload(photo)
+    studio.wait_for_status(task_id, "PROCESSING")
+    wait_until(worker.horse_pid, "the horse runs", diagnostics=worker.output)
+
+    worker.terminate()
+
+    # RQ ignores a second signal within a second of the first: repeat it until the cold shutdown begins.
+    def cold() -> bool:
+        if "cold shut down" not in worker.output():
+            worker.process.send_signal(signal.SIGTERM)
+            return False
+        return True
+    wait_until(cold, "a cold shutdown on the second SIGTERM", diagnostics=worker.output)
+    wait_until(lambda: worker.exited() is not None, "the worker exits", diagnostics=worker.output)
+
+    interrupted = studio.task(task_id)
+    assert (interrupted.status, interrupted.attempts) == ("PENDING", 0)
+    assert studio.queued_ids() == [task_id], studio.logs()
+
+    studio.start_worker()
+    task = studio.wait_for_status(task_id, "COMPLETED")
+    assert (task.attempts, task.error) == (1, None)
