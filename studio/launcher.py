@@ -25,8 +25,10 @@ from studio import settings
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8000
-# How long a child may take to finish what it is doing after SIGTERM before it gets SIGKILL.
+# How long a child may take to finish what it is doing after SIGTERM before it is told again, then killed.
 GRACE_SECONDS = 10.0
+# After the second SIGTERM: RQ's cold shutdown kills its work horse and puts the job back on the queue.
+COLD_SHUTDOWN_SECONDS = 5.0
 REDIS_START_SECONDS = 15.0
 POLL_SECONDS = 0.2
 
@@ -71,7 +73,14 @@ def stop_all(children: list[Child], grace_seconds: float = GRACE_SECONDS) -> Non
         try:
             child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop within %ss; killing it", child.name, grace_seconds)
+            logger.warning("%s did not stop within %ss; telling it again", child.name, grace_seconds)
+            # The RQ work horse runs in a process group of its own, so killing the worker's group would orphan it;
+            # a second SIGTERM makes the worker stop the horse and requeue its job first.
+            child.terminate()
+            try:
+                child.process.wait(timeout=COLD_SHUTDOWN_SECONDS)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s still running; killing it", child.name)
         # Even a leader that exited cleanly may leave a straggler in its group (an orphaned gunicorn worker).
         child.kill_group()
 
