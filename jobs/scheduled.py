@@ -76,6 +76,13 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         interval_seconds=60,
         timeout=120,
     ),
+    PeriodicJob(
+        id="periodic-purge-expired-tasks",
+        func="jobs.retention.purge_expired_tasks",
+        description="delete tasks, photos and results older than STUDIO_RETENTION_DAYS",
+        interval_seconds=24 * 60 * 60,
+        timeout=60 * 60,
+    ),
 )
 
 

@@ -11,6 +11,7 @@ from ml.options import FORMATS, MAX_BLUR, MAX_MARGIN, OUTPUTS
 from studio.api import bp
 from studio.extensions import limiter
 from studio.models import TaskStatus
+from studio.tasks.service import MAX_PAGE, MAX_PER_PAGE
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -116,15 +117,19 @@ PATHS: dict[str, Any] = {
                 "type": "object",
                 "required": ["image"],
                 "properties": {"image": {"type": "string", "contentMediaType": "application/octet-stream",
-                                         "description": "a JPEG, PNG or WebP photo"}, **OPTION_PROPERTIES},
+                                         "description": "a still JPEG, PNG or WebP photo; it is stored "
+                                                        "re-encoded, upright, without EXIF or GPS"},
+                               **OPTION_PROPERTIES},
             }}}},
             "responses": {
                 "202": {**_json("The queued task", "Task"),
                         "headers": {"Location": {"description": "the task's URL", "schema": {"type": "string"}}}},
-                "400": _error("No photo, an empty file, too many pixels or an invalid option"),
+                "400": _error("Not a multipart body, no photo, an empty or damaged file, too many pixels, or an "
+                              "invalid, repeated or overlong option"),
                 "401": _UNAUTHORIZED,
-                "413": _error("The upload is larger than the limit"),
-                "415": _error("The file is not a JPEG, PNG or WebP image"),
+                "413": _error("The upload is larger than the limit, or the account's storage quota is full "
+                              "(code quota_exceeded)"),
+                "415": _error("The file is not a JPEG, PNG or WebP image, or it is animated"),
                 "429": _RATE_LIMITED,
                 "503": _UNAVAILABLE,
             },
@@ -133,11 +138,14 @@ PATHS: dict[str, Any] = {
             "operationId": "listTasks",
             "summary": "List the account's tasks, newest first",
             "parameters": [
-                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
-                {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                {"name": "page", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
+                {"name": "per_page", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}},
             ],
-            "responses": {"200": _json("One page of tasks", "TaskList"), "401": _UNAUTHORIZED,
-                          "429": _RATE_LIMITED, "503": _UNAVAILABLE},
+            "responses": {"200": _json("One page of tasks", "TaskList"),
+                          "400": _error("page or per_page is not a whole number in range"),
+                          "401": _UNAUTHORIZED, "429": _RATE_LIMITED, "503": _UNAVAILABLE},
         },
     },
     "/tasks/{task_id}": {

@@ -22,6 +22,9 @@ def create_token() -> tuple[Response, int]:
     name = body.get("name", "api")
     if not isinstance(name, str):
         raise BadRequest("name must be a string.")
+    if any("\x00" in value for value in (body["email"], body["password"], name)):
+        # PostgreSQL cannot even compare text holding NUL: refuse it here rather than fail in the query.
+        raise BadRequest("email, password and name must not contain NUL characters.")
     user = authenticate(body["email"], body["password"])
     if user is None:
         raise Unauthorized("The email or password is not correct.")

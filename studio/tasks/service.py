@@ -3,58 +3,55 @@
 from __future__ import annotations
 
 import logging
-import sys
 import unicodedata
 import uuid
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from flask import current_app, redirect, send_file, url_for
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response
 
-from ml.imageio import EXTENSIONS, ImageDecodeError, ImageInfo, inspect_image
-from ml.options import InvalidOptions, ProcessingOptions
+from ml.options import ProcessingOptions
 from studio.extensions import db
 from studio.models import Task, TaskStatus, User
-from studio.queue import enqueue_task
+from studio.queue import cancel_task_job, enqueue_task
 from studio.storage import ObjectNotFound, get_storage, input_key
+from studio.tasks import uploads
+from studio.tasks.uploads import UploadRejected
 
 logger = logging.getLogger(__name__)
 
 MAX_FILENAME_LENGTH = 120
 MAX_PER_PAGE = 100
+# Far beyond any real history; a larger page number would overflow the database's OFFSET (a 64-bit integer).
+MAX_PAGE = 1_000_000
 NOT_FOUND_MESSAGE = "No such task. It may have been deleted, or it belongs to another account."
-
-
-class UploadRejected(Exception):
-    """An upload or re-run refused for a reason the user can fix; carries the HTTP status and an error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+EXPIRY_BATCH_SIZE = 200
 
 
 def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str, Any]) -> Task:
-    """Validate an uploaded photo and its options, store the photo, record the task and queue it."""
-    data = _read_upload(upload)
-    info = _inspect(data)
+    """Validate an uploaded photo and its options, store a clean copy of it, record the task and queue it."""
+    data = uploads.read_upload(upload, current_app.config.get("MAX_CONTENT_LENGTH"))
+    max_pixels = current_app.config["STUDIO_MAX_PIXELS"]
+    # The header check first: a decompression bomb is refused before a single pixel is decoded.
+    uploads.inspect_upload(data, max_pixels)
     options = parse_options(raw_options)
+    photo = uploads.clean_photo(data, max_pixels)
+    check_quota(user.id, len(photo.data))
     task_id = str(uuid.uuid4())
-    key = input_key(user.id, task_id, EXTENSIONS[info.format.lower()])
-    get_storage().put(key, data, info.media_type)
+    key = input_key(user.id, task_id, photo.extension)
+    get_storage().put(key, photo.data, photo.media_type)
     task = Task(
         id=task_id, user_id=user.id, status=TaskStatus.PENDING.value, progress=0, attempts=0,
         model=options.model, options=options.to_dict(), original_filename=display_filename(upload.filename),
-        input_key=key, input_content_type=info.media_type, input_size=len(data),
-        input_width=info.width, input_height=info.height,
+        input_key=key, input_content_type=photo.media_type, input_size=len(photo.data),
+        input_width=photo.width, input_height=photo.height,
     )
     _save_and_enqueue(task)
     return task
@@ -63,6 +60,7 @@ def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str
 def rerun_task(task: Task, raw_options: Mapping[str, Any]) -> Task:
     """Create a new task on the same photo with other options (the photo is copied, the old task is kept)."""
     options = parse_options(raw_options)
+    check_quota(task.user_id, task.input_size)
     new_id = str(uuid.uuid4())
     key = input_key(task.user_id, new_id, PurePosixPath(task.input_key).suffix)
     try:
@@ -82,15 +80,30 @@ def rerun_task(task: Task, raw_options: Mapping[str, Any]) -> Task:
 
 def parse_options(raw_options: Mapping[str, Any]) -> ProcessingOptions:
     """Validate processing options against the installed models; raise UploadRejected."""
-    models = installed_models()
-    if not models:
-        raise UploadRejected(503, "no_models", "No model is installed on the server yet; try again later.")
-    default = current_app.config["STUDIO_DEFAULT_MODEL"]
-    try:
-        return ProcessingOptions.from_mapping(raw_options, models=models,
-                                              default_model=default if default in models else models[0])
-    except InvalidOptions as error:
-        raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
+    return uploads.parse_options(raw_options, installed_models(), current_app.config["STUDIO_DEFAULT_MODEL"])
+
+
+def storage_used(user_id: int) -> int:
+    """Return the bytes an account's photos and results take in storage."""
+    total = db.session.scalar(
+        select(func.coalesce(func.sum(Task.input_size + Task.result_size), 0)).where(Task.user_id == user_id))
+    return int(total or 0)
+
+
+def check_quota(user_id: int, extra_bytes: int) -> None:
+    """Refuse (413) new bytes that would take the account over STUDIO_USER_QUOTA_BYTES (0: no quota)."""
+    quota = current_app.config.get("STUDIO_USER_QUOTA_BYTES") or 0
+    if quota <= 0:
+        return
+    # Lock the account's row until the task is committed, so two parallel uploads cannot both take the last space.
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    used = storage_used(user_id)
+    if used + extra_bytes > quota:
+        raise UploadRejected(
+            413, "quota_exceeded",
+            f"Your storage is full: this photo needs {extra_bytes:,} bytes and {max(quota - used, 0):,} of your "
+            f"{quota:,} bytes are left. Delete some tasks and try again.",
+        )
 
 
 def installed_models() -> tuple[str, ...]:
@@ -106,37 +119,6 @@ def display_filename(filename: str | None) -> str:
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(character for character in name if unicodedata.category(character)[0] != "C").strip()
     return name[:MAX_FILENAME_LENGTH]
-
-
-def _read_upload(upload: FileStorage | None) -> bytes:
-    if upload is None or not upload.filename:
-        raise UploadRejected(400, "missing_file", "Attach a photo (a JPEG, PNG or WebP file).")
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    data = upload.stream.read(limit + 1 if limit else -1)
-    if limit and len(data) > limit:
-        raise UploadRejected(413, "file_too_large", f"The photo is larger than the limit of {limit:,} bytes.")
-    if not data:
-        raise UploadRejected(400, "empty_file", "The file is empty; choose a photo.")
-    return data
-
-
-def _inspect(data: bytes) -> ImageInfo:
-    """Identify the real format from the bytes (never the filename or the client's content type)."""
-    max_pixels = current_app.config["STUDIO_MAX_PIXELS"]
-    try:
-        return inspect_image(data, max_pixels)
-    except ImageDecodeError as error:
-        message = _sentence(str(error))
-    try:
-        inspect_image(data, sys.maxsize)
-    except ImageDecodeError:
-        raise UploadRejected(415, "unsupported_image", f"{message} Upload a JPEG, PNG or WebP photo.") from None
-    raise UploadRejected(400, "too_many_pixels", f"{message} Upload a smaller photo.")
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
 def _save_and_enqueue(task: Task) -> None:
@@ -155,7 +137,8 @@ def _save_and_enqueue(task: Task) -> None:
 def list_tasks(user: User, page: int, per_page: int | None = None) -> Pagination:
     """Return one page of the account's tasks, newest first."""
     query = select(Task).where(Task.user_id == user.id).order_by(Task.created_at.desc(), Task.id.desc())
-    return db.paginate(query, page=max(page, 1), per_page=per_page or current_app.config["STUDIO_TASKS_PER_PAGE"],
+    return db.paginate(query, page=min(max(page, 1), MAX_PAGE),
+                       per_page=per_page or current_app.config["STUDIO_TASKS_PER_PAGE"],
                        max_per_page=MAX_PER_PAGE, error_out=False)
 
 
@@ -177,6 +160,7 @@ def delete_task(task: Task) -> None:
     task_id = task.id
     db.session.delete(task)
     db.session.commit()
+    cancel_task_job(task_id)
     _delete_objects(keys)
     logger.info("task %s: deleted with %s stored objects", task_id, len(keys))
 
@@ -188,6 +172,35 @@ def _delete_objects(keys: list[str]) -> None:
             storage.delete(key)
         except Exception:  # noqa: BLE001 - the row is gone; an orphaned object is logged, not shown as an error
             logger.exception("could not delete stored object %s", key)
+
+
+def delete_tasks_created_before(cutoff: datetime) -> int:
+    """Delete every task created before the cutoff: its files first, then its row; return how many went."""
+    storage = get_storage()
+    deleted, kept = 0, set()
+    while True:
+        query = select(Task).where(Task.created_at < cutoff).order_by(Task.created_at).limit(EXPIRY_BATCH_SIZE)
+        if kept:
+            query = query.where(Task.id.not_in(kept))
+        tasks = db.session.scalars(query).all()
+        if not tasks:
+            return deleted
+        for task in tasks:
+            try:
+                for key in _stored_keys(task):
+                    storage.delete(key)
+            except Exception:  # noqa: BLE001 - keep the row, so the next run deletes its files again
+                logger.exception("task %s: could not delete its stored files; kept for the next run", task.id)
+                kept.add(task.id)
+                continue
+            db.session.delete(task)
+            deleted += 1
+        db.session.commit()
+        logger.info("deleted %s tasks created before %s", deleted, cutoff.isoformat())
+
+
+def _stored_keys(task: Task) -> Iterable[str]:
+    return [key for key in (task.input_key, task.result_key) if key]
 
 
 def result_response(task: Task, *, download: bool) -> Response:

@@ -104,7 +104,6 @@ def test_cancelling_a_task_job_removes_it_from_the_queue(make_studio, photo):
     assert studio.queued_ids() == []
 
 
-@pytest.mark.xfail(strict=True, reason="needs studio.tasks.service.delete_task to call studio.queue.cancel_task_job")
 def test_deleting_a_task_cancels_its_queued_job(make_studio, photo):
     studio = make_studio()
     task_id = studio.upload(photo)

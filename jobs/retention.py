@@ -1,0 +1,30 @@
+"""Retention: delete tasks, with their photos and results, once they are older than STUDIO_RETENTION_DAYS."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+
+from jobs.context import app_context
+from studio.extensions import db
+from studio.models import utcnow
+from studio.tasks.service import delete_tasks_created_before
+
+logger = logging.getLogger(__name__)
+
+
+def purge_expired_tasks() -> int:
+    """Delete the tasks created more than STUDIO_RETENTION_DAYS days ago (0 keeps everything); return how many."""
+    with app_context():
+        try:
+            days = current_app.config["STUDIO_RETENTION_DAYS"]
+            if days <= 0:
+                logger.info("retention is off (STUDIO_RETENTION_DAYS=%s): nothing deleted", days)
+                return 0
+            deleted = delete_tasks_created_before(utcnow() - timedelta(days=days))
+            logger.info("retention: deleted %s tasks older than %s days", deleted, days)
+            return deleted
+        finally:
+            db.session.remove()

@@ -1,0 +1,185 @@
+"""What an upload must be: one still JPEG, PNG or WebP photo and valid options; what gets stored is a clean copy.
+
+Nothing here needs the app, so the property tests can throw random bytes and option maps at it directly.
+Every refusal is an UploadRejected with a 4xx status, a stable code and a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from PIL import Image, ImageCms
+from werkzeug.datastructures import FileStorage
+
+from ml.imageio import (
+    MEDIA_TYPES,
+    DamagedImage,
+    ImageDecodeError,
+    ImageInfo,
+    TooManyPixels,
+    UnsupportedImage,
+    decode_image,
+    inspect_image,
+)
+from ml.options import InvalidOptions, ProcessingOptions
+
+logger = logging.getLogger(__name__)
+
+# Longer than any valid value (a model name, #rrggbbaa); a longer one is a mistake or an attack, not a typo.
+MAX_OPTION_LENGTH = 100
+SUPPORTED = "Upload a JPEG, PNG or WebP photo."
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+class UploadRejected(Exception):
+    """An upload or re-run refused for a reason the user can fix; carries the HTTP status and an error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CleanPhoto:
+    """The photo as stored: decoded, turned upright, in sRGB and re-encoded, with no metadata left."""
+
+    data: bytes
+    media_type: str
+    extension: str
+    width: int
+    height: int
+
+
+def read_upload(upload: FileStorage | None, max_bytes: int | None) -> bytes:
+    """Return the uploaded bytes; refuse a missing, empty or oversized file."""
+    if upload is None or not upload.filename:
+        raise UploadRejected(400, "missing_file", f"Attach a photo. {SUPPORTED}")
+    data = upload.stream.read(max_bytes + 1 if max_bytes else -1)
+    if max_bytes and len(data) > max_bytes:
+        raise UploadRejected(413, "file_too_large", f"The photo is larger than the limit of {max_bytes:,} bytes.")
+    if not data:
+        raise UploadRejected(400, "empty_file", "The file is empty; choose a photo.")
+    return data
+
+
+def inspect_upload(data: bytes, max_pixels: int) -> ImageInfo:
+    """Identify the real format and size from the header alone: never the filename or the client's content type."""
+    try:
+        info = inspect_image(data, max_pixels)
+    except TooManyPixels as error:
+        raise UploadRejected(400, "too_many_pixels", f"{_sentence(str(error))} Upload a smaller photo.") from None
+    except DamagedImage:
+        raise _damaged() from None
+    except (UnsupportedImage, ImageDecodeError):
+        raise UploadRejected(415, "unsupported_image", f"The file is not a JPEG, PNG or WebP image. {SUPPORTED}") \
+            from None
+    if info.frames > 1:
+        # An animation cannot be cut out frame by frame here, and silently keeping one frame would surprise.
+        raise UploadRejected(415, "animated_image", f"Animated images are not supported. {SUPPORTED}")
+    return info
+
+
+def clean_photo(data: bytes, max_pixels: int) -> CleanPhoto:
+    """Check an upload and return its clean copy: upright, sRGB, re-encoded, no EXIF, GPS or trailing bytes."""
+    info = inspect_upload(data, max_pixels)
+    try:
+        image = decode_image(data, max_pixels)
+    except TooManyPixels as error:
+        raise UploadRejected(400, "too_many_pixels", f"{_sentence(str(error))} Upload a smaller photo.") from None
+    except ImageDecodeError as error:
+        logger.info("refused a damaged %s upload: %s", info.format, error)
+        raise _damaged() from None
+    image = _as_srgb(image, _icc_profile(data))
+    extension, encode = _ENCODERS[info.format]
+    buffer = io.BytesIO()
+    encode(image, buffer)
+    return CleanPhoto(buffer.getvalue(), MEDIA_TYPES[info.format], extension, image.width, image.height)
+
+
+def option_fields(raw_options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the submitted options as a plain dict; refuse repeated fields, lists and overlong values."""
+    getlist: Callable[[str], list[Any]] | None = getattr(raw_options, "getlist", None)
+    fields: dict[str, Any] = {}
+    for name in raw_options:
+        label = str(name)[:40]
+        values = getlist(name) if getlist is not None else [raw_options[name]]
+        if len(values) != 1:
+            raise _invalid(label, f"give it once, not {len(values)} times")
+        value = values[0]
+        if isinstance(value, (list, tuple, dict, set)):
+            raise _invalid(label, "must be a single value, not a list or an object")
+        if isinstance(value, str) and len(value) > MAX_OPTION_LENGTH:
+            raise _invalid(label, f"is too long ({len(value):,} characters; at most {MAX_OPTION_LENGTH})")
+        fields[str(name)] = value
+    return fields
+
+
+def parse_options(raw_options: Mapping[str, Any], models: tuple[str, ...], default_model: str) -> ProcessingOptions:
+    """Validate processing options against the installed models; raise UploadRejected (400)."""
+    fields = option_fields(raw_options)
+    if not models:
+        raise UploadRejected(503, "no_models", "No model is installed on the server yet; try again later.")
+    try:
+        return ProcessingOptions.from_mapping(fields, models=models,
+                                              default_model=default_model if default_model in models else models[0])
+    except InvalidOptions as error:
+        raise _invalid(error.field[:40], error.message) from None
+
+
+def _invalid(field: str, message: str) -> UploadRejected:
+    return UploadRejected(400, "invalid_option", f"{field}: {message}")
+
+
+def _damaged() -> UploadRejected:
+    return UploadRejected(400, "damaged_image", "The image is damaged or incomplete (the upload may have been cut "
+                          "off). Upload the photo again.")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
+
+
+def _icc_profile(data: bytes) -> bytes | None:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.info.get("icc_profile") or None
+
+
+def _as_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """Convert to sRGB when the photo carries an RGB colour profile: the stored copy has no profile left."""
+    if not icc_profile or image.mode not in ("RGB", "RGBA"):
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=image.mode)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        # A broken or non-RGB profile (CMYK, grey): keep the decoded pixels, as every browser without it would.
+        return image
+    if image.mode == "RGBA" and converted is not None:
+        converted.putalpha(image.getchannel("A"))
+    return converted if converted is not None else image
+
+
+def _jpeg(image: Image.Image, buffer: io.BytesIO) -> None:
+    # No chroma subsampling at quality 95: the cut-out edges come from this copy.
+    image.convert("RGB").save(buffer, "JPEG", quality=95, subsampling=0)
+
+
+def _png(image: Image.Image, buffer: io.BytesIO) -> None:
+    image.save(buffer, "PNG", compress_level=3)
+
+
+def _webp(image: Image.Image, buffer: io.BytesIO) -> None:
+    image.save(buffer, "WEBP", quality=95, method=4)
+
+
+_ENCODERS: dict[str, tuple[str, Callable[[Image.Image, io.BytesIO], None]]] = {
+    "JPEG": (".jpg", _jpeg),
+    "PNG": (".png", _png),
+    "WEBP": (".webp", _webp),
+}
