@@ -53,6 +53,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_S3_BUCKET": environ.get("STUDIO_S3_BUCKET") or None,
         "STUDIO_S3_PREFIX": environ.get("STUDIO_S3_PREFIX", ""),
         "STUDIO_S3_ENDPOINT_URL": environ.get("STUDIO_S3_ENDPOINT_URL") or None,
+        # Where browsers reach the store, when not at STUDIO_S3_ENDPOINT_URL: presigned links are made for it.
+        "STUDIO_S3_PUBLIC_ENDPOINT_URL": environ.get("STUDIO_S3_PUBLIC_ENDPOINT_URL") or None,
         "STUDIO_S3_REGION": environ.get("STUDIO_S3_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
         "STUDIO_PRESIGNED_URL_SECONDS": _int(environ, "STUDIO_PRESIGNED_URL_SECONDS", 300),
         "STUDIO_MODEL_DIR": environ.get("STUDIO_MODEL_DIR") or str(INSTANCE_DIR / "models"),

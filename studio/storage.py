@@ -128,7 +128,8 @@ class S3Storage(Storage):
     """Private objects in an S3 bucket (AWS, MinIO or moto); credentials come the usual boto3 way."""
 
     def __init__(self, bucket: str, *, prefix: str = "", region: str | None = None,
-                 endpoint_url: str | None = None, presigned_seconds: int = 300, client: Any = None) -> None:
+                 endpoint_url: str | None = None, public_endpoint_url: str | None = None,
+                 presigned_seconds: int = 300, client: Any = None) -> None:
         import boto3
         from botocore.config import Config
 
@@ -136,10 +137,12 @@ class S3Storage(Storage):
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.presigned_seconds = presigned_seconds
         # SigV4 everywhere: presigned URLs for regions newer than 2014 and MinIO need it.
-        self.client = client or boto3.client(
-            "s3", region_name=region, endpoint_url=endpoint_url,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
-        )
+        config = Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"})
+        self.client = client or boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+        # Browsers may reach the store under another name than the app does (http://minio:9000 inside Compose):
+        # links are signed for that public endpoint. Signing is local, this client never connects.
+        self.signing_client = self.client if not public_endpoint_url else boto3.client(
+            "s3", region_name=region, endpoint_url=public_endpoint_url, config=config)
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
@@ -201,7 +204,7 @@ class S3Storage(Storage):
     def presigned_url(self, key: str, *, filename: str, content_type: str, expires: int | None = None,
                       download: bool = True) -> str | None:
         """Return a GET URL valid for `expires` seconds that also sets the served type and filename."""
-        return self.client.generate_presigned_url(
+        return self.signing_client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -222,6 +225,7 @@ def storage_from_config(config: Mapping[str, Any]) -> Storage:
             prefix=config.get("STUDIO_S3_PREFIX") or "",
             region=config.get("STUDIO_S3_REGION"),
             endpoint_url=config.get("STUDIO_S3_ENDPOINT_URL"),
+            public_endpoint_url=config.get("STUDIO_S3_PUBLIC_ENDPOINT_URL"),
             presigned_seconds=config.get("STUDIO_PRESIGNED_URL_SECONDS", 300),
         )
     return LocalStorage(config["STUDIO_STORAGE_DIR"])

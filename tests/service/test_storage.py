@@ -84,3 +84,15 @@ def test_s3_storage_objects_are_private_and_presigned_urls_work(s3_endpoint):
 
     storage.delete(key)
     assert not storage.exists(key)
+
+
+def test_presigned_urls_are_made_for_the_public_endpoint(s3_endpoint):
+    bucket = f"public-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    public = s3_endpoint.replace("127.0.0.1", "localhost")
+    storage = S3Storage(bucket, region="us-east-1", endpoint_url=s3_endpoint, public_endpoint_url=public)
+    storage.put("results/1/x.png", b"picture", "image/png")
+    url = storage.presigned_url("results/1/x.png", filename="x.png", content_type="image/png")
+    assert url.startswith(public + "/") and "X-Amz-Expires=300" in url
+    with urllib.request.urlopen(url) as response:
+        assert response.read() == b"picture"
