@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from rq.exceptions import NoSuchJobError
 from rq_dashboard.web import setup_rq_connection
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.wrappers import Response
 
 from studio.errors import error_response
@@ -28,6 +29,9 @@ def _admins_only() -> None:
         return
     if not (current_user.is_authenticated and current_user.is_admin):
         abort(404)
+    # rq-dashboard also runs "requeue all" on GET, a state change that a link on another site could trigger.
+    if request.endpoint == "rq_dashboard.requeue_all" and request.method != "POST":
+        raise MethodNotAllowed(valid_methods=["POST"])
     # The dashboard looks up /<n>/... in its list of Redis URLs and raises (a 500) past the end; we have one.
     if (request.view_args or {}).get("instance_number", 0) != 0:
         abort(404)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_request_context, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -14,6 +15,15 @@ from werkzeug.wrappers import Response
 from studio.extensions import limiter
 
 View = TypeVar("View", bound=Callable)
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Signed-cookie sessions whose cookie is also Secure whenever the request itself came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Return True when STUDIO_SECURE_COOKIES is set or the request is HTTPS (per the trusted proxy)."""
+        # request.is_secure reads X-Forwarded-Proto only through ProxyFix, i.e. only from a trusted proxy.
+        return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
 
 
 def init_app(app: Flask) -> None:
@@ -26,8 +36,9 @@ def init_app(app: Flask) -> None:
     # A Redis outage must not take sign-in down with it: count in memory until Redis is back.
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    app.session_interface = SessionInterface()
     csp = content_security_policy(app.config)
-    hsts = bool(app.config.get("SESSION_COOKIE_SECURE"))
+    always_https = bool(app.config.get("SESSION_COOKIE_SECURE"))
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
@@ -37,7 +48,7 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        if hsts:
+        if always_https or request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if response.mimetype == "text/html" and "Cache-Control" not in response.headers:
             # Pages show private photos and one-time tokens: keep them out of shared and back-button caches.
@@ -85,14 +96,18 @@ def client_key() -> str:
 
 
 def _account_key() -> str:
+    # Imported here: the auth package imports this module for its decorators.
+    from studio.auth.service import normalise_email
+
     if current_user.is_authenticated:
         return f"user:{current_user.id}"
     email = request.form.get("email")
     if email is None and request.is_json:
         body = request.get_json(silent=True)
         email = body.get("email") if isinstance(body, dict) else None
-    if isinstance(email, str) and email.strip():
-        return f"email:{email.strip().lower()}"
+    if isinstance(email, str) and normalise_email(email):
+        # The same normalisation as the account lookup: no spelling of an address gets a fresh allowance.
+        return f"email:{normalise_email(email)}"
     return f"ip:{get_remote_address()}"
 
 
@@ -106,7 +121,7 @@ def _tier(name: str) -> Callable[[], str]:
 
 
 def auth_limit(view: View) -> View:
-    """Limit sign-in, sign-up and token creation (RATELIMIT_AUTH), per client address and per account."""
+    """Limit password checks (sign-in, sign-up, tokens, password change) per address and per account."""
     view = limiter.shared_limit(_tier("RATELIMIT_AUTH"), "auth-account", key_func=_account_key,
                                 methods=["POST"])(view)
     return limiter.shared_limit(_tier("RATELIMIT_AUTH"), "auth-address", key_func=get_remote_address,

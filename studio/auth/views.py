@@ -5,14 +5,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from studio.auth import service
+from studio.auth import service, sessions
 from studio.auth.service import AccountError
 from studio.errors import error_response, wants_json
 from studio.extensions import login_manager
-from studio.security import auth_limit
+from studio.security import auth_limit, read_limit
 
 bp = Blueprint("auth", __name__)
 
@@ -22,8 +22,13 @@ login_manager.login_message_category = "info"
 
 @login_manager.user_loader
 def load_user(identity: str):
-    """Load the signed-in account from its session identity, refusing stale session versions."""
-    return service.load_session_user(identity)
+    """Load the signed-in account from its session identity, refusing stale versions and signed-out sessions."""
+    user = service.load_session_user(identity)
+    if user is not None and not sessions.is_live():
+        # Drop the identity, so a cookie re-signed from this request is anonymous and outlives no revocation.
+        session.clear()
+        return None
+    return user
 
 
 @login_manager.unauthorized_handler
@@ -52,14 +57,9 @@ def _safe_next(target: str | None) -> str:
     return url_for("tasks.index")
 
 
-def _start_session(user) -> None:
-    # A fresh session on every sign-in, so a session id planted before sign-in is worth nothing.
-    session.clear()
-    login_user(user)
-
-
 @bp.route("/register", methods=["GET", "POST"])
 @auth_limit
+@read_limit
 def register() -> Response | str:
     """Create an account and sign in."""
     if current_user.is_authenticated:
@@ -73,7 +73,7 @@ def register() -> Response | str:
             user = service.create_user(email, password)
         except AccountError as error:
             return render_template("auth/register.html", error=error.message, email=email), 400
-        _start_session(user)
+        sessions.start(user)
         flash("Welcome! Your account is ready.", "success")
         return redirect(url_for("tasks.index"))
     return render_template("auth/register.html", email=email)
@@ -81,6 +81,7 @@ def register() -> Response | str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @auth_limit
+@read_limit
 def login() -> Response | str:
     """Sign in with email and password."""
     next_url = request.values.get("next", "")
@@ -93,22 +94,24 @@ def login() -> Response | str:
             # One message for unknown email and wrong password: the form must not reveal who has an account.
             return render_template("auth/login.html", error="Invalid email or password.", email=email,
                                    next_url=next_url), 401
-        _start_session(user)
+        sessions.start(user)
         return redirect(_safe_next(next_url))
     return render_template("auth/login.html", email=email, next_url=next_url)
 
 
 @bp.post("/logout")
+@read_limit
 def logout() -> Response:
     """Sign out (POST only, so a link or image on another site cannot sign anyone out)."""
-    logout_user()
-    session.clear()
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    sessions.end(user)
     flash("You are signed out.", "info")
     return redirect(url_for("tasks.index"))
 
 
 @bp.get("/account")
 @login_required
+@read_limit
 def account() -> str:
     """Show the account page: password change and API tokens."""
     return render_template("auth/account.html", tokens=service.list_api_tokens(current_user))
@@ -116,6 +119,7 @@ def account() -> str:
 
 @bp.post("/account/password")
 @login_required
+@auth_limit
 def change_password() -> Response | tuple[str, int]:
     """Change the password; other sessions and API tokens stop working."""
     new = request.form.get("new_password", "")
@@ -127,18 +131,19 @@ def change_password() -> Response | tuple[str, int]:
         return render_template("auth/account.html", tokens=service.list_api_tokens(current_user),
                                password_error=error.message), 400
     # The version bump ended this session too; start a new one for the person who made the change.
-    _start_session(current_user._get_current_object())
+    sessions.start(current_user._get_current_object())
     flash("Password changed. Other sessions were signed out and API tokens revoked.", "success")
     return redirect(url_for("auth.account"))
 
 
 @bp.post("/account/sessions/end")
 @login_required
+@read_limit
 def end_sessions() -> Response:
     """Sign out everywhere, this browser included."""
-    service.end_other_sessions(current_user)
-    logout_user()
-    session.clear()
+    user = current_user._get_current_object()
+    service.end_other_sessions(user)
+    sessions.end(user)
     flash("You are signed out on every device.", "info")
     return redirect(url_for("auth.login"))
 
@@ -160,6 +165,7 @@ def create_token() -> tuple[str, int]:
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
 @login_required
+@read_limit
 def revoke_token(token_id: int) -> Response:
     """Revoke one of the account's API tokens."""
     service.revoke_api_token(current_user, token_id)

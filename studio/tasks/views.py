@@ -145,6 +145,7 @@ def rerun(task_id: str) -> Response | tuple[str, int]:
 
 @bp.post("/tasks/<task_id>/delete")
 @login_required
+@read_limit
 def delete(task_id: str) -> Response:
     """Delete a task and its files."""
     task = service.get_task(current_user, task_id)

@@ -1,0 +1,132 @@
+"""Sessions: a new session on sign-in, sign-out revoked server-side, password changes end other sessions and tokens."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from studio.auth.sessions import SESSION_ID_KEY, revoked_key
+from studio.extensions import db
+from studio.models import User
+from tests.security.conftest import PASSWORD, csrf_token, login, session_cookie, signed_in, with_cookie
+
+EMAIL = "ada@example.com"
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+def session_id(client) -> str | None:
+    """Return the server-side session id the client's cookie carries."""
+    with client.session_transaction() as session:
+        return session.get(SESSION_ID_KEY)
+
+
+def logout(client):
+    """Post the sign-out form."""
+    return client.post("/logout", data={"csrf_token": csrf_token(client, "/tasks")})
+
+
+def test_sign_in_starts_a_new_session_and_the_cookie_from_before_is_worth_nothing(app, make_user):
+    make_user(EMAIL)
+    client = app.test_client()
+    with client.session_transaction() as session:
+        # What an attacker who planted a cookie in the victim's browser would know.
+        session[SESSION_ID_KEY] = "planted-by-attacker"
+        session["planted"] = True
+    client.get("/login")
+    before = session_cookie(client)
+    assert login(client, EMAIL).status_code == 302
+    after = session_cookie(client)
+    assert after != before
+    assert session_id(client) not in (None, "planted-by-attacker")
+    with client.session_transaction() as session:
+        assert "planted" not in session
+    assert signed_in(client)
+    assert not signed_in(with_cookie(app, before)), "the pre-sign-in cookie must not be signed in"
+
+
+def test_each_sign_in_gets_its_own_session_id(app, make_user):
+    make_user(EMAIL)
+    first, second = app.test_client(), app.test_client()
+    login(first, EMAIL)
+    login(second, EMAIL)
+    assert session_id(first) and session_id(second) and session_id(first) != session_id(second)
+
+
+def test_a_cookie_replayed_after_sign_out_is_refused(app, make_user):
+    make_user(EMAIL)
+    client = app.test_client()
+    login(client, EMAIL)
+    stolen, revoked = session_cookie(client), session_id(client)
+    assert signed_in(with_cookie(app, stolen))
+    assert logout(client).status_code == 302
+    assert not signed_in(client)
+    replay = with_cookie(app, stolen)
+    assert not signed_in(replay)
+    assert replay.get("/tasks").status_code == 302
+    # The replayed request is answered with an anonymous cookie, so the revoked id is not re-signed and kept alive.
+    with replay.session_transaction() as session:
+        assert "_user_id" not in session and SESSION_ID_KEY not in session
+    ttl = Redis.from_url(app.config["REDIS_URL"]).ttl(revoked_key(revoked))
+    assert 0 < ttl <= app.permanent_session_lifetime.total_seconds()
+
+
+def test_signing_out_one_browser_leaves_the_others_signed_in(app, make_user):
+    make_user(EMAIL)
+    laptop, phone = app.test_client(), app.test_client()
+    login(laptop, EMAIL)
+    login(phone, EMAIL)
+    logout(laptop)
+    assert not signed_in(laptop) and signed_in(phone)
+
+
+def test_sign_out_while_redis_is_down_still_kills_the_cookie(security_app, make_user):
+    app = security_app(REDIS_URL=UNREACHABLE_REDIS)
+    make_user(EMAIL)
+    client, other = app.test_client(), app.test_client()
+    login(client, EMAIL)
+    login(other, EMAIL)
+    stolen = session_cookie(client)
+    assert signed_in(client), "a Redis outage must not sign people out"
+    assert logout(client).status_code == 302
+    # With no Redis to record the id in, sign-out ends every session of the account instead.
+    assert not signed_in(with_cookie(app, stolen))
+    assert not signed_in(other)
+
+
+def test_password_change_ends_other_sessions_and_api_tokens_but_not_this_one(app, make_user, make_token):
+    user = make_user(EMAIL)
+    bearer = make_token(user)
+    mine, other = app.test_client(), app.test_client()
+    login(mine, EMAIL)
+    login(other, EMAIL)
+    old_cookie = session_cookie(mine)
+    assert app.test_client().get("/api/v1/tasks", headers=bearer).status_code == 200
+    response = mine.post("/account/password", data={
+        "current_password": PASSWORD, "new_password": "a brand new pass phrase", "confirm": "a brand new pass phrase",
+        "csrf_token": csrf_token(mine, "/account")})
+    assert response.status_code == 302
+    assert signed_in(mine)
+    assert not signed_in(other)
+    assert not signed_in(with_cookie(app, old_cookie))
+    assert app.test_client().get("/api/v1/tasks", headers=bearer).status_code == 401
+    assert login(app.test_client(), EMAIL).status_code == 401
+    assert login(app.test_client(), EMAIL, "a brand new pass phrase").status_code == 302
+
+
+def test_sign_out_everywhere_ends_every_session(app, make_user):
+    make_user(EMAIL)
+    mine, other = app.test_client(), app.test_client()
+    login(mine, EMAIL)
+    login(other, EMAIL)
+    assert mine.post("/account/sessions/end", data={"csrf_token": csrf_token(mine, "/account")}).status_code == 302
+    assert not signed_in(mine) and not signed_in(other)
+
+
+def test_a_refused_session_version_stays_refused(app, make_user):
+    user = make_user(EMAIL)
+    client = app.test_client()
+    login(client, EMAIL)
+    cookie = session_cookie(client)
+    with app.app_context():
+        db.session.get(User, user.id).session_version += 1
+        db.session.commit()
+    assert not signed_in(with_cookie(app, cookie))
