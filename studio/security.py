@@ -67,7 +67,7 @@ def content_security_policy(config: dict) -> str:
     """Return the CSP: our own scripts and styles only, images also from the S3 endpoint when S3 is used."""
     image_sources = ["'self'", "data:", "blob:"]
     if config.get("STUDIO_S3_BUCKET"):
-        endpoint = config.get("STUDIO_S3_ENDPOINT_URL")
+        endpoint = config.get("STUDIO_S3_PUBLIC_ENDPOINT_URL") or config.get("STUDIO_S3_ENDPOINT_URL")
         if endpoint:
             parts = urlsplit(endpoint)
             image_sources.append(f"{parts.scheme}://{parts.netloc}")

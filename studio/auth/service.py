@@ -25,7 +25,8 @@ MAX_PASSWORD_LENGTH = 1024
 MAX_EMAIL_LENGTH = 254
 TOKEN_PREFIX = "ps_"
 TOKEN_PREFIX_LENGTH = 10
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+# No whitespace or control characters anywhere (PostgreSQL refuses NUL in text outright).
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$")
 _COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
 
 # Module-level so tests (and a future config option) can swap the parameters and see rehash-on-login work.
@@ -78,6 +79,8 @@ def validate_password(password: str) -> None:
 
 def find_user(email: str) -> User | None:
     """Return the account with this email (normalised), or None."""
+    if "\x00" in email:
+        return None  # no stored address has one, and PostgreSQL would refuse the query
     return db.session.scalar(select(User).where(User.email == normalise_email(email)))
 
 

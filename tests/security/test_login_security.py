@@ -151,3 +151,17 @@ def test_long_and_unicode_passwords_are_kept_exactly_as_typed(app, password):
     # Nothing is trimmed or cut: a different string is a wrong password.
     for variant in {password.strip(), password[:-1], password + " "} - {password}:
         assert login(app.test_client(), EMAIL, variant).status_code == 401, repr(variant)
+
+
+@pytest.mark.parametrize("path", ["/login", "/register"])
+def test_control_characters_in_the_email_are_a_form_error_not_a_database_error(app, make_user, path):
+    # PostgreSQL refuses any text holding NUL: the lookup itself used to fail with a 500.
+    make_user("ada@example.com")
+    client = app.test_client()
+    response = client.post(path, data={"email": "ada\x00@example.com", "password": PASSWORD,
+                                       "confirm": PASSWORD, "csrf_token": csrf_token(client, path)})
+    assert response.status_code in (200, 400, 401, 422)
+    with app.app_context():
+        assert account_service.find_user("ada\x00@example.com") is None
+    with pytest.raises(account_service.AccountError):
+        account_service.validate_email("ada\x01@example.com")
