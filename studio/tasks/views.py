@@ -71,7 +71,7 @@ def create() -> Response | tuple[str, int]:
         try:
             tasks.append(service.create_task(current_user, upload, raw_options))
         except UploadRejected as error:
-            errors.append(f"{upload.filename}: {error.message}")
+            errors.append(f"{service.display_filename(upload.filename)}: {error.message}")
             status = error.status
     if not tasks:
         return _upload_failed(errors, status)
