@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 
 # In CI every test that needs PostgreSQL, Redis, S3, the browser or the fixtures must run, never skip.
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -14,6 +18,33 @@ TEST_REDIS_URL = os.environ.get("STUDIO_TEST_REDIS_URL", "redis://127.0.0.1:6379
 FIXTURES_DIR = Path(
     os.environ.get("STUDIO_FIXTURES_DIR") or Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Name the installed driver: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, we ship psycopg2."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def postgres_up(url: str = TEST_DATABASE_URL) -> bool:
+    """Return True when the database answers."""
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect():
+            return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def redis_up(url: str = TEST_REDIS_URL) -> bool:
+    """Return True when Redis answers."""
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
+    except RedisError:
+        return False
 
 
 def require(condition: bool, reason: str) -> None:

@@ -14,38 +14,16 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import sync_playwright
 from redis import Redis
-from redis.exceptions import RedisError
-from sqlalchemy import create_engine
-from sqlalchemy.exc import OperationalError
 
 from studio import create_app, settings
 from studio.extensions import db
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, require
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 STARTUP_SECONDS = 60
-
-
-def _database_url() -> str:
-    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the project ships psycopg2.
-    if TEST_DATABASE_URL.startswith("postgresql://"):
-        return "postgresql+psycopg2://" + TEST_DATABASE_URL[len("postgresql://"):]
-    return TEST_DATABASE_URL
-
-
-def _services_up() -> bool:
-    engine = create_engine(_database_url())
-    try:
-        with engine.connect():
-            pass
-        return bool(Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping())
-    except (OperationalError, RedisError):
-        return False
-    finally:
-        engine.dispose()
 
 
 def _free_port() -> int:
@@ -87,11 +65,11 @@ def browser_executable() -> str:
 @pytest.fixture(scope="package")
 def live_server(tmp_path_factory, browser_executable) -> Iterator[str]:
     """Start gunicorn and an RQ worker with a fresh schema and queue; return the base URL."""
-    require(_services_up(), f"PostgreSQL ({TEST_DATABASE_URL}) and Redis ({TEST_REDIS_URL}) are needed")
+    require(postgres_up() and redis_up(), f"PostgreSQL ({TEST_DATABASE_URL}) and Redis ({TEST_REDIS_URL}) are needed")
     workdir = tmp_path_factory.mktemp("live")
     environment = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": sqlalchemy_url(TEST_DATABASE_URL),
         "REDIS_URL": TEST_REDIS_URL,
         "SECRET_KEY": "browser-test-secret",
         "STUDIO_INSTANCE_DIR": str(workdir / "instance"),

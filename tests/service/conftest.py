@@ -15,10 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from redis import Redis
-from redis.exceptions import RedisError
 from rq import SimpleWorker
 from sqlalchemy import MetaData, create_engine
-from sqlalchemy.exc import OperationalError
 
 from jobs import context as job_context
 from studio import create_app
@@ -26,7 +24,7 @@ from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Task, User
 from studio.queue import get_queue
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, require
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
 
 PASSWORD = "correct horse battery staple"
 # Cheap Argon2 parameters keep the suite fast; production uses the library defaults.
@@ -34,31 +32,6 @@ FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 S3_BUCKET = "studio-test"
 AWS_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                    "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def sqlalchemy_url(url: str) -> str:
-    """Name the installed driver (psycopg2) explicitly in a postgresql:// URL."""
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
-
-
-def _postgres_up(url: str) -> bool:
-    engine = create_engine(url)
-    try:
-        with engine.connect():
-            return True
-    except OperationalError:
-        return False
-    finally:
-        engine.dispose()
-
-
-def _redis_up(url: str) -> bool:
-    try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
-    except RedisError:
-        return False
 
 
 def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[str, Any]:
@@ -83,7 +56,7 @@ def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[st
 def database_url() -> str:
     """Return the test database URL with its schema built by the migrations (not create_all)."""
     url = sqlalchemy_url(TEST_DATABASE_URL)
-    require(_postgres_up(url), f"PostgreSQL not reachable at {TEST_DATABASE_URL}")
+    require(postgres_up(url), f"PostgreSQL not reachable at {TEST_DATABASE_URL}")
     engine = create_engine(url)
     metadata = MetaData()
     metadata.reflect(engine)
@@ -95,7 +68,7 @@ def database_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """Return the test Redis URL."""
-    require(_redis_up(TEST_REDIS_URL), f"Redis not reachable at {TEST_REDIS_URL}")
+    require(redis_up(TEST_REDIS_URL), f"Redis not reachable at {TEST_REDIS_URL}")
     return TEST_REDIS_URL
 
 

@@ -11,15 +11,12 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
-from redis.exceptions import RedisError
-from sqlalchemy import create_engine
-from sqlalchemy.exc import OperationalError
 
 from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Task, TaskStatus, User
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, require
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "correct horse battery staple"
@@ -27,42 +24,17 @@ PASSWORD = "correct horse battery staple"
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
-def sqlalchemy_url(url: str) -> str:
-    """Name the installed driver: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, we ship psycopg2."""
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
-
-
-def _postgres_up() -> bool:
-    engine = create_engine(sqlalchemy_url(TEST_DATABASE_URL))
-    try:
-        with engine.connect():
-            return True
-    except OperationalError:
-        return False
-    finally:
-        engine.dispose()
-
-
-def _redis_up() -> bool:
-    try:
-        return bool(Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping())
-    except RedisError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """Return the test database URL, skipping (failing in CI) when PostgreSQL is not there."""
-    require(_postgres_up(), f"PostgreSQL not reachable at {TEST_DATABASE_URL}")
+    require(postgres_up(), f"PostgreSQL not reachable at {TEST_DATABASE_URL}")
     return sqlalchemy_url(TEST_DATABASE_URL)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """Return the test Redis URL, skipping (failing in CI) when Redis is not there."""
-    require(_redis_up(), f"Redis not reachable at {TEST_REDIS_URL}")
+    require(redis_up(), f"Redis not reachable at {TEST_REDIS_URL}")
     return TEST_REDIS_URL
 
 
