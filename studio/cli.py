@@ -13,6 +13,7 @@ from ml.batch import expand_inputs, output_paths, process_files
 from ml.options import FORMATS, OUTPUTS, InvalidOptions, ProcessingOptions
 from ml.registry import MODELS, model_states
 from ml.sessions import ModelUnavailable
+from studio.auth.cli import create_user_command
 
 studio_cli = AppGroup("studio", help="Photo Studio commands.")
 
@@ -66,6 +67,9 @@ def models_command() -> None:
         mark = "available" if state.available else "unavailable"
         click.echo(f"{state.spec.name:<16} {mark:<12} {state.spec.purpose}")
         click.echo(f"{'':<16} {state.reason}")
+
+
+studio_cli.add_command(create_user_command)
 
 
 def init_app(app: Flask) -> None:

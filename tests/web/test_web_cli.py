@@ -1,24 +1,19 @@
-"""The create-user command, attached here to a test-only group (the lead attaches it to `flask studio`)."""
+"""The `flask studio create-user` command."""
 
 from __future__ import annotations
 
 import pytest
-from flask.cli import AppGroup
 from sqlalchemy import select
 
 from studio.auth import service
-from studio.auth.cli import create_user_command
 from studio.extensions import db
 from studio.models import User
 
 
 @pytest.fixture
 def cli(app, runner):
-    """Return a function that runs `flask studio-test create-user ...`."""
-    group = AppGroup("studio-test")
-    group.add_command(create_user_command)
-    app.cli.add_command(group)
-    return lambda *args, input=None: runner.invoke(args=["studio-test", "create-user", *args], input=input)
+    """Return a function that runs `flask studio create-user ...`."""
+    return lambda *args, input=None: runner.invoke(args=["studio", "create-user", *args], input=input)
 
 
 def _user(app, email):
