@@ -20,6 +20,16 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"setting {name} must be an integer, got {value!r}") from error
 
 
+def _int_list(environ: Mapping[str, str], name: str, default: list[int]) -> list[int]:
+    value = environ.get(name)
+    if not value:
+        return default
+    try:
+        return [int(item) for item in value.split(",")]
+    except ValueError:
+        raise ValueError(f"setting {name} must be whole numbers separated by commas, got {value!r}") from None
+
+
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     value = environ.get(name)
     if value is None or value == "":
@@ -64,9 +74,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_USER_QUOTA_BYTES": _int(environ, "STUDIO_USER_QUOTA_BYTES", 1024 ** 3),  # photos + results; 0: none
         "STUDIO_RETENTION_DAYS": _int(environ, "STUDIO_RETENTION_DAYS", 30),  # tasks older are deleted; 0: never
         "STUDIO_JOB_RETRIES": _int(environ, "STUDIO_JOB_RETRIES", 3),
-        "STUDIO_JOB_RETRY_INTERVALS": [
-            int(seconds) for seconds in (environ.get("STUDIO_JOB_RETRY_INTERVALS") or "5,30,120").split(",")
-        ],
+        "STUDIO_JOB_RETRY_INTERVALS": _int_list(environ, "STUDIO_JOB_RETRY_INTERVALS", [5, 30, 120]),
         "STUDIO_JOB_TIMEOUT": _int(environ, "STUDIO_JOB_TIMEOUT", 300),
         # Crash recovery (jobs/maintenance.py, rq_worker.py): a running job writes tasks.heartbeat_at this often;
         # the reconciler takes over a PROCESSING task silent for STUDIO_STALE_HEARTBEAT_SECONDS and a PENDING one
