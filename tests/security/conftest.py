@@ -17,16 +17,15 @@ from PIL import Image
 from sqlalchemy import select
 from werkzeug.routing import Rule
 
-from studio.auth import service as account_service
 from studio.extensions import db, limiter
-from studio.models import Task, TaskStatus, User
+from studio.models import Task, TaskStatus
 from studio.storage import get_storage, input_key, result_key
 # The service tests' fixtures, reused as they are: the migrated database, Redis, the app factory and moto's S3.
 from tests.service.conftest import (  # noqa: F401  (fixtures are found by name)
-    database_url, fast_password_hasher, make_app, migrated, redis_url, s3_app, s3_endpoint,
+    PASSWORD, database_url, fast_password_hasher, make_app, make_token, make_user, migrated, redis_url, s3_app,
+    s3_endpoint,
 )
 
-PASSWORD = "correct horse battery staple"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Values for every URL argument the app knows. A route with an argument missing here fails `route_path`, so a new
@@ -134,29 +133,6 @@ def security_app(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask
 def app(security_app: Callable[..., Flask]) -> Flask:
     """Return an app with local storage and rate limits off."""
     return security_app()
-
-
-@pytest.fixture
-def make_user(app: Flask) -> Callable[..., User]:
-    """Create an account through the account service and return it detached."""
-    def make(email: str | None = None, password: str = PASSWORD, **kwargs: Any) -> User:
-        with app.app_context():
-            user = account_service.create_user(email or f"user-{uuid.uuid4().hex[:8]}@example.com", password,
-                                               **kwargs)
-            db.session.refresh(user)
-            db.session.expunge(user)
-            return user
-    return make
-
-
-@pytest.fixture
-def make_token(app: Flask) -> Callable[[User], dict[str, str]]:
-    """Return the Authorization header of a new API token for an account."""
-    def make(user: User) -> dict[str, str]:
-        with app.app_context():
-            _, plaintext = account_service.create_api_token(db.session.get(User, user.id), "tests")
-        return {"Authorization": f"Bearer {plaintext}"}
-    return make
 
 
 @pytest.fixture

@@ -133,10 +133,11 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def make_user(app: Flask) -> Callable[..., User]:
-    """Create accounts through the account service."""
-    def make(email: str | None = None) -> User:
+    """Create accounts through the account service; return them detached."""
+    def make(email: str | None = None, password: str = PASSWORD, **kwargs: Any) -> User:
         with app.app_context():
-            user = account_service.create_user(email or f"user-{uuid.uuid4().hex[:8]}@example.com", PASSWORD)
+            user = account_service.create_user(email or f"user-{uuid.uuid4().hex[:8]}@example.com", password,
+                                               **kwargs)
             db.session.refresh(user)
             db.session.expunge(user)
             return user
