@@ -22,6 +22,9 @@ Crash recovery (see jobs/maintenance.py for the other half):
 - SIGTERM is RQ's warm shutdown (the current photo finishes); a second SIGTERM is the cold one: RQ kills the horse,
   and this worker hands the interrupted job back to the front of the queue, the attempt not counted, instead of
   leaving it STARTED until someone finds it abandoned.
+- A Redis outage: every Redis command of the worker, its horses and its scheduler is retried with backoff for
+  STUDIO_WORKER_REDIS_OUTAGE_SECONDS, so a restart of Redis (even one that lost the queue: the reconciler puts
+  the tasks back) does not end the worker, whatever it was doing at the time.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from types import FrameType
 import torch
 from flask import Flask
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -47,6 +51,7 @@ from ml.registry import available_model_names
 from ml.sessions import preload
 from studio import create_app, settings
 from studio.extensions import db
+from studio.queue import outage_tolerant_redis
 from studio.storage import get_storage
 
 logger = logging.getLogger("rq_worker")
@@ -133,8 +138,7 @@ def preload_models(app: Flask) -> list[str]:
 def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int) -> Worker:
     """Return the worker for the queues, forking unless CUDA or --simple says otherwise."""
     queues = arguments.queues or [app.config["STUDIO_QUEUE"]]
-    # No socket timeout of our own: RQ sets one that suits its blocking dequeue.
-    connection = Redis.from_url(app.config["REDIS_URL"])
+    connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
     if arguments.simple or torch.cuda.is_available():
         torch.set_num_threads(torch_threads)
         return SimpleWorker(queues, name=arguments.name, connection=connection,
@@ -156,9 +160,22 @@ def start_periodic_scheduler(arguments: argparse.Namespace) -> multiprocessing.P
     config = settings.from_environment()
     queue = (arguments.queues or [config["STUDIO_QUEUE"]])[0]
     process = multiprocessing.get_context("fork").Process(
-        target=run_scheduler, args=(config["REDIS_URL"], queue), name="rq-scheduler", daemon=True)
+        target=run_scheduler, args=(config["REDIS_URL"], queue, config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"]),
+        name="rq-scheduler", daemon=True)
     process.start()
     return process
+
+
+def warn_if_redis_is_down(app: Flask) -> None:
+    """Say so at once when Redis does not answer, instead of waiting for it in silence."""
+    client = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except RedisError as error:
+        logger.warning("Redis does not answer (%s); waiting up to %s s for it", error,
+                       app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
+    finally:
+        client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("cannot load the models from %s: %s", app.config["STUDIO_MODEL_DIR"], error)
         return 1
     logger.info("models loaded: %s; %s torch threads per job", ", ".join(names), torch_threads)
+    warn_if_redis_is_down(app)
     worker = build_worker(app, arguments, torch_threads)
     worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO")
     return 0

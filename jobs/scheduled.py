@@ -1,19 +1,22 @@
-"""Periodic jobs as data, with deterministic ids, reconciled with rq-scheduler when the scheduler starts.
+"""Periodic jobs as data, with deterministic ids, reconciled with rq-scheduler on every round of the scheduler.
 
 Reconciling makes Redis match PERIODIC_JOBS: jobs no longer defined (or defined differently) are cancelled,
 missing ones are scheduled, and jobs already scheduled as defined keep their next run time, so restarting a
-worker neither postpones nor repeats them.
+worker neither postpones nor repeats them, and a Redis that lost its data gets them back within one round.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from redis import Redis
+from redis.exceptions import RedisError
 from rq.job import Job
 from rq_scheduler import Scheduler
+
+from studio.queue import outage_tolerant_redis
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +109,35 @@ def reconcile_schedule(scheduler: Scheduler, periodic_jobs: tuple[PeriodicJob, .
             periodic.schedule(scheduler)
 
 
-def run_scheduler(redis_url: str, queue_name: str) -> None:
-    """Reconcile the periodic jobs, then enqueue them when due until SIGTERM (blocks: run it in its own process).
+class PeriodicScheduler(Scheduler):
+    """rq-scheduler that reconciles the periodic jobs each round it holds the lock, before enqueueing due ones."""
+
+    periodic_jobs: tuple[PeriodicJob, ...] = PERIODIC_JOBS
+
+    def enqueue_jobs(self) -> list[Job]:
+        """Put back any periodic job Redis lost (a restart without persistence), then enqueue what is due."""
+        reconcile_schedule(self, self.periodic_jobs)
+        return super().enqueue_jobs()
+
+
+def run_scheduler(redis_url: str, queue_name: str, outage_seconds: float = 300) -> None:
+    """Enqueue the periodic jobs when due until SIGTERM (blocks: run it in its own process).
 
     rq-scheduler is not RQ's built-in scheduler (`Worker.work(with_scheduler=True)` only moves delayed retries);
     it installs its own signal handlers, so it needs a process of its own (a multiprocessing.Process will do).
+    Each Redis command is retried through an outage of outage_seconds; a longer one ends rq-scheduler's loop,
+    and this function starts it again once Redis answers, so the periodic jobs never stop for good.
     """
-    connection = Redis.from_url(redis_url)
-    scheduler = Scheduler(queue_name=queue_name, connection=connection, interval=SCHEDULER_INTERVAL_SECONDS)
-    reconcile_schedule(scheduler)
-    scheduler.run()
+    connection = outage_tolerant_redis(redis_url, outage_seconds)
+    scheduler = PeriodicScheduler(queue_name=queue_name, connection=connection, interval=SCHEDULER_INTERVAL_SECONDS)
+    while True:
+        try:
+            scheduler.run()
+            return
+        except RedisError as error:
+            logger.error("rq-scheduler lost Redis (%s); starting it again", error)
+        try:
+            scheduler.register_death()  # else its next birth finds this one's key still alive
+        except RedisError:
+            pass
+        time.sleep(SCHEDULER_INTERVAL_SECONDS)

@@ -6,7 +6,9 @@ import logging
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry as RedisRetry
 from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -38,6 +40,29 @@ def get_redis(app: Flask | None = None) -> Redis:
             socket_timeout=_SOCKET_TIMEOUT_SECONDS, health_check_interval=30,
         )
     return connection
+
+
+def outage_retry(seconds: float, base: float = 0.1, cap: float = 2.0) -> RedisRetry:
+    """Return redis-py's retry policy that repeats a failed command, with backoff, for about `seconds`.
+
+    redis-py's own default gives up after about a second, so a Redis restart caught a worker in the middle of
+    its bookkeeping and killed it (RQ only waits out connection errors in its dequeue loop).
+    """
+    backoff = ExponentialBackoff(cap=cap, base=base)
+    retries, waited = 0, 0.0
+    while waited < seconds:
+        retries += 1
+        waited += backoff.compute(retries)
+    return RedisRetry(backoff, retries)
+
+
+def outage_tolerant_redis(url: str, outage_seconds: float) -> Redis:
+    """Return a connection for long-running processes (worker, scheduler) that rides out a Redis outage.
+
+    Only connection and timeout errors are retried; no socket timeout is set, since RQ picks one that suits its
+    blocking dequeue. The web app keeps get_redis's short timeouts instead: a request must not hang on Redis.
+    """
+    return Redis.from_url(url, retry=outage_retry(outage_seconds))
 
 
 def get_queue(app: Flask | None = None) -> Queue:

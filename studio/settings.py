@@ -87,6 +87,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # STUDIO_WORKER_MAINTENANCE_SECONDS (RQ's defaults: 30, 60 and 600).
         "STUDIO_WORKER_MONITOR_SECONDS": _int(environ, "STUDIO_WORKER_MONITOR_SECONDS", 30),
         "STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS": _int(environ, "STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS", 60),
+        # How long a worker and its scheduler keep retrying a Redis command through an outage before giving up.
+        "STUDIO_WORKER_REDIS_OUTAGE_SECONDS": _int(environ, "STUDIO_WORKER_REDIS_OUTAGE_SECONDS", 300),
         "STUDIO_WORKER_MAINTENANCE_SECONDS": _int(environ, "STUDIO_WORKER_MAINTENANCE_SECONDS", 60),
         # Test-only fault injection (jobs/faults.py); never set it in production.
         "STUDIO_FAULT_INJECTION": environ.get("STUDIO_FAULT_INJECTION") or None,
