@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Iterator
 
 import pytest
+from flask import request
 from rq.job import Job, JobStatus
+from sqlalchemy import text
 
+from studio.extensions import db
 from studio.models import User
 from studio.queue import get_redis
 from tests.reliability.conftest import PostgresCluster, wait_until
@@ -62,6 +66,41 @@ def test_requests_get_a_clean_503_while_the_database_is_down_and_work_again_afte
     restartable.start()
     assert studio.client.get("/api/v1/tasks", headers=studio.headers).status_code == 200
     assert studio.client.get("/tasks").status_code == 200
+
+
+@pytest.mark.parametrize("path, mimetype", [("/api/v1/tasks", "application/json"), ("/tasks", "text/html")])
+def test_a_request_in_flight_when_the_database_stops_gets_a_clean_503(make_studio, restartable, path, mimetype):
+    studio = make_studio()
+    in_transaction, release = threading.Event(), threading.Event()
+
+    @studio.app.before_request
+    def pause_inside_a_transaction() -> None:
+        # Test-only: the request holds a pooled connection in an open transaction, then waits for the test.
+        if request.headers.get("X-Pause-In-Transaction") and not release.is_set():
+            db.session.execute(text("SELECT 1"))
+            in_transaction.set()
+            release.wait(30)
+
+    _sign_in(studio)
+    responses = []
+    client = studio.app.test_client()
+    with client.session_transaction() as session, studio.client.session_transaction() as signed_in:
+        session.update(signed_in)
+    thread = threading.Thread(target=lambda: responses.append(
+        client.get(path, headers={**studio.headers, "X-Pause-In-Transaction": "1"})))
+    thread.start()
+    assert in_transaction.wait(30)
+
+    restartable.stop()  # fast shutdown: the server ends the request's connection under it
+    release.set()
+    thread.join(30)
+
+    [response] = responses
+    assert (response.status_code, response.mimetype, response.headers["Retry-After"]) == (503, mimetype, "10")
+    body = response.get_data(as_text=True)
+    assert "Traceback" not in body and "psycopg2" not in body and "OperationalError" not in body
+    restartable.start()
+    assert client.get(path, headers=studio.headers).status_code == 200
 
 
 @pytest.mark.slow
