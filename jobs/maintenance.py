@@ -17,13 +17,16 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
+from redis import Redis
+from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from sqlalchemy import func, select, update
 
 from jobs.context import app_context
 from studio.extensions import db
-from studio.models import Task, TaskStatus, utcnow
-from studio.queue import LIVE_STATUSES, enqueue_task, get_queue, job_status
+from jobs.webhooks import give_up
+from studio.models import Task, TaskStatus, WebhookStatus, utcnow
+from studio.queue import LIVE_STATUSES, enqueue_task, enqueue_webhook, get_queue, job_status, webhook_job_id
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ def _reconcile(now: datetime) -> dict[str, int]:
     # RQ's own check for jobs whose worker stopped renewing their heartbeat: each is retried or failed (through
     # the failure callback) by RQ's rules.
     StartedJobRegistry(queue.name, connection=connection).cleanup()
-    counts = {"requeued": 0, "retried": 0, "failed": 0}
+    counts = {"requeued": 0, "retried": 0, "failed": 0, "webhooks": 0}
 
     pending_before = now - timedelta(seconds=config.get("STUDIO_PENDING_GRACE_SECONDS", PENDING_GRACE_SECONDS))
     pending = db.session.scalars(
@@ -94,9 +97,38 @@ def _reconcile(now: datetime) -> dict[str, int]:
                               "upload the photo again."):
             logger.error("task %s: processing stopped (job %s) on the last attempt; failed", task.id, label)
             counts["failed"] += 1
+            db.session.refresh(task)
+            enqueue_webhook(task)
+
+    counts["webhooks"] = _reconcile_webhooks(pending_before, connection)
     if any(counts.values()):
         logger.info("reconciled tasks: %s", counts)
     return counts
+
+
+def _reconcile_webhooks(finished_before: datetime, connection: Redis) -> int:
+    """Queue again the webhooks of finished tasks that have no live delivery job; return how many."""
+    undelivered = db.session.scalars(
+        select(Task)
+        .where(Task.webhook_status == WebhookStatus.PENDING.value,
+               Task.status.in_([TaskStatus.COMPLETED.value, TaskStatus.FAILED.value]),
+               Task.finished_at < finished_before)
+        .order_by(Task.finished_at)
+        .limit(BATCH_SIZE)
+    )
+    count = 0
+    for task in undelivered.all():
+        status = job_status(webhook_job_id(task.id), connection)
+        if status in LIVE_STATUSES:
+            continue
+        if status == JobStatus.FAILED:
+            # RQ gave up but its failure callback could not record it (the database was down, say).
+            give_up(task.id)
+        elif enqueue_webhook(task):
+            logger.info("task %s: webhook without a live delivery job (%s); queued again", task.id,
+                        status.value if status else "missing")
+            count += 1
+    return count
 
 
 def _take_over(task: Task, stalled_before: datetime, **values: object) -> bool:

@@ -24,6 +24,7 @@ from ml.options import InvalidOptions, ProcessingOptions
 from ml.pipeline import process_image
 from studio.extensions import db
 from studio.models import Task, TaskStatus, utcnow
+from studio.queue import enqueue_webhook
 from studio.storage import ObjectNotFound, get_storage, result_key
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def _finish(task: Task, result: Any) -> None:
         storage.delete(key)
         raise
     logger.info("task %s: completed (%s, %s bytes)", task.id, result.media_type, len(result.data))
+    enqueue_webhook(task)
 
 
 def _fail(task: Task, reason: str) -> None:
@@ -152,6 +154,7 @@ def _fail(task: Task, reason: str) -> None:
     task.error = reason[:MAX_ERROR_LENGTH]
     task.finished_at = utcnow()
     _commit()
+    enqueue_webhook(task)
 
 
 def _commit() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
@@ -13,12 +14,14 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from studio.models import Task
+from studio.models import Task, WebhookStatus
 
 logger = logging.getLogger(__name__)
 
 JOB_FUNCTION = "jobs.process_image.process_task"
 FAILURE_CALLBACK = "jobs.process_image.on_failure"
+WEBHOOK_FUNCTION = "jobs.webhooks.deliver_webhook"
+WEBHOOK_FAILURE_CALLBACK = "jobs.webhooks.on_delivery_failure"
 _EXTENSION_KEY = "studio.redis"
 # Short socket timeouts: an upload must not hang on a dead Redis, it stays PENDING for the reconciler instead.
 _SOCKET_TIMEOUT_SECONDS = 5
@@ -94,39 +97,67 @@ def enqueue_task(task: Task) -> bool:
     the reconciler may all call this at once.
     """
     config = current_app.config
+    return _enqueue_once(
+        task.id, JOB_FUNCTION, task.id,
+        description=f"process task {task.id}",
+        retry=retry_policy(config),
+        job_timeout=config["STUDIO_JOB_TIMEOUT"],
+        on_failure=Callback(FAILURE_CALLBACK),
+    )
+
+
+def webhook_job_id(task_id: str) -> str:
+    """Return the id of the job that delivers a task's webhook (one per task, like the processing job)."""
+    return f"webhook-{task_id}"
+
+
+def enqueue_webhook(task: Task) -> bool:
+    """Queue the delivery of a finished task's webhook, once; False when Redis is unreachable.
+
+    Nothing is lost then: the task's webhook stays PENDING and the reconciler queues it again.
+    """
+    if task.webhook_status != WebhookStatus.PENDING.value:
+        return True
+    config = current_app.config
+    retries = max(config["STUDIO_WEBHOOK_RETRIES"], 0)
+    timeout = config["STUDIO_WEBHOOK_TIMEOUT_SECONDS"]
+    return _enqueue_once(
+        webhook_job_id(task.id), WEBHOOK_FUNCTION, task.id,
+        description=f"webhook of task {task.id}",
+        retry=Retry(max=retries, interval=list(config["STUDIO_WEBHOOK_RETRY_INTERVALS"]) or 0) if retries else None,
+        # Connecting and reading may each take the timeout; the rest is signing and one database write.
+        job_timeout=2 * timeout + 30,
+        on_failure=Callback(WEBHOOK_FAILURE_CALLBACK),
+        # A notification is short: it goes ahead of the photos waiting in the queue.
+        at_front=True,
+    )
+
+
+def _enqueue_once(job_id: str, function: str, *args: Any, **options: Any) -> bool:
+    """Enqueue the job unless a live job with this id exists; return False when Redis is unreachable."""
     queue = get_queue()
     connection = queue.connection
     try:
         # The lock makes "look for a live job, else create one" atomic across processes; unique=True (an atomic
         # check-and-enqueue in Redis) is the backstop should anything enqueue this id without the lock.
-        with connection.lock(_ENQUEUE_LOCK.format(task.id), timeout=_ENQUEUE_LOCK_SECONDS,
+        with connection.lock(_ENQUEUE_LOCK.format(job_id), timeout=_ENQUEUE_LOCK_SECONDS,
                              blocking_timeout=_ENQUEUE_LOCK_SECONDS):
-            status = job_status(task.id, connection)
+            status = job_status(job_id, connection)
             if status in LIVE_STATUSES:
-                logger.info("task %s: already has a %s job; not enqueued again", task.id, status.value)
+                logger.info("job %s: already %s; not enqueued again", job_id, status.value)
                 return True
             if status is not None:
                 # A finished, failed or stopped job of an earlier round: make way for the new one.
-                Job.fetch(task.id, connection=connection).delete()
-            queue.enqueue(
-                JOB_FUNCTION,
-                task.id,
-                job_id=task.id,
-                description=f"process task {task.id}",
-                retry=retry_policy(config),
-                job_timeout=config["STUDIO_JOB_TIMEOUT"],
-                on_failure=Callback(FAILURE_CALLBACK),
-                # The database holds the result; RQ only needs the job until it finishes.
-                result_ttl=0,
-                unique=True,
-            )
+                Job.fetch(job_id, connection=connection).delete()
+            # The database holds the outcome; RQ only needs the job until it finishes.
+            queue.enqueue(function, *args, job_id=job_id, result_ttl=0, unique=True, **options)
     except DuplicateJobError:
-        logger.info("task %s: enqueued meanwhile by another process", task.id)
+        logger.info("job %s: enqueued meanwhile by another process", job_id)
         return True
     except RedisError as error:
-        logger.warning("task %s: could not enqueue, it stays PENDING for the reconciler: %s", task.id, error)
+        logger.warning("job %s: could not enqueue, the reconciler will try again: %s", job_id, error)
         return False
-    logger.info("task %s: enqueued on %s", task.id, config["STUDIO_QUEUE"])
+    logger.info("job %s: enqueued on %s", job_id, queue.name)
     return True
 
 

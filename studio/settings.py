@@ -76,6 +76,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_JOB_RETRIES": _int(environ, "STUDIO_JOB_RETRIES", 3),
         "STUDIO_JOB_RETRY_INTERVALS": _int_list(environ, "STUDIO_JOB_RETRY_INTERVALS", [5, 30, 120]),
         "STUDIO_JOB_TIMEOUT": _int(environ, "STUDIO_JOB_TIMEOUT", 300),
+        # Webhooks (jobs/webhooks.py): one POST per finished task, retried with backoff over about 2.5 hours.
+        "STUDIO_WEBHOOK_TIMEOUT_SECONDS": _int(environ, "STUDIO_WEBHOOK_TIMEOUT_SECONDS", 10),
+        "STUDIO_WEBHOOK_RETRIES": _int(environ, "STUDIO_WEBHOOK_RETRIES", 5),
+        "STUDIO_WEBHOOK_RETRY_INTERVALS": _int_list(environ, "STUDIO_WEBHOOK_RETRY_INTERVALS",
+                                                    [10, 60, 300, 1800, 7200]),
+        # Off: webhooks may only reach public addresses (no loopback, private, link-local or metadata endpoints).
+        "STUDIO_WEBHOOK_ALLOW_PRIVATE": _bool(environ, "STUDIO_WEBHOOK_ALLOW_PRIVATE", False),
         # Crash recovery (jobs/maintenance.py, rq_worker.py): a running job writes tasks.heartbeat_at this often;
         # the reconciler takes over a PROCESSING task silent for STUDIO_STALE_HEARTBEAT_SECONDS and a PENDING one
         # older than STUDIO_PENDING_GRACE_SECONDS that has no job.

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from ml.options import FORMATS, MAX_BLUR, MAX_MARGIN, OUTPUTS
 from studio.api import bp
 from studio.extensions import limiter
-from studio.models import TaskStatus
+from studio.models import TaskStatus, WebhookStatus
 from studio.tasks.service import MAX_PAGE, MAX_PER_PAGE
 
 
@@ -69,7 +69,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["id", "status", "progress", "error", "model", "options", "original_filename", "created_at",
-                     "started_at", "finished_at", "attempts", "result_url"],
+                     "started_at", "finished_at", "attempts", "result_url", "webhook"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "status": {"type": "string", "enum": [status.value for status in TaskStatus]},
@@ -83,7 +83,27 @@ SCHEMAS: dict[str, Any] = {
             "finished_at": _NULLABLE_TIME,
             "attempts": {"type": "integer", "minimum": 0},
             "result_url": {"type": ["string", "null"], "format": "uri"},
+            "webhook": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Webhook"}]},
         },
+    },
+    "Webhook": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["url", "status", "attempts", "last_response", "delivered_at"],
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "status": {"type": "string", "enum": [status.value for status in WebhookStatus]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_response": {"type": ["string", "null"], "description": "e.g. HTTP 200, or why there was none"},
+            "delivered_at": _NULLABLE_TIME,
+        },
+    },
+    "WebhookSecret": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["secret"],
+        "properties": {"secret": {"type": ["string", "null"],
+                                  "description": "whsec_...: verifies the webhook-signature header"}},
     },
     "TaskList": {
         "type": "object",
@@ -119,13 +139,18 @@ PATHS: dict[str, Any] = {
                 "properties": {"image": {"type": "string", "contentMediaType": "application/octet-stream",
                                          "description": "a still JPEG, PNG or WebP photo; it is stored "
                                                         "re-encoded, upright, without EXIF or GPS"},
-                               **OPTION_PROPERTIES},
+                               **OPTION_PROPERTIES,
+                               "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048,
+                                               "description": "called (POST, Standard Webhooks signature) once "
+                                                              "the task is COMPLETED or FAILED; a public "
+                                                              "http(s) URL"}},
             }}}},
             "responses": {
                 "202": {**_json("The queued task", "Task"),
                         "headers": {"Location": {"description": "the task's URL", "schema": {"type": "string"}}}},
-                "400": _error("Not a multipart body, no photo, an empty or damaged file, too many pixels, or an "
-                              "invalid, repeated or overlong option"),
+                "400": _error("Not a multipart body, no photo, an empty or damaged file, too many pixels, an "
+                              "invalid, repeated or overlong option, or a webhook_url that is not a public "
+                              "http(s) URL"),
                 "401": _UNAUTHORIZED,
                 "413": _error("The upload is larger than the limit, or the account's storage quota is full "
                               "(code quota_exceeded)"),
@@ -181,6 +206,20 @@ PATHS: dict[str, Any] = {
             "503": _UNAVAILABLE,
         },
     }},
+    "/webhook-secret": {
+        "get": {
+            "operationId": "getWebhookSecret",
+            "summary": "Show the secret that signs the account's webhooks (null until the first webhook)",
+            "responses": {"200": _json("The secret", "WebhookSecret"), "401": _UNAUTHORIZED,
+                          "429": _RATE_LIMITED, "503": _UNAVAILABLE},
+        },
+        "post": {
+            "operationId": "rotateWebhookSecret",
+            "summary": "Replace the signing secret; webhooks sent from now on use the new one",
+            "responses": {"201": _json("The new secret", "WebhookSecret"), "401": _UNAUTHORIZED,
+                          "429": _RATE_LIMITED, "503": _UNAVAILABLE},
+        },
+    },
     "/openapi.json": {"get": {
         "operationId": "getOpenApiDocument",
         "summary": "This document",

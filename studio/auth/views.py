@@ -1,4 +1,4 @@
-"""Account pages: sign up, sign in, sign out, password change and API tokens."""
+"""Account pages: sign up, sign in, sign out, password change, API tokens and the webhook secret."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from studio.auth.service import AccountError
 from studio.errors import error_response, wants_json
 from studio.extensions import login_manager
 from studio.security import auth_limit, read_limit
+from studio.webhooks import rotate_secret
 
 bp = Blueprint("auth", __name__)
 
@@ -161,6 +162,16 @@ def create_token() -> tuple[str, int]:
     # Rendered, not flashed: the flash would put the secret in the (signed, not encrypted) session cookie.
     return render_template("auth/account.html", tokens=service.list_api_tokens(current_user),
                            new_token=plaintext, new_token_record=token), 201
+
+
+@bp.post("/account/webhook-secret")
+@login_required
+@auth_limit
+def rotate_webhook_secret() -> Response:
+    """Make a new webhook signing secret (the first one, or a replacement) and show it."""
+    rotate_secret(current_user._get_current_object())
+    flash("New webhook signing secret made. Deliveries from now on are signed with it.", "success")
+    return redirect(url_for("auth.account", _anchor="webhooks-heading"))
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")

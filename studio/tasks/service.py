@@ -12,18 +12,19 @@ from typing import Any, Iterable, Mapping
 from flask import current_app, redirect, send_file, url_for
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import func, select
-from werkzeug.datastructures import FileStorage
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import NotFound
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response
 
 from ml.options import ProcessingOptions
 from studio.extensions import db
-from studio.models import Task, TaskStatus, User
+from studio.models import Task, TaskStatus, User, WebhookStatus
 from studio.queue import cancel_task_job, enqueue_task
 from studio.storage import ObjectNotFound, get_storage, input_key
 from studio.tasks import uploads
 from studio.tasks.uploads import UploadRejected
+from studio.webhooks import check_webhook_url, ensure_secret
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000
 NOT_FOUND_MESSAGE = "No such task. It may have been deleted, or it belongs to another account."
 EXPIRY_BATCH_SIZE = 200
+WEBHOOK_FIELD = "webhook_url"
 
 
 def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str, Any]) -> Task:
@@ -41,6 +43,7 @@ def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str
     max_pixels = current_app.config["STUDIO_MAX_PIXELS"]
     # The header check first: a decompression bomb is refused before a single pixel is decoded.
     uploads.inspect_upload(data, max_pixels)
+    raw_options, webhook_url = _take_webhook_url(raw_options)
     options = parse_options(raw_options)
     photo = uploads.clean_photo(data, max_pixels)
     check_quota(user.id, len(photo.data))
@@ -53,8 +56,21 @@ def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str
         input_key=key, input_content_type=photo.media_type, input_size=len(photo.data),
         input_width=photo.width, input_height=photo.height,
     )
+    if webhook_url:
+        task.webhook_url, task.webhook_status = webhook_url, WebhookStatus.PENDING.value
+        ensure_secret(user)  # committed with the task: the delivery is signed with it
     _save_and_enqueue(task)
     return task
+
+
+def _take_webhook_url(raw_options: Mapping[str, Any]) -> tuple[MultiDict, str | None]:
+    """Split the submitted fields into the processing options and the checked webhook URL (None if not given)."""
+    fields = MultiDict(raw_options)
+    values = fields.poplist(WEBHOOK_FIELD)
+    if len(values) > 1:
+        raise UploadRejected(400, "invalid_webhook_url", f"{WEBHOOK_FIELD}: give it once, not {len(values)} times.")
+    url = check_webhook_url(values[0] if values else None, current_app.config["STUDIO_WEBHOOK_ALLOW_PRIVATE"])
+    return fields, url
 
 
 def rerun_task(task: Task, raw_options: Mapping[str, Any]) -> Task:
@@ -250,9 +266,8 @@ def _isoformat(moment: datetime | None) -> str | None:
     return moment.isoformat()
 
 
-def task_to_dict(task: Task) -> dict[str, Any]:
-    """Return the API representation of a task."""
-    has_result = task.task_status is TaskStatus.COMPLETED and bool(task.result_key)
+def task_fields(task: Task) -> dict[str, Any]:
+    """Return what the API and webhooks say about a task, links aside (a worker has no request to build them)."""
     return {
         "id": task.id,
         "status": task.status,
@@ -265,5 +280,27 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "started_at": _isoformat(task.started_at),
         "finished_at": _isoformat(task.finished_at),
         "attempts": task.attempts,
+    }
+
+
+def webhook_to_dict(task: Task) -> dict[str, Any] | None:
+    """Return the state of the task's webhook, None when it has none."""
+    if not task.webhook_url:
+        return None
+    return {
+        "url": task.webhook_url,
+        "status": task.webhook_status,
+        "attempts": task.webhook_attempts,
+        "last_response": task.webhook_response,
+        "delivered_at": _isoformat(task.webhook_delivered_at),
+    }
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    """Return the API representation of a task."""
+    has_result = task.task_status is TaskStatus.COMPLETED and bool(task.result_key)
+    return {
+        **task_fields(task),
         "result_url": url_for("api.task_result", task_id=task.id, _external=True) if has_result else None,
+        "webhook": webhook_to_dict(task),
     }

@@ -105,7 +105,7 @@ def test_processing_tasks_that_rq_still_handles_or_that_are_recent_are_left_alon
         get_queue().enqueue("os.getcwd", job_id=waiting_for_retry)
     recent = make_task(app, TaskStatus.PROCESSING, 10, attempts=1)
 
-    assert reconcile_tasks() == {"requeued": 0, "retried": 0, "failed": 0}
+    assert reconcile_tasks() == {"requeued": 0, "retried": 0, "failed": 0, "webhooks": 0}
 
     assert task_status(app, waiting_for_retry)[0] == "PROCESSING"
     assert task_status(app, recent)[0] == "PROCESSING"

@@ -218,6 +218,27 @@ def test_api_token_is_shown_once_and_stored_as_a_digest(app, client, auth, make_
     assert plaintext[:10] in again
 
 
+def test_the_account_page_makes_and_replaces_the_webhook_signing_secret(app, client, auth, make_user):
+    make_user()
+    auth.login()
+    page = client.get("/account").get_data(as_text=True)
+    assert "Make a signing secret" in page and "whsec_" not in page
+    assert _user(app).webhook_secret is None  # viewing the page makes nothing
+
+    response = client.post("/account/webhook-secret", data={"csrf_token": csrf_token(client, "/account")})
+    assert response.status_code == 302
+    first = _user(app).webhook_secret
+    assert first.startswith("whsec_") and first in client.get("/account").get_data(as_text=True)
+
+    assert client.post("/account/webhook-secret").status_code == 400  # no CSRF token: nothing changes
+    assert _user(app).webhook_secret == first
+
+    client.post("/account/webhook-secret", data={"csrf_token": csrf_token(client, "/account")})
+    second = _user(app).webhook_secret
+    page = client.get("/account").get_data(as_text=True)
+    assert second != first and second in page and first not in page and "Replace the secret" in page
+
+
 def test_revoked_tokens_stop_working(app, make_user, client, auth):
     user = make_user()
     with app.app_context():

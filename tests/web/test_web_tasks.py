@@ -105,6 +105,26 @@ def test_fragments_escape_what_users_and_errors_put_in_them(client, auth, make_u
     assert "<img src=x" not in detail
 
 
+@pytest.mark.parametrize("fields, says", [
+    ({}, None),
+    ({"webhook_status": "PENDING", "webhook_attempts": 0}, "called once the task is finished"),
+    ({"webhook_status": "PENDING", "webhook_attempts": 2, "webhook_response": "HTTP 503"}, "retrying (HTTP 503)"),
+    ({"webhook_status": "DELIVERED", "webhook_attempts": 1, "webhook_response": "HTTP 200"}, "delivered (HTTP 200)"),
+    ({"webhook_status": "FAILED", "webhook_attempts": 6, "webhook_response": "<b>HTTP 500</b>"},
+     "not delivered (&lt;b&gt;HTTP 500&lt;/b&gt;)"),
+])
+def test_the_task_page_says_where_its_webhook_is(client, auth, make_user, make_task, fields, says):
+    user = make_user()
+    auth.login()
+    url = "https://hooks.example.com/photo?a=1&b=2"
+    task_id = make_task(user.id, TaskStatus.COMPLETED, **({"webhook_url": url, **fields} if fields else {}))
+    html = client.get(f"/tasks/{task_id}/status").get_data(as_text=True)
+    if says is None:
+        assert "Webhook" not in html
+    else:
+        assert "https://hooks.example.com/photo?a=1&amp;b=2" in html and says in html
+
+
 def test_the_task_page_includes_the_live_region_and_the_forms(client, auth, make_user, make_task):
     user = make_user()
     auth.login()

@@ -1,0 +1,174 @@
+"""Webhook delivery: one signed POST to the uploader's URL when a task finishes, retried until answered 2xx.
+
+The body is `{"type": "task.completed" | "task.failed", "timestamp": ..., "data": {the task, as the API shows
+it, without links}}`; fetch the result with GET /api/v1/tasks/<id>/result and your token. Signed by the Standard
+Webhooks library with the account's secret; webhook-id is the same on every retry of one event, so a receiver
+can drop repeats. An answer other than 2xx, or none within STUDIO_WEBHOOK_TIMEOUT_SECONDS, is retried by RQ
+with STUDIO_WEBHOOK_RETRY_INTERVALS; 410 Gone stops at once. A delivery whose job Redis lost is queued again by
+the reconciler, so a finished task's webhook is never silently dropped.
+
+Before each call the host name is resolved and every address must be public unless STUDIO_WEBHOOK_ALLOW_PRIVATE
+is set: a webhook cannot be aimed at the service's own network (loopback, private ranges, cloud metadata at
+169.254.169.254). Redirects are not followed, for the same reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from flask import current_app
+from rq.job import Job
+from sqlalchemy.orm.exc import StaleDataError
+from standardwebhooks.webhooks import Webhook
+
+from jobs.context import app_context
+from studio.extensions import db
+from studio.models import Task, TaskStatus, WebhookStatus, utcnow
+from studio.tasks.service import task_fields
+from studio.webhooks import ensure_secret, non_public_reason
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPES = {TaskStatus.COMPLETED: "task.completed", TaskStatus.FAILED: "task.failed"}
+USER_AGENT = "PhotoStudio-Webhooks/1"
+MAX_RESPONSE_LENGTH = 300
+
+
+class DeliveryRefused(Exception):
+    """A call that must not be made (the host is not public): the webhook fails, no retry."""
+
+
+class DeliveryFailed(Exception):
+    """The receiver did not accept the event (no answer, or not 2xx): RQ retries the job."""
+
+
+def deliver_webhook(task_id: str) -> None:
+    """Send the finished task's event to its webhook URL (the RQ job); a no-op once delivered or given up."""
+    with app_context():
+        try:
+            _deliver(task_id)
+        finally:
+            db.session.remove()
+
+
+def _deliver(task_id: str) -> None:
+    task = db.session.get(Task, task_id)
+    if task is None or task.webhook_status != WebhookStatus.PENDING.value or not task.task_status.finished:
+        return
+    config = current_app.config
+    message_id = f"msg_{task.id}_{task.status.lower()}"
+    body = json.dumps(event(task), separators=(",", ":"))
+    now = utcnow()
+    signature = Webhook(ensure_secret(task.user)).sign(message_id, now, body)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    task.webhook_attempts += 1
+    timeout = config["STUDIO_WEBHOOK_TIMEOUT_SECONDS"]
+    try:
+        check_destination(task.webhook_url, config["STUDIO_WEBHOOK_ALLOW_PRIVATE"])
+        response = requests.post(task.webhook_url, data=body.encode(), headers=headers, timeout=(timeout, timeout),
+                                 allow_redirects=False)
+    except DeliveryRefused as error:
+        _record(task, WebhookStatus.FAILED, f"not sent: {error}")
+        logger.warning("task %s: webhook refused: %s", task.id, error)
+        return
+    except (requests.RequestException, DeliveryFailed) as error:
+        reason = str(error) if isinstance(error, DeliveryFailed) else _describe(error)
+        _record(task, WebhookStatus.PENDING, reason)
+        raise DeliveryFailed(reason) from None
+    answer = f"HTTP {response.status_code}"
+    response.close()
+    if 200 <= response.status_code < 300:
+        _record(task, WebhookStatus.DELIVERED, answer, delivered_at=utcnow())
+        logger.info("task %s: webhook delivered (%s)", task.id, answer)
+    elif response.status_code == 410:
+        _record(task, WebhookStatus.FAILED, f"{answer}: the receiver asked for no more calls")
+    else:
+        _record(task, WebhookStatus.PENDING, answer)
+        raise DeliveryFailed(f"the receiver answered {answer}")
+
+
+def event(task: Task) -> dict[str, Any]:
+    """Return the event a finished task sends."""
+    return {
+        "type": EVENT_TYPES[task.task_status],
+        "timestamp": (task.finished_at or utcnow()).isoformat(),
+        "data": task_fields(task),
+    }
+
+
+def check_destination(url: str, allow_private: bool) -> None:
+    """Resolve the URL's host; raise DeliveryRefused unless every address is public (or private ones allowed)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
+    except (socket.gaierror, UnicodeError) as error:
+        # Possibly a passing DNS failure: retried like an unanswered call.
+        raise DeliveryFailed(f"could not resolve {parts.hostname}: {error}") from None
+    if allow_private:
+        return
+    for address in sorted(addresses):
+        reason = non_public_reason(ipaddress.ip_address(address.split("%", 1)[0]))
+        if reason:
+            raise DeliveryRefused(f"{parts.hostname} resolves to {address}, {reason}; webhooks only call public "
+                                  "addresses")
+
+
+def _describe(error: requests.RequestException) -> str:
+    if isinstance(error, requests.Timeout):
+        return "no answer in time"
+    if isinstance(error, requests.ConnectionError):
+        return "could not connect"
+    return f"the call failed ({type(error).__name__})"
+
+
+def _record(task: Task, status: WebhookStatus, response: str, delivered_at: datetime | None = None) -> None:
+    """Save the outcome of one call; a task deleted meanwhile is left deleted."""
+    task.webhook_status = status.value
+    task.webhook_response = response[:MAX_RESPONSE_LENGTH]
+    if delivered_at is not None:
+        task.webhook_delivered_at = delivered_at
+    try:
+        db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+
+
+def give_up(task_id: str) -> bool:
+    """Mark a webhook that RQ will not retry any more as FAILED, keeping its last answer; True if it was pending."""
+    with app_context():
+        try:
+            task = db.session.get(Task, task_id)
+            if task is None or task.webhook_status != WebhookStatus.PENDING.value:
+                return False
+            _record(task, WebhookStatus.FAILED, task.webhook_response or "not delivered")
+            logger.error("task %s: webhook not delivered after %s attempts (%s)", task_id, task.webhook_attempts,
+                         task.webhook_response)
+            return True
+        finally:
+            db.session.remove()
+
+
+def on_delivery_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
+                        exc_value: BaseException | None, traceback: TracebackType | None) -> None:
+    """RQ failure callback: once no retry is left, the webhook has FAILED."""
+    if job.retries_left:
+        logger.warning("%s: not delivered (%s); %s retries left", job.id, exc_value, job.retries_left)
+        return
+    task_id = job.args[0] if job.args else None
+    if task_id:
+        give_up(task_id)
