@@ -67,7 +67,20 @@ def crop_to_subject(result: Image.Image, mask: Image.Image, options: ProcessingO
     return canvas
 
 
+def fit_to_size(result: Image.Image, max_pixels: int | None) -> Image.Image:
+    """Scale the output down, keeping its proportions, to at most max_pixels pixels (None: leave it as it is)."""
+    width, height = result.size
+    if max_pixels is None or width * height <= max_pixels:
+        return result
+    scale = (max_pixels / (width * height)) ** 0.5
+    size = (max(1, int(width * scale)), max(1, int(height * scale)))
+    # Pillow resizes RGBA premultiplied, so no dark fringe comes from the transparent pixels.
+    return result.resize(size, Image.LANCZOS, reducing_gap=3.0)
+
+
 def compose(image: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
-    """Build the output image for the requested output type, cropped when asked."""
+    """Build the output image for the requested output type, cropped when asked, within the size preset."""
     result = OUTPUT_TYPES[options.output](image, mask, options)
-    return crop_to_subject(result, mask, options) if options.crop else result
+    if options.crop:
+        result = crop_to_subject(result, mask, options)
+    return fit_to_size(result, options.max_output_pixels)

@@ -12,6 +12,14 @@ OUTPUTS = tuple(OUTPUT_TYPES)
 FORMATS = ("png", "webp", "jpeg")
 MAX_BLUR = 100
 MAX_MARGIN = 2000
+# Output size presets as remove.bg names them: the most pixels an output may have (None: the photo's own size).
+SIZES: dict[str, int | None] = {
+    "full": None,
+    "4k": 10_000_000,
+    "hd": 4_000_000,
+    "medium": 1_500_000,
+    "preview": 250_000,
+}
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -89,8 +97,9 @@ class ProcessingOptions:
     blur: int = 0
     crop: bool = False
     margin: int = 0
+    size: str = "full"
 
-    FIELDS = ("model", "output", "format", "bg_color", "blur", "crop", "margin")
+    FIELDS = ("model", "output", "format", "bg_color", "blur", "crop", "margin", "size")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, models: tuple[str, ...] | None = None,
@@ -118,6 +127,7 @@ class ProcessingOptions:
             blur=_integer(data, "blur", 0, MAX_BLUR),
             crop=_flag(data, "crop"),
             margin=_integer(data, "margin", 0, MAX_MARGIN),
+            size=_choice(data, "size", tuple(SIZES), "full"),
         )
         options.check_consistent()
         return options
@@ -127,6 +137,11 @@ class ProcessingOptions:
         if self.format == "jpeg" and self.output == "cutout" and not self.blur:
             if self.bg_color is None or not self.bg_color.endswith("ff"):
                 raise InvalidOptions("format", "JPEG has no transparency: give an opaque bg_color or a blur")
+
+    @property
+    def max_output_pixels(self) -> int | None:
+        """Return the size preset's pixel budget for the output, None for the photo's own size."""
+        return SIZES[self.size]
 
     @property
     def background(self) -> tuple[int, int, int, int] | None:

@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from ml.batch import expand_inputs, output_paths, process_files
-from ml.options import FORMATS, OUTPUTS, InvalidOptions, ProcessingOptions
+from ml.options import FORMATS, OUTPUTS, SIZES, InvalidOptions, ProcessingOptions
 from ml.registry import MODELS, model_states
 from ml.sessions import ModelUnavailable
 from studio.auth.cli import create_user_command
@@ -26,15 +26,19 @@ studio_cli = AppGroup("studio", help="Photo Studio commands.")
 @click.option("--blur", default="0", help="Blur the original as background, radius 1-100.")
 @click.option("--crop", is_flag=True, help="Crop to the subject.")
 @click.option("--margin", default="0", help="Margin around the cropped subject, in pixels.")
+@click.option("--size", type=click.Choice(tuple(SIZES)), default="full", show_default=True,
+              help="Output size preset: full resolution, or at most 10 (4k), 4 (hd), 1.5 (medium) or 0.25 (preview) "
+                   "megapixels.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder, or file for one input.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def remove_background_command(model, output, image_format, bg_color, blur, crop, margin, out, inputs) -> None:
+def remove_background_command(model, output, image_format, bg_color, blur, crop, margin, size, out,
+                              inputs) -> None:
     """Remove the background of INPUT files or folders, writing one output per photo into --out."""
     config = current_app.config
     try:
         options = ProcessingOptions.from_mapping(
             {"model": model, "output": output, "format": image_format, "bg_color": bg_color, "blur": blur,
-             "crop": crop, "margin": margin},
+             "crop": crop, "margin": margin, "size": size},
             models=tuple(MODELS), default_model=config["STUDIO_DEFAULT_MODEL"])
     except InvalidOptions as error:
         raise click.UsageError(str(error)) from None

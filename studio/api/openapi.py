@@ -7,7 +7,7 @@ from typing import Any
 from flask import jsonify
 from werkzeug.wrappers import Response
 
-from ml.options import FORMATS, MAX_BLUR, MAX_MARGIN, OUTPUTS
+from ml.options import FORMATS, MAX_BLUR, MAX_MARGIN, OUTPUTS, SIZES
 from studio.api import bp
 from studio.extensions import limiter
 from studio.models import TaskStatus, WebhookStatus
@@ -39,6 +39,8 @@ OPTION_PROPERTIES: dict[str, Any] = {
     "blur": {"type": "integer", "minimum": 0, "maximum": MAX_BLUR},
     "crop": {"type": "boolean"},
     "margin": {"type": "integer", "minimum": 0, "maximum": MAX_MARGIN},
+    "size": {"type": "string", "enum": list(SIZES),
+             "description": "output size preset: full resolution, or at most 10, 4, 1.5 or 0.25 megapixels"},
 }
 
 SCHEMAS: dict[str, Any] = {

@@ -46,6 +46,16 @@ def test_one_input_to_a_file_with_options(invoke, photos_dir, tmp_path):
     assert output.getpixel((0, 0)) == pytest.approx((255, 255, 255), abs=3)
 
 
+@pytest.mark.slow
+def test_a_size_preset_from_the_command_line(invoke, photos_dir, tmp_path):
+    result = invoke("remove-bg", "--size", "preview", "--out", str(tmp_path / "small.png"),
+                    str(photos_dir / "Two_dancers.jpg"))
+    assert result.exit_code == 0, result.output
+    output = Image.open(tmp_path / "small.png")
+    assert output.mode == "RGBA" and output.width * output.height <= 250_000
+    assert invoke("remove-bg", "--size", "huge", "--out", str(tmp_path), str(photos_dir / "boat.jpg")).exit_code == 2
+
+
 def test_bad_options_are_a_usage_error(invoke, photos_dir, tmp_path):
     result = invoke("remove-bg", "--format", "jpeg", "--out", str(tmp_path), str(photos_dir / "boat.jpg"))
     assert result.exit_code == 2 and "JPEG has no transparency" in result.output

@@ -86,3 +86,45 @@ def test_render_encodes_the_requested_format(photo, mask, options, image_format,
     decoded = Image.open(io.BytesIO(result.data))
     assert decoded.format == image_format and decoded.mode == mode
     assert (result.width, result.height) == photo.size
+
+
+@pytest.mark.parametrize("size, budget", [("preview", 250_000), ("medium", 1_500_000), ("hd", 4_000_000)])
+@pytest.mark.parametrize("output", ["cutout", "mask"])
+def test_a_size_preset_scales_the_output_down_to_its_budget_keeping_proportions(size, budget, output):
+    photo = Image.fromarray(np.random.default_rng(5).integers(0, 255, (1800, 2700, 3), dtype=np.uint8))
+    mask = Image.new("L", photo.size, 0)
+    mask.paste(255, (900, 600, 1800, 1200))
+    result = compose(photo, mask, ProcessingOptions(output=output, size=size))
+    width, height = result.size
+    assert width * height <= budget
+    assert width * height > 0.99 * budget  # as large as the budget allows, not a rough halving
+    assert abs(width / height - 1.5) < 0.01
+    assert result.mode == ("RGBA" if output == "cutout" else "L")
+    # The subject is where it was, scaled: the middle of the frame is opaque, the corner transparent or black.
+    channel = result.getchannel("A") if output == "cutout" else result
+    assert channel.getpixel((width // 2, height // 2)) == 255 and channel.getpixel((2, 2)) == 0
+
+
+def test_a_size_preset_never_scales_up_and_full_keeps_the_photo_size(photo, mask):
+    for size in ("full", "4k", "hd", "medium", "preview"):
+        assert compose(photo, mask, ProcessingOptions(size=size)).size == photo.size
+
+
+def test_a_size_preset_applies_to_the_cropped_output(mask):
+    photo = Image.fromarray(np.random.default_rng(6).integers(0, 255, (1200, 1600, 3), dtype=np.uint8))
+    big_mask = Image.new("L", photo.size, 0)
+    big_mask.paste(255, (0, 0, 1000, 1000))
+    cropped = compose(photo, big_mask, ProcessingOptions(crop=True, size="preview"))
+    assert cropped.size == (500, 500)  # the 1000x1000 crop, then 0.25 MP
+
+
+def test_scaling_a_cutout_down_leaves_no_dark_fringe():
+    # A white subject on a fully transparent black background: a straight (not premultiplied) resize would mix the
+    # invisible black into the edge pixels and grey them.
+    photo = Image.new("RGB", (2000, 1000), (0, 0, 0))
+    photo.paste((255, 255, 255), (500, 0, 1500, 1000))
+    mask = Image.new("L", photo.size, 0)
+    mask.paste(255, (500, 0, 1500, 1000))
+    result = np.asarray(compose(photo, mask, ProcessingOptions(size="preview")))
+    visible = result[..., 3] > 0
+    assert visible.any() and result[visible][:, :3].min() >= 250

@@ -72,3 +72,12 @@ def test_any_input_parses_or_raises_invalid_options(data):
         assert error.field and error.message
     else:
         assert options.output in ("cutout", "mask") and 0 <= options.blur <= 100
+
+
+def test_size_presets_parse_and_others_are_refused():
+    assert ProcessingOptions.from_mapping({}).size == "full"
+    assert ProcessingOptions.from_mapping({"size": " HD "}).size == "hd"
+    assert ProcessingOptions.from_mapping({"size": "preview"}).max_output_pixels == 250_000
+    assert ProcessingOptions.from_mapping({"size": "full"}).max_output_pixels is None
+    with pytest.raises(InvalidOptions, match="size: 'huge' is not one of full, 4k, hd, medium, preview"):
+        ProcessingOptions.from_mapping({"size": "huge"})

@@ -75,6 +75,19 @@ def test_worker_removes_the_background_of_a_real_photo(app, client, headers, use
     assert download.headers["Content-Disposition"] == "attachment; filename=horse.png"
 
 
+def test_a_size_preset_through_the_api_gives_a_smaller_result(app, client, headers, photo_bytes, model_ready):
+    data = photo_bytes("Two_dancers.jpg")
+    width, height = Image.open(io.BytesIO(data)).size
+    assert width * height > 250_000
+    response = upload(client, headers, data, filename="Two_dancers.jpg", size="preview", format="webp")
+    assert response.status_code == 202 and response.get_json()["options"]["size"] == "preview"
+    run_worker(app)
+    task_id = response.get_json()["id"]
+    result = Image.open(io.BytesIO(client.get(f"/api/v1/tasks/{task_id}/result", headers=headers).data))
+    assert result.format == "WEBP" and 0.99 * 250_000 < result.width * result.height <= 250_000
+    assert abs(result.width / result.height - width / height) < 0.01
+
+
 def test_progress_reaches_job_meta_and_database_while_running(app, client, headers, photo_bytes, monkeypatch):
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     seen = {}
