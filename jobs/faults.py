@@ -3,6 +3,8 @@
 STUDIO_FAULT_INJECTION is a comma-separated list of POINT[@FILENAME] entries. Each fires on a task's first
 attempt only (so the retry shows the recovery), and only for tasks uploaded as FILENAME when one is given:
 - sleep=SECONDS: sleep once the task is PROCESSING, before the photo is processed (a long photo, a hung job);
+- ignore-timeout: block SIGALRM in the work horse first, so RQ's timeout alarm cannot stop it (a job stuck in
+  native code that never returns to Python);
 - after-store: end the work horse with os._exit(1) after the result is stored, before the database commit.
 Unset (the default), every hook is a no-op.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 
 from flask import current_app
@@ -34,7 +37,10 @@ def _armed(point: str, task: Task) -> str | None:
 
 
 def before_processing(task: Task) -> None:
-    """Sleep here when the `sleep` fault is armed for this task."""
+    """Ignore the timeout alarm and sleep here when those faults are armed for this task."""
+    if _armed("ignore-timeout", task) is not None:
+        logger.warning("task %s: fault injection: blocking the timeout alarm", task.id)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     seconds = _armed("sleep", task)
     if seconds is not None:
         logger.warning("task %s: fault injection: sleeping %s seconds", task.id, seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Callable
 
@@ -221,13 +222,23 @@ def on_work_horse_killed(job: Job, pid: int | None, status: int | None, rusage: 
     a horse killed by the OOM killer or an operator is retried at once, so the intervals are dropped from this
     object only (Job.save writes fields with HSET, so the stored intervals stay for later failures).
     """
+    overran = _overran_timeout(job)
     if job.retries_left:
         job.retry_intervals = None
-        logger.warning("task %s: work horse %s died (status %s); retrying at once, %s retries left", job.id, pid,
-                       status, job.retries_left)
+        logger.warning("task %s: work horse %s %s (status %s); retrying at once, %s retries left", job.id, pid,
+                       "killed past its timeout" if overran else "died", status, job.retries_left)
         return
     logger.error("task %s: work horse %s died (status %s) on the last attempt", job.id, pid, status)
-    mark_failed(job, None, None)
+    # A horse that ignored its timeout alarm (stuck in native code) is killed by RQ at the timeout plus 60 s.
+    mark_failed(job, JobTimeoutException if overran else None, None)
+
+
+def _overran_timeout(job: Job) -> bool:
+    """Return True when the job ran past its timeout, as a horse that RQ killed for ignoring the alarm did."""
+    if not job.timeout or job.timeout < 0 or job.started_at is None:
+        return False
+    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - started).total_seconds() > job.timeout
 
 
 def release_interrupted_task(task_id: str) -> None:

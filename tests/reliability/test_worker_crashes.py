@@ -7,6 +7,7 @@ jobs/faults.py) makes a job slow or makes its work horse exit at a chosen point,
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 from rq.job import Job, JobStatus
@@ -83,6 +84,27 @@ def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
 
     # The horse's own alarm stops the job at the timeout; the margin covers the failure callback.
     task = studio.wait_for_status(slow, "FAILED", timeout=2 + 20)
+    assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
+
+    after = studio.upload(photo)
+    assert studio.wait_for_status(after, "COMPLETED").attempts == 1
+    assert worker.exited() is None
+
+
+@pytest.mark.slow
+def test_a_horse_that_ignores_its_timeout_alarm_is_killed_at_rqs_hard_limit_and_the_worker_carries_on(
+        make_studio, photo):
+    studio = make_studio(STUDIO_JOB_RETRIES=0, STUDIO_JOB_TIMEOUT=2)
+    # As a job stuck in native code: the alarm that normally ends it at the timeout never gets through.
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"ignore-timeout@slow.jpeg,{HANG}@slow.jpeg")
+    slow = studio.upload(photo, filename="slow.jpeg")
+    studio.wait_for_status(slow, "PROCESSING")
+    time.sleep(2 + 5)
+    assert studio.status(slow) == "PROCESSING", studio.logs()  # past its timeout: the alarm was ignored
+    assert "fault injection: blocking the timeout alarm" in studio.logs()
+
+    # RQ's worker kills a horse still running 60 s past the timeout; the margin covers the failure handling.
+    task = studio.wait_for_status(slow, "FAILED", timeout=60 + 30)
     assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
 
     after = studio.upload(photo)
