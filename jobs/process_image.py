@@ -72,7 +72,7 @@ def _process(task_id: str) -> None:
             data = _input(task)
             result = process_image(
                 data, options, model_dir=config["STUDIO_MODEL_DIR"], max_pixels=config["STUDIO_MAX_PIXELS"],
-                progress=_progress_reporter(task),
+                progress=_progress_reporter(task), background=_background(task, options),
             )
         except (ImageDecodeError, PermanentFailure) as error:
             reason = f"The photo could not be read: {error}" if isinstance(error, ImageDecodeError) else str(error)
@@ -106,6 +106,18 @@ def _input(task: Task) -> bytes:
         return get_storage().get(task.input_key)
     except ObjectNotFound:
         raise PermanentFailure("The uploaded photo is no longer in storage; upload it again.") from None
+
+
+def _background(task: Task, options: ProcessingOptions) -> bytes | None:
+    """Return the stored background image when the options put the cutout on one."""
+    if not options.bg_image or options.output != "cutout":
+        return None
+    if not task.background_key:
+        raise PermanentFailure("The background image was not stored; upload the photo with it again.")
+    try:
+        return get_storage().get(task.background_key)
+    except ObjectNotFound:
+        raise PermanentFailure("The background image is no longer in storage; upload it again.") from None
 
 
 def _progress_reporter(task: Task) -> Callable[[int], None]:

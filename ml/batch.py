@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from PIL import Image
 
 from ml.imageio import DEFAULT_MAX_PIXELS, EXTENSIONS, ImageDecodeError, decode_image
 from ml.options import ProcessingOptions
@@ -58,7 +59,7 @@ def output_paths(sources: list[Path], out: Path, image_format: str) -> list[Path
 
 
 def _process_one(source: Path, target: Path, session: ModelSession, options: ProcessingOptions,
-                 max_pixels: int, png_compress_level: int) -> BatchResult:
+                 max_pixels: int, png_compress_level: int, background: Image.Image | None) -> BatchResult:
     try:
         image = decode_image(source.read_bytes(), max_pixels)
     except (OSError, ImageDecodeError) as error:
@@ -67,7 +68,7 @@ def _process_one(source: Path, target: Path, session: ModelSession, options: Pro
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(render(image, mask, options, png_compress_level).data)
+        partial.write_bytes(render(image, mask, options, png_compress_level, background).data)
         os.replace(partial, target)
     except OSError as error:
         return BatchResult(source, None, f"cannot write {target}: {error}")
@@ -87,8 +88,11 @@ def _single_threaded_operators() -> Iterator[None]:
 def process_files(sources: list[Path], targets: list[Path], options: ProcessingOptions, *,
                   model_dir: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                   png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL,
-                  streams: int | None = None) -> Iterator[BatchResult]:
-    """Yield a BatchResult per source, in order; bad inputs give an error and do not stop the others."""
+                  streams: int | None = None, background: Image.Image | None = None) -> Iterator[BatchResult]:
+    """Yield a BatchResult per source, in order; bad inputs give an error and do not stop the others.
+
+    background is the decoded background image for options.bg_image, shared (read only) by every photo.
+    """
     session = get_session(options.model, model_dir)
     streams = streams or torch.get_num_threads()
     # One photo per core, each computed single-threaded, beats one photo at a time on all cores: U2NetP's small
@@ -98,7 +102,7 @@ def process_files(sources: list[Path], targets: list[Path], options: ProcessingO
         window: deque[Future] = deque()
         for source, target in zip(sources, targets):
             window.append(pool.submit(_process_one, source, target, session, options, max_pixels,
-                                      png_compress_level))
+                                      png_compress_level, background))
             # A bounded window keeps memory flat on big folders: at most two photos in flight per stream.
             if len(window) >= 2 * streams:
                 yield window.popleft().result()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from PIL import Image, ImageChops, ImageFilter
+from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 if TYPE_CHECKING:
     from ml.options import ProcessingOptions
@@ -78,9 +78,24 @@ def fit_to_size(result: Image.Image, max_pixels: int | None) -> Image.Image:
     return result.resize(size, Image.LANCZOS, reducing_gap=3.0)
 
 
-def compose(image: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
-    """Build the output image for the requested output type, cropped when asked, within the size preset."""
+def over_background(result: Image.Image, background: Image.Image) -> Image.Image:
+    """Put a cutout on a background image scaled and centre-cropped to cover it exactly (opaque RGB out)."""
+    canvas = ImageOps.fit(background.convert("RGB"), result.size, Image.LANCZOS).convert("RGBA")
+    return Image.alpha_composite(canvas, result.convert("RGBA")).convert("RGB")
+
+
+def compose(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
+            background: Image.Image | None = None) -> Image.Image:
+    """Build the output image for the requested output type, cropped when asked, within the size preset.
+
+    background is the image behind a cutout when options.bg_image is set; it covers the cropped frame, margin
+    included. A mask ignores it, as it ignores bg_color and blur.
+    """
     result = OUTPUT_TYPES[options.output](image, mask, options)
     if options.crop:
         result = crop_to_subject(result, mask, options)
+    if options.bg_image and options.output == "cutout":
+        if background is None:
+            raise ValueError("options.bg_image is set but no background image was given")
+        result = over_background(result, background)
     return fit_to_size(result, options.max_output_pixels)

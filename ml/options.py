@@ -98,8 +98,10 @@ class ProcessingOptions:
     crop: bool = False
     margin: int = 0
     size: str = "full"
+    # Set by whoever attaches the background image (the upload, the CLI's --bg-image), never typed by a user.
+    bg_image: bool = False
 
-    FIELDS = ("model", "output", "format", "bg_color", "blur", "crop", "margin", "size")
+    FIELDS = ("model", "output", "format", "bg_color", "blur", "crop", "margin", "size", "bg_image")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, models: tuple[str, ...] | None = None,
@@ -128,13 +130,16 @@ class ProcessingOptions:
             crop=_flag(data, "crop"),
             margin=_integer(data, "margin", 0, MAX_MARGIN),
             size=_choice(data, "size", tuple(SIZES), "full"),
+            bg_image=_flag(data, "bg_image"),
         )
         options.check_consistent()
         return options
 
     def check_consistent(self) -> None:
-        """Refuse combinations that cannot be encoded (a transparent cutout as JPEG)."""
-        if self.format == "jpeg" and self.output == "cutout" and not self.blur:
+        """Refuse combinations that cannot be encoded (a transparent cutout as JPEG) or that contradict each other."""
+        if self.bg_image and (self.bg_color or self.blur):
+            raise InvalidOptions("bg_image", "choose one background: an image, a bg_color or a blur, not several")
+        if self.format == "jpeg" and self.output == "cutout" and not self.blur and not self.bg_image:
             if self.bg_color is None or not self.bg_color.endswith("ff"):
                 raise InvalidOptions("format", "JPEG has no transparency: give an opaque bg_color or a blur")
 

@@ -67,23 +67,33 @@ def encode(result: Image.Image, options: ProcessingOptions,
 
 
 def render(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
-           png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL) -> ProcessedImage:
-    """Compose and encode the output for a photo and its mask."""
-    return encode(compose(image, mask, options), options, png_compress_level)
+           png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL,
+           background: Image.Image | None = None) -> ProcessedImage:
+    """Compose and encode the output for a photo and its mask (on the background image when options say so)."""
+    return encode(compose(image, mask, options, background), options, png_compress_level)
 
 
 def process_image(data: bytes, options: ProcessingOptions, *, model_dir: str | os.PathLike,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: Progress | None = None) -> ProcessedImage:
-    """Decode, predict, compose and encode one photo; raise ImageDecodeError for a bad one."""
+                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: Progress | None = None,
+                  background: bytes | None = None) -> ProcessedImage:
+    """Decode, predict, compose and encode one photo; raise ImageDecodeError for a bad one.
+
+    background holds the encoded background image, needed when options.bg_image is set.
+    """
     report = progress or (lambda percent: None)
     session = get_session(options.model, model_dir)
     image = decode_image(data, max_pixels)
     report(10)
     mask = predict_mask(image, session)
     report(70)
-    composed = compose(image, mask, options)
+    behind = None
+    if options.bg_image and options.output == "cutout":
+        if background is None:
+            raise ValueError("options.bg_image is set but no background image was given")
+        behind = decode_image(background, max_pixels)
+    composed = compose(image, mask, options, behind)
     # Let the photo go before encoding: the peak is then one full-size copy plus the encoder's buffers.
-    del image, mask
+    del image, mask, behind
     result = encode(composed, options)
     report(100)
     return result

@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from ml.batch import expand_inputs, output_paths, process_files
+from ml.imageio import ImageDecodeError, decode_image
 from ml.options import FORMATS, OUTPUTS, SIZES, InvalidOptions, ProcessingOptions
 from ml.registry import MODELS, model_states
 from ml.sessions import ModelUnavailable
@@ -29,25 +30,33 @@ studio_cli = AppGroup("studio", help="Photo Studio commands.")
 @click.option("--size", type=click.Choice(tuple(SIZES)), default="full", show_default=True,
               help="Output size preset: full resolution, or at most 10 (4k), 4 (hd), 1.5 (medium) or 0.25 (preview) "
                    "megapixels.")
+@click.option("--bg-image", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Put the cutout on this image (scaled and cropped to cover the frame).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder, or file for one input.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def remove_background_command(model, output, image_format, bg_color, blur, crop, margin, size, out,
+def remove_background_command(model, output, image_format, bg_color, blur, crop, margin, size, bg_image, out,
                               inputs) -> None:
     """Remove the background of INPUT files or folders, writing one output per photo into --out."""
     config = current_app.config
     try:
         options = ProcessingOptions.from_mapping(
             {"model": model, "output": output, "format": image_format, "bg_color": bg_color, "blur": blur,
-             "crop": crop, "margin": margin, "size": size},
+             "crop": crop, "margin": margin, "size": size, "bg_image": bg_image is not None},
             models=tuple(MODELS), default_model=config["STUDIO_DEFAULT_MODEL"])
     except InvalidOptions as error:
         raise click.UsageError(str(error)) from None
     sources = expand_inputs(list(inputs))
     if not sources:
         raise click.UsageError("no image files found in the inputs")
+    background = None
+    if bg_image is not None:
+        try:
+            background = decode_image(bg_image.read_bytes(), config["STUDIO_MAX_PIXELS"])
+        except (OSError, ImageDecodeError) as error:
+            raise click.UsageError(f"--bg-image {bg_image}: {error}") from None
     targets = output_paths(sources, out, options.format)
     results = process_files(sources, targets, options, model_dir=config["STUDIO_MODEL_DIR"],
-                            max_pixels=config["STUDIO_MAX_PIXELS"])
+                            max_pixels=config["STUDIO_MAX_PIXELS"], background=background)
     failures = 0
     try:
         with click.progressbar(results, length=len(sources), label="Removing backgrounds", file=sys.stderr,

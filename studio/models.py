@@ -97,6 +97,9 @@ class Task(db.Model):
     input_size: Mapped[int] = mapped_column(BigInteger, default=0)
     input_width: Mapped[int] = mapped_column(Integer, default=0)
     input_height: Mapped[int] = mapped_column(Integer, default=0)
+    # The image behind the cutout, when one was uploaded (options.bg_image); stored cleaned, like the photo.
+    background_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    background_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     result_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
     result_content_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     result_size: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -34,6 +34,11 @@ def input_key(user_id: int, task_id: str, extension: str) -> str:
     return check_key(f"inputs/{user_id}/{task_id}{extension}")
 
 
+def background_key(user_id: int, task_id: str, extension: str) -> str:
+    """Return the key of a task's background image."""
+    return check_key(f"inputs/{user_id}/{task_id}-background{extension}")
+
+
 def result_key(user_id: int, task_id: str, extension: str) -> str:
     """Return the key of a task's result: deterministic, so a rerun of the job overwrites it."""
     return check_key(f"results/{user_id}/{task_id}{extension}")

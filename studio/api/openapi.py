@@ -66,7 +66,10 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"token": {"type": "string", "description": "shown once; send as Authorization: Bearer"},
                        "name": {"type": "string"}, "prefix": {"type": "string"}},
     },
-    "Options": {"type": "object", "additionalProperties": False, "properties": OPTION_PROPERTIES},
+    "Options": {"type": "object", "additionalProperties": False, "properties": {
+        **OPTION_PROPERTIES,
+        "bg_image": {"type": "boolean", "description": "true when a background image was uploaded with the photo"},
+    }},
     "Task": {
         "type": "object",
         "additionalProperties": False,
@@ -142,6 +145,10 @@ PATHS: dict[str, Any] = {
                                          "description": "a still JPEG, PNG or WebP photo; it is stored "
                                                         "re-encoded, upright, without EXIF or GPS"},
                                **OPTION_PROPERTIES,
+                               "bg_image": {"type": "string", "contentMediaType": "application/octet-stream",
+                                            "description": "a JPEG, PNG or WebP image to put behind the cutout "
+                                                           "(scaled and cropped to cover it); not with bg_color "
+                                                           "or blur"},
                                "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048,
                                                "description": "called (POST, Standard Webhooks signature) once "
                                                               "the task is COMPLETED or FAILED; a public "

@@ -11,6 +11,7 @@ from studio.api import bp
 from studio.api.auth import read_limit, upload_limit
 from studio.tasks import service
 from studio.tasks.service import UploadRejected, task_to_dict
+from studio.tasks.uploads import CleanPhoto
 
 MAX_PER_PAGE = service.MAX_PER_PAGE
 
@@ -19,7 +20,8 @@ MAX_PER_PAGE = service.MAX_PER_PAGE
 @upload_limit
 def create_task() -> tuple[Response, int, dict[str, str]]:
     """Upload a photo (multipart field `image`, options as other fields) and queue its processing."""
-    task = service.create_task(g.api_user, _one_image(), request.form)
+    image = _one_image()
+    task = service.create_task(g.api_user, image, request.form, background=_background())
     location = url_for("api.get_task", task_id=task.id, _external=True)
     return jsonify(task_to_dict(task)), 202, {"Location": location}
 
@@ -38,6 +40,17 @@ def _one_image() -> FileStorage:
         raise UploadRejected(400, "missing_file", "Attach the photo as a file field named image "
                              "(a JPEG, PNG or WebP file).")
     return images[0]
+
+
+def _background() -> CleanPhoto | None:
+    """Return the cleaned `bg_image` file when one is attached; refuse several, or a text field of that name."""
+    if "bg_image" in request.form:
+        raise UploadRejected(400, "invalid_option", "bg_image: send the background as an image file, not as a "
+                             "text field.")
+    files = [upload for upload in request.files.getlist("bg_image") if upload.filename]
+    if len(files) > 1:
+        raise UploadRejected(400, "invalid_option", "bg_image: send one background image.")
+    return service.read_background(files[0]) if files else None
 
 
 @bp.get("/tasks")

@@ -21,9 +21,9 @@ from ml.options import ProcessingOptions
 from studio.extensions import db
 from studio.models import Task, TaskStatus, User, WebhookStatus
 from studio.queue import cancel_task_job, enqueue_task
-from studio.storage import ObjectNotFound, get_storage, input_key
+from studio.storage import ObjectNotFound, background_key, get_storage, input_key
 from studio.tasks import uploads
-from studio.tasks.uploads import UploadRejected
+from studio.tasks.uploads import CleanPhoto, UploadRejected
 from studio.webhooks import check_webhook_url, ensure_secret
 
 logger = logging.getLogger(__name__)
@@ -35,32 +35,58 @@ MAX_PAGE = 1_000_000
 NOT_FOUND_MESSAGE = "No such task. It may have been deleted, or it belongs to another account."
 EXPIRY_BATCH_SIZE = 200
 WEBHOOK_FIELD = "webhook_url"
+BACKGROUND_FIELD = "bg_image"
 
 
-def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str, Any]) -> Task:
-    """Validate an uploaded photo and its options, store a clean copy of it, record the task and queue it."""
+def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str, Any],
+                background: CleanPhoto | None = None) -> Task:
+    """Validate an uploaded photo and its options, store a clean copy of it, record the task and queue it.
+
+    background is the cleaned image to put behind the cutout (read_background), None for none.
+    """
     data = uploads.read_upload(upload, current_app.config.get("MAX_CONTENT_LENGTH"))
     max_pixels = current_app.config["STUDIO_MAX_PIXELS"]
     # The header check first: a decompression bomb is refused before a single pixel is decoded.
     uploads.inspect_upload(data, max_pixels)
     raw_options, webhook_url = _take_webhook_url(raw_options)
-    options = parse_options(raw_options)
+    options = parse_options(_with_background_flag(raw_options, background is not None))
     photo = uploads.clean_photo(data, max_pixels)
-    check_quota(user.id, len(photo.data))
+    check_quota(user.id, len(photo.data) + (len(background.data) if background else 0))
     task_id = str(uuid.uuid4())
     key = input_key(user.id, task_id, photo.extension)
-    get_storage().put(key, photo.data, photo.media_type)
+    storage = get_storage()
+    storage.put(key, photo.data, photo.media_type)
     task = Task(
         id=task_id, user_id=user.id, status=TaskStatus.PENDING.value, progress=0, attempts=0,
         model=options.model, options=options.to_dict(), original_filename=display_filename(upload.filename),
         input_key=key, input_content_type=photo.media_type, input_size=len(photo.data),
         input_width=photo.width, input_height=photo.height,
     )
+    if background is not None:
+        task.background_key = background_key(user.id, task_id, background.extension)
+        task.background_size = len(background.data)
+        storage.put(task.background_key, background.data, background.media_type)
     if webhook_url:
         task.webhook_url, task.webhook_status = webhook_url, WebhookStatus.PENDING.value
         ensure_secret(user)  # committed with the task: the delivery is signed with it
     _save_and_enqueue(task)
     return task
+
+
+def read_background(upload: FileStorage | None) -> CleanPhoto:
+    """Check and clean an uploaded background image; raise UploadRejected naming bg_image."""
+    return uploads.clean_background(upload, current_app.config.get("MAX_CONTENT_LENGTH"),
+                                    current_app.config["STUDIO_MAX_PIXELS"])
+
+
+def _with_background_flag(raw_options: Mapping[str, Any], attached: bool) -> MultiDict:
+    """Set the bg_image option from whether an image is attached; the option cannot be typed in."""
+    fields = MultiDict(raw_options)
+    if fields.poplist(BACKGROUND_FIELD):
+        raise UploadRejected(400, "invalid_option", f"{BACKGROUND_FIELD}: send the background as an image file, "
+                             "not as a text field.")
+    fields[BACKGROUND_FIELD] = "true" if attached else "false"
+    return fields
 
 
 def _take_webhook_url(raw_options: Mapping[str, Any]) -> tuple[MultiDict, str | None]:
@@ -73,23 +99,38 @@ def _take_webhook_url(raw_options: Mapping[str, Any]) -> tuple[MultiDict, str | 
     return fields, url
 
 
-def rerun_task(task: Task, raw_options: Mapping[str, Any]) -> Task:
-    """Create a new task on the same photo with other options (the photo is copied, the old task is kept)."""
-    options = parse_options(raw_options)
-    check_quota(task.user_id, task.input_size)
+def rerun_task(task: Task, raw_options: Mapping[str, Any], keep_background: bool = False) -> Task:
+    """Create a new task on the same photo with other options (the files are copied, the old task is kept).
+
+    keep_background keeps the task's background image, if it has one, behind the new cutout.
+    """
+    kept = keep_background and task.background_key is not None
+    options = parse_options(_with_background_flag(raw_options, kept))
+    check_quota(task.user_id, task.input_size + (task.background_size if kept else 0))
     new_id = str(uuid.uuid4())
     key = input_key(task.user_id, new_id, PurePosixPath(task.input_key).suffix)
-    try:
-        get_storage().copy(task.input_key, key, task.input_content_type)
-    except ObjectNotFound:
-        raise UploadRejected(410, "input_missing", "The original photo is no longer stored; upload it again.") \
-            from None
+    storage = get_storage()
     new_task = Task(
         id=new_id, user_id=task.user_id, status=TaskStatus.PENDING.value, progress=0, attempts=0,
         model=options.model, options=options.to_dict(), original_filename=task.original_filename,
         input_key=key, input_content_type=task.input_content_type, input_size=task.input_size,
         input_width=task.input_width, input_height=task.input_height,
     )
+    copies = [(task.input_key, key, task.input_content_type, "original photo")]
+    if kept:
+        new_task.background_key = background_key(task.user_id, new_id, PurePosixPath(task.background_key).suffix)
+        new_task.background_size = task.background_size
+        copies.append((task.background_key, new_task.background_key,
+                       uploads.STORED_MEDIA_TYPES[PurePosixPath(task.background_key).suffix], "background image"))
+    done: list[str] = []
+    for source, target, content_type, what in copies:
+        try:
+            storage.copy(source, target, content_type)
+        except ObjectNotFound:
+            _delete_objects(done)
+            raise UploadRejected(410, "input_missing", f"The {what} is no longer stored; upload it again.") \
+                from None
+        done.append(target)
     _save_and_enqueue(new_task)
     return new_task
 
@@ -102,7 +143,8 @@ def parse_options(raw_options: Mapping[str, Any]) -> ProcessingOptions:
 def storage_used(user_id: int) -> int:
     """Return the bytes an account's photos and results take in storage."""
     total = db.session.scalar(
-        select(func.coalesce(func.sum(Task.input_size + Task.result_size), 0)).where(Task.user_id == user_id))
+        select(func.coalesce(func.sum(Task.input_size + Task.background_size + Task.result_size), 0))
+        .where(Task.user_id == user_id))
     return int(total or 0)
 
 
@@ -144,7 +186,7 @@ def _save_and_enqueue(task: Task) -> None:
         db.session.commit()
     except Exception:
         db.session.rollback()
-        _delete_objects([task.input_key])
+        _delete_objects(list(_stored_keys(task)))
         raise
     logger.info("task %s: created for account %s (model %s)", task.id, task.user_id, task.model)
     enqueue_task(task)
@@ -172,7 +214,7 @@ def get_task(user: User, task_id: str) -> Task:
 
 def delete_task(task: Task) -> None:
     """Delete the task row, then its stored photo and result (a running job notices and discards its result)."""
-    keys = [key for key in (task.input_key, task.result_key) if key]
+    keys = list(_stored_keys(task))
     task_id = task.id
     db.session.delete(task)
     db.session.commit()
@@ -216,7 +258,7 @@ def delete_tasks_created_before(cutoff: datetime) -> int:
 
 
 def _stored_keys(task: Task) -> Iterable[str]:
-    return [key for key in (task.input_key, task.result_key) if key]
+    return [key for key in (task.input_key, task.background_key, task.result_key) if key]
 
 
 def result_response(task: Task, *, download: bool) -> Response:

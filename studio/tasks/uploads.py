@@ -67,6 +67,14 @@ def read_upload(upload: FileStorage | None, max_bytes: int | None) -> bytes:
     return data
 
 
+def clean_background(upload: FileStorage | None, max_bytes: int | None, max_pixels: int) -> CleanPhoto:
+    """Check and clean an uploaded background image by the photo's rules; every refusal names the field."""
+    try:
+        return clean_photo(read_upload(upload, max_bytes), max_pixels)
+    except UploadRejected as error:
+        raise UploadRejected(error.status, error.code, f"bg_image: {error.message}") from None
+
+
 def inspect_upload(data: bytes, max_pixels: int) -> ImageInfo:
     """Identify the real format and size from the header alone: never the filename or the client's content type."""
     try:
@@ -183,3 +191,5 @@ _ENCODERS: dict[str, tuple[str, Callable[[Image.Image, io.BytesIO], None]]] = {
     "PNG": (".png", _png),
     "WEBP": (".webp", _webp),
 }
+# What a stored clean copy is, by its key's extension.
+STORED_MEDIA_TYPES = {extension: MEDIA_TYPES[name] for name, (extension, _) in _ENCODERS.items()}

@@ -24,8 +24,8 @@ def _available_models() -> tuple[str, ...]:
 
 
 def _raw_options(form: Mapping[str, str]) -> dict[str, Any]:
-    """Return the processing fields the form sent; the service validates them."""
-    return {name: form[name] for name in ProcessingOptions.FIELDS if name in form}
+    """Return the processing fields the form sent; the service validates them (bg_image comes as a file)."""
+    return {name: form[name] for name in ProcessingOptions.FIELDS if name in form and name != "bg_image"}
 
 
 def _wants_fragment() -> bool:
@@ -66,10 +66,17 @@ def create() -> Response | tuple[str, int]:
     if not uploads:
         return _upload_failed(["Choose at least one photo to upload."], 400)
     raw_options = _raw_options(request.form)
+    background_file = request.files.get("bg_image")
+    try:
+        # Checked once for all the photos: each task stores its own copy.
+        background = service.read_background(background_file) if background_file and background_file.filename \
+            else None
+    except UploadRejected as error:
+        return _upload_failed([error.message], error.status)
     tasks, errors, status = [], [], 400
     for upload in uploads:
         try:
-            tasks.append(service.create_task(current_user, upload, raw_options))
+            tasks.append(service.create_task(current_user, upload, raw_options, background=background))
         except UploadRejected as error:
             errors.append(f"{service.display_filename(upload.filename)}: {error.message}")
             status = error.status
@@ -135,7 +142,8 @@ def rerun(task_id: str) -> Response | tuple[str, int]:
     """Process the same photo again with other options, as a new task."""
     task = service.get_task(current_user, task_id)
     try:
-        new_task = service.rerun_task(task, _raw_options(request.form))
+        new_task = service.rerun_task(task, _raw_options(request.form),
+                                      keep_background=request.form.get("keep_background") == "true")
     except UploadRejected as error:
         return render_template("tasks/detail.html", task=task, models=_available_models(),
                                options=request.form, rerun_error=error.message), error.status

@@ -56,6 +56,21 @@ def test_a_size_preset_from_the_command_line(invoke, photos_dir, tmp_path):
     assert invoke("remove-bg", "--size", "huge", "--out", str(tmp_path), str(photos_dir / "boat.jpg")).exit_code == 2
 
 
+@pytest.mark.slow
+def test_a_background_image_from_the_command_line(invoke, photos_dir, tmp_path):
+    background = tmp_path / "green.png"
+    Image.new("RGB", (30, 20), (0, 200, 0)).save(background)
+    result = invoke("remove-bg", "--bg-image", str(background), "--format", "jpeg", "--out",
+                    str(tmp_path / "horse.jpg"), str(photos_dir / "horse.jpg"))
+    assert result.exit_code == 0, result.output
+    output = Image.open(tmp_path / "horse.jpg")
+    assert output.mode == "RGB" and output.getpixel((1, 1)) == pytest.approx((0, 200, 0), abs=8)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    refused = invoke("remove-bg", "--bg-image", str(tmp_path / "bad.png"), "--out", str(tmp_path),
+                     str(photos_dir / "horse.jpg"))
+    assert refused.exit_code == 2 and "--bg-image" in refused.output
+
+
 def test_bad_options_are_a_usage_error(invoke, photos_dir, tmp_path):
     result = invoke("remove-bg", "--format", "jpeg", "--out", str(tmp_path), str(photos_dir / "boat.jpg"))
     assert result.exit_code == 2 and "JPEG has no transparency" in result.output

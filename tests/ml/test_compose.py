@@ -128,3 +128,35 @@ def test_scaling_a_cutout_down_leaves_no_dark_fringe():
     result = np.asarray(compose(photo, mask, ProcessingOptions(size="preview")))
     visible = result[..., 3] > 0
     assert visible.any() and result[visible][:, :3].min() >= 250
+
+
+def _halves(size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int]) -> Image.Image:
+    picture = Image.new("RGB", size, left)
+    picture.paste(right, (size[0] // 2, 0, size[0], size[1]))
+    return picture
+
+
+def test_a_background_image_covers_the_frame_behind_the_cutout(photo, mask):
+    # 200x100 is wider than the 80x60 frame: scaled to 120x60, then its middle 80 columns are kept.
+    background = _halves((200, 100), (255, 0, 0), (0, 0, 255))
+    result = compose(photo, mask, ProcessingOptions(bg_image=True), background)
+    assert result.mode == "RGB" and result.size == photo.size
+    assert result.getpixel((0, 0)) == (255, 0, 0) and result.getpixel((79, 59)) == (0, 0, 255)
+    assert result.getpixel((25, 15)) == photo.getpixel((25, 15))  # the subject itself, untouched
+
+
+def test_a_background_image_fills_the_cropped_frame_and_its_margin(photo, mask):
+    background = Image.new("RGB", (10, 10), (0, 200, 0))
+    result = compose(photo, mask, ProcessingOptions(bg_image=True, crop=True, margin=30), background)
+    assert result.size == (81, 80) and result.mode == "RGB"
+    assert result.getpixel((0, 0)) == (0, 200, 0)  # past the photo's edge: the background image, not a fill
+
+
+def test_a_mask_ignores_the_background_image(photo, mask):
+    result = compose(photo, mask, ProcessingOptions(output="mask", bg_image=True), Image.new("RGB", (5, 5)))
+    assert result.mode == "L" and result.tobytes() == mask.tobytes()
+
+
+def test_bg_image_without_an_image_is_a_programming_error(photo, mask):
+    with pytest.raises(ValueError, match="no background image"):
+        compose(photo, mask, ProcessingOptions(bg_image=True))

@@ -81,3 +81,10 @@ def test_size_presets_parse_and_others_are_refused():
     assert ProcessingOptions.from_mapping({"size": "full"}).max_output_pixels is None
     with pytest.raises(InvalidOptions, match="size: 'huge' is not one of full, 4k, hd, medium, preview"):
         ProcessingOptions.from_mapping({"size": "huge"})
+
+
+def test_a_background_image_is_one_background_among_colour_and_blur():
+    assert ProcessingOptions.from_mapping({"bg_image": True, "format": "jpeg"}).bg_image  # opaque: JPEG is fine
+    for other in ({"bg_color": "#fff"}, {"blur": "5"}):
+        with pytest.raises(InvalidOptions, match="bg_image: choose one background"):
+            ProcessingOptions.from_mapping({"bg_image": "true", **other})

@@ -92,7 +92,7 @@ def test_progress_reaches_job_meta_and_database_while_running(app, client, heade
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     seen = {}
 
-    def fake_pipeline(data, options, *, model_dir, max_pixels, progress):
+    def fake_pipeline(data, options, *, model_dir, max_pixels, progress, background):
         progress(40)
         job = Job.fetch(get_current_job().id, connection=Redis.from_url(app.config["REDIS_URL"]))
         seen["meta"] = job.meta.get("progress")

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from PIL import Image
 
 from studio.auth import service as account_service
 from studio.extensions import db
-from studio.models import TaskStatus, User
+from studio.models import Task, TaskStatus, User
+from studio.storage import get_storage
 from tests.web.conftest import csrf_token
 
 POLLING = re.compile(r'hx-trigger="every 1s"')
@@ -270,6 +272,50 @@ def test_rerun_creates_a_new_task_with_the_new_options(signed_in, photo):
     second = response.headers["Location"]
     assert second != first
     assert "mask" in signed_in.get(second).get_data(as_text=True)
+
+
+def _background_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (0, 200, 0)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_one_background_for_several_photos_gives_each_task_its_own_copy(app, signed_in, photo):
+    page = signed_in.get("/").get_data(as_text=True)
+    assert 'name="bg_image"' in page and 'type="file"' in page
+    response = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg"), (io.BytesIO(photo), "b.jpeg")],
+                       bg_image=(io.BytesIO(_background_png()), "green.png"))
+    assert response.status_code == 302
+    with app.app_context():
+        tasks = db.session.query(Task).all()
+        keys = {task.background_key for task in tasks}
+        assert len(tasks) == 2 and len(keys) == 2 and all(task.options["bg_image"] for task in tasks)
+        assert all(get_storage(app).get(key) for key in keys)
+        first = tasks[0].id
+    assert "background image" in signed_in.get(f"/tasks/{first}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_rerun_keeps_the_background_image_only_when_asked(app, signed_in, photo, keep):
+    first = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg")],
+                    bg_image=(io.BytesIO(_background_png()), "green.png")).headers["Location"]
+    page = signed_in.get(first).get_data(as_text=True)
+    assert 'name="keep_background"' in page
+    form = {"csrf_token": csrf_token(signed_in, first), "model": "u2netp", "output": "cutout", "format": "jpeg"}
+    if keep:
+        form["keep_background"] = "true"
+    response = signed_in.post(first + "/rerun", data=form)
+    if not keep:
+        # A JPEG cutout without its background would need a colour: the refusal says so.
+        assert response.status_code == 400 and "opaque bg_color" in response.get_data(as_text=True)
+        return
+    assert response.status_code == 302
+    with app.app_context():
+        old, new = (db.session.get(Task, location.rsplit("/", 1)[-1])
+                    for location in (first, response.headers["Location"]))
+        assert new.options["bg_image"] and new.background_key != old.background_key
+        assert get_storage(app).get(new.background_key) == get_storage(app).get(old.background_key)
+        assert new.background_size == old.background_size
 
 
 def test_rerun_with_bad_options_explains_and_keeps_the_task(signed_in, photo):
