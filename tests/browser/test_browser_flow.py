@@ -111,3 +111,39 @@ def test_sign_up_upload_watch_download_delete(live_server, browser, photos_dir, 
     # Console errors include CSP violations: inline code anywhere would show up here.
     assert [error for error in console_errors if "404" not in error] == []
     context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.integration
+def test_a_background_picture_and_a_size_preset_from_the_upload_form(
+        live_server, browser, photos_dir, screenshots, tmp_path):
+    background = tmp_path / "green.png"
+    Image.new("RGB", (64, 48), (0, 200, 0)).save(background)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(live_server + "/register")
+    page.get_by_label("Email").fill("background@example.com")
+    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
+    page.get_by_label("Repeat the password").fill("a long browser passphrase")
+    page.locator("main").get_by_role("button", name="Create account").click()
+    expect(page.locator("#upload-form")).to_be_visible()
+
+    # The script posts each photo on its own: the background must travel with every one of them.
+    page.locator("#photo").set_input_files(str(photos_dir / "horse.jpg"))
+    page.get_by_label("Background image (optional)").set_input_files(str(background))
+    page.get_by_label("Format").select_option("jpeg")
+    page.get_by_label("Size").select_option("preview")
+    page.screenshot(path=str(screenshots / "07-upload-background.png"), full_page=True)
+    page.get_by_role("button", name="Upload and process").click()
+    done = page.locator('#upload-results tr.task-row[data-status="COMPLETED"]')
+    expect(done).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
+
+    done.get_by_role("link", name="horse.jpg", exact=True).click()
+    expect(page.get_by_text("background image", exact=False).first).to_be_visible()
+    result_url = page.locator("#task-status img").get_attribute("src")
+    response = context.request.get(live_server + result_url)
+    image = Image.open(io.BytesIO(response.body()))
+    assert image.format == "JPEG" and image.width * image.height <= 250_000
+    assert image.getpixel((1, 1)) == pytest.approx((0, 200, 0), abs=8)  # the corner is the uploaded picture
+    page.screenshot(path=str(screenshots / "08-task-background.png"), full_page=True)
+    context.close()
