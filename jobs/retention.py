@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import current_app
 
 from jobs.context import app_context
+from studio.auth.sessions import purge_expired_revocations
 from studio.extensions import db
 from studio.models import utcnow
 from studio.tasks.service import delete_tasks_created_before
@@ -16,9 +17,16 @@ logger = logging.getLogger(__name__)
 
 
 def purge_expired_tasks() -> int:
-    """Delete the tasks created more than STUDIO_RETENTION_DAYS days ago (0 keeps everything); return how many."""
+    """Delete the tasks created more than STUDIO_RETENTION_DAYS days ago (0 keeps everything); return how many.
+
+    Sign-out records whose cookies have expired anyway go too, whatever the retention.
+    """
     with app_context():
         try:
+            revocations = purge_expired_revocations()
+            db.session.commit()
+            if revocations:
+                logger.info("retention: deleted %s expired session revocations", revocations)
             days = current_app.config["STUDIO_RETENTION_DAYS"]
             if days <= 0:
                 logger.info("retention is off (STUDIO_RETENTION_DAYS=%s): nothing deleted", days)

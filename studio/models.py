@@ -55,6 +55,16 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_version}"
 
 
+class RevokedSession(db.Model):
+    """A signed-out session id (its SHA-256), refused until any cookie carrying it would have expired anyway."""
+
+    __tablename__ = "revoked_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class ApiToken(db.Model):
     """A bearer token for the JSON API, stored as a SHA-256 digest only."""
 
