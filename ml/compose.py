@@ -84,6 +84,13 @@ def over_background(result: Image.Image, background: Image.Image) -> Image.Image
     return Image.alpha_composite(canvas, result.convert("RGBA")).convert("RGB")
 
 
+def post_process_mask(mask: Image.Image) -> Image.Image:
+    """Clean a mask as rembg's post_process_mask does: a 3x3 opening drops specks, a Gaussian blur (sigma 2)
+    rounds the outline, and a threshold at 127 makes it hard-edged (0 or 255)."""
+    opened = mask.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(3))
+    return opened.filter(ImageFilter.GaussianBlur(2)).point(lambda value: 255 if value >= 127 else 0)
+
+
 def compose(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
             background: Image.Image | None = None) -> Image.Image:
     """Build the output image for the requested output type, cropped when asked, within the size preset.
@@ -91,6 +98,8 @@ def compose(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
     background is the image behind a cutout when options.bg_image is set; it covers the cropped frame, margin
     included. A mask ignores it, as it ignores bg_color and blur.
     """
+    if options.post_process:
+        mask = post_process_mask(mask)
     result = OUTPUT_TYPES[options.output](image, mask, options)
     if options.crop:
         result = crop_to_subject(result, mask, options)

@@ -98,10 +98,11 @@ class ProcessingOptions:
     crop: bool = False
     margin: int = 0
     size: str = "full"
+    post_process: bool = False
     # Set by whoever attaches the background image (the upload, the CLI's --bg-image), never typed by a user.
     bg_image: bool = False
 
-    FIELDS = ("model", "output", "format", "bg_color", "blur", "crop", "margin", "size", "bg_image")
+    FIELDS = ("model", "output", "format", "bg_color", "blur", "crop", "margin", "size", "post_process", "bg_image")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, models: tuple[str, ...] | None = None,
@@ -130,6 +131,7 @@ class ProcessingOptions:
             crop=_flag(data, "crop"),
             margin=_integer(data, "margin", 0, MAX_MARGIN),
             size=_choice(data, "size", tuple(SIZES), "full"),
+            post_process=_flag(data, "post_process"),
             bg_image=_flag(data, "bg_image"),
         )
         options.check_consistent()

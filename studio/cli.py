@@ -30,18 +30,21 @@ studio_cli = AppGroup("studio", help="Photo Studio commands.")
 @click.option("--size", type=click.Choice(tuple(SIZES)), default="full", show_default=True,
               help="Output size preset: full resolution, or at most 10 (4k), 4 (hd), 1.5 (medium) or 0.25 (preview) "
                    "megapixels.")
+@click.option("--post-process", is_flag=True,
+              help="Clean the mask as rembg's post_process_mask does: no specks, smooth hard edges.")
 @click.option("--bg-image", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Put the cutout on this image (scaled and cropped to cover the frame).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder, or file for one input.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def remove_background_command(model, output, image_format, bg_color, blur, crop, margin, size, bg_image, out,
-                              inputs) -> None:
+def remove_background_command(model, output, image_format, bg_color, blur, crop, margin, size, post_process,
+                              bg_image, out, inputs) -> None:
     """Remove the background of INPUT files or folders, writing one output per photo into --out."""
     config = current_app.config
     try:
         options = ProcessingOptions.from_mapping(
             {"model": model, "output": output, "format": image_format, "bg_color": bg_color, "blur": blur,
-             "crop": crop, "margin": margin, "size": size, "bg_image": bg_image is not None},
+             "crop": crop, "margin": margin, "size": size,
+             "post_process": post_process, "bg_image": bg_image is not None},
             models=tuple(MODELS), default_model=config["STUDIO_DEFAULT_MODEL"])
     except InvalidOptions as error:
         raise click.UsageError(str(error)) from None

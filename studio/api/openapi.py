@@ -39,6 +39,8 @@ OPTION_PROPERTIES: dict[str, Any] = {
     "blur": {"type": "integer", "minimum": 0, "maximum": MAX_BLUR},
     "crop": {"type": "boolean"},
     "margin": {"type": "integer", "minimum": 0, "maximum": MAX_MARGIN},
+    "post_process": {"type": "boolean",
+                     "description": "clean the mask as rembg's post_process_mask does (no specks, hard edges)"},
     "size": {"type": "string", "enum": list(SIZES),
              "description": "output size preset: full resolution, or at most 10, 4, 1.5 or 0.25 megapixels"},
 }

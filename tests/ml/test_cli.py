@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -69,6 +70,16 @@ def test_a_background_image_from_the_command_line(invoke, photos_dir, tmp_path):
     refused = invoke("remove-bg", "--bg-image", str(tmp_path / "bad.png"), "--out", str(tmp_path),
                      str(photos_dir / "horse.jpg"))
     assert refused.exit_code == 2 and "--bg-image" in refused.output
+
+
+@pytest.mark.slow
+def test_a_post_processed_mask_from_the_command_line_is_hard_edged(invoke, photos_dir, tmp_path):
+    for flags, name in (([], "soft.png"), (["--post-process"], "hard.png")):
+        result = invoke("remove-bg", "--output", "mask", *flags, "--out", str(tmp_path / name),
+                        str(photos_dir / "horse.jpg"))
+        assert result.exit_code == 0, result.output
+    soft, hard = (set(np.unique(np.asarray(Image.open(tmp_path / name))).tolist()) for name in ("soft.png", "hard.png"))
+    assert len(soft) > 2 and hard == {0, 255}
 
 
 def test_bad_options_are_a_usage_error(invoke, photos_dir, tmp_path):

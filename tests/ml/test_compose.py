@@ -160,3 +160,22 @@ def test_a_mask_ignores_the_background_image(photo, mask):
 def test_bg_image_without_an_image_is_a_programming_error(photo, mask):
     with pytest.raises(ValueError, match="no background image"):
         compose(photo, mask, ProcessingOptions(bg_image=True))
+
+
+def test_post_processing_drops_specks_and_hardens_the_edges(photo):
+    values = np.zeros((60, 80), dtype=np.uint8)
+    values[10:40, 20:50] = 255          # the subject
+    values[39:45, 20:50] = 120          # a soft, half-transparent edge below it
+    values[5, 70] = values[50, 5] = 255  # single-pixel specks of noise
+    mask = Image.fromarray(values)
+
+    raw = np.asarray(compose(photo, mask, ProcessingOptions(output="mask")))
+    cleaned = np.asarray(compose(photo, mask, ProcessingOptions(output="mask", post_process=True)))
+
+    assert set(np.unique(raw)) == {0, 120, 255}
+    assert set(np.unique(cleaned)) <= {0, 255}  # hard edges: nothing half transparent left
+    assert cleaned[5, 70] == 0 and cleaned[50, 5] == 0  # the specks are gone
+    assert cleaned[25, 35] == 255  # the subject stays
+    assert abs(int(cleaned.astype(bool).sum()) - 30 * 30) < 0.1 * 30 * 30  # and keeps about its size
+    cutout = compose(photo, mask, ProcessingOptions(post_process=True))
+    assert set(np.unique(np.asarray(cutout.getchannel("A")))) <= {0, 255}

@@ -88,3 +88,10 @@ def test_a_background_image_is_one_background_among_colour_and_blur():
     for other in ({"bg_color": "#fff"}, {"blur": "5"}):
         with pytest.raises(InvalidOptions, match="bg_image: choose one background"):
             ProcessingOptions.from_mapping({"bg_image": "true", **other})
+
+
+def test_post_process_is_a_flag():
+    assert ProcessingOptions.from_mapping({"post_process": "on"}).post_process is True
+    assert ProcessingOptions.from_mapping({}).post_process is False
+    with pytest.raises(InvalidOptions, match="post_process: must be true or false"):
+        ProcessingOptions.from_mapping({"post_process": "maybe"})

@@ -171,7 +171,8 @@ def test_landing_page_for_visitors_upload_page_for_members(client, auth, make_us
     auth.login()
     page = client.get("/").get_data(as_text=True)
     assert 'id="upload-form"' in page and 'type="file"' in page and "multiple" in page
-    for field in ("model", "output", "format", "bg_color", "blur", "crop", "margin"):
+    for field in ("model", "output", "format", "bg_color", "blur", "crop", "margin", "size", "post_process",
+                  "bg_image"):
         assert f'name="{field}"' in page
     assert "js/upload.js" in page
 
