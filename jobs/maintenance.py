@@ -97,8 +97,7 @@ def _reconcile(now: datetime) -> dict[str, int]:
                               "upload the photo again."):
             logger.error("task %s: processing stopped (job %s) on the last attempt; failed", task.id, label)
             counts["failed"] += 1
-            db.session.refresh(task)
-            enqueue_webhook(task)
+            enqueue_webhook(task)  # the commit expired the task: its webhook state is read afresh
 
     counts["webhooks"] = _reconcile_webhooks(pending_before, connection)
     if any(counts.values()):

@@ -110,7 +110,7 @@ def _input(task: Task) -> bytes:
 
 def _background(task: Task, options: ProcessingOptions) -> bytes | None:
     """Return the stored background image when the options put the cutout on one."""
-    if not options.bg_image or options.output != "cutout":
+    if not options.uses_background_image:
         return None
     if not task.background_key:
         raise PermanentFailure("The background image was not stored; upload the photo with it again.")

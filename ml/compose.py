@@ -103,7 +103,7 @@ def compose(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
     result = OUTPUT_TYPES[options.output](image, mask, options)
     if options.crop:
         result = crop_to_subject(result, mask, options)
-    if options.bg_image and options.output == "cutout":
+    if options.uses_background_image:
         if background is None:
             raise ValueError("options.bg_image is set but no background image was given")
         result = over_background(result, background)

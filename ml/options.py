@@ -146,6 +146,11 @@ class ProcessingOptions:
                 raise InvalidOptions("format", "JPEG has no transparency: give an opaque bg_color or a blur")
 
     @property
+    def uses_background_image(self) -> bool:
+        """Return True when the output needs the background image: a cutout with bg_image (a mask ignores it)."""
+        return self.bg_image and self.output == "cutout"
+
+    @property
     def max_output_pixels(self) -> int | None:
         """Return the size preset's pixel budget for the output, None for the photo's own size."""
         return SIZES[self.size]

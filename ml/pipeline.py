@@ -86,11 +86,7 @@ def process_image(data: bytes, options: ProcessingOptions, *, model_dir: str | o
     report(10)
     mask = predict_mask(image, session)
     report(70)
-    behind = None
-    if options.bg_image and options.output == "cutout":
-        if background is None:
-            raise ValueError("options.bg_image is set but no background image was given")
-        behind = decode_image(background, max_pixels)
+    behind = decode_image(background, max_pixels) if options.uses_background_image and background else None
     composed = compose(image, mask, options, behind)
     # Let the photo go before encoding: the peak is then one full-size copy plus the encoder's buffers.
     del image, mask, behind

@@ -43,10 +43,7 @@ def _one_image() -> FileStorage:
 
 
 def _background() -> CleanPhoto | None:
-    """Return the cleaned `bg_image` file when one is attached; refuse several, or a text field of that name."""
-    if "bg_image" in request.form:
-        raise UploadRejected(400, "invalid_option", "bg_image: send the background as an image file, not as a "
-                             "text field.")
+    """Return the cleaned `bg_image` file when one is attached; refuse several (a text field: the service)."""
     files = [upload for upload in request.files.getlist("bg_image") if upload.filename]
     if len(files) > 1:
         raise UploadRejected(400, "invalid_option", "bg_image: send one background image.")
