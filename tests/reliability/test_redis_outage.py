@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 
 import pytest
 from redis import Redis
 from rq_scheduler import Scheduler
 
-from jobs.scheduled import PERIODIC_JOBS
+from jobs.scheduled import PERIODIC_JOBS, SCHEDULER_INTERVAL_SECONDS, run_scheduler
 from studio.queue import outage_retry
 from tests.reliability.conftest import wait_until
 
@@ -62,3 +63,29 @@ def test_the_periodic_reconciler_comes_back_after_redis_lost_it_and_recovers_the
     assert studio.wait_for_status(task_id, "COMPLETED").attempts == 1
     assert scheduled() == PERIODIC_IDS
     assert worker.exited() is None
+
+
+def test_the_scheduler_outlives_an_outage_longer_than_its_retries_and_puts_its_jobs_back(redis_server):
+    # A one-second retry budget against an outage longer than a round: rq-scheduler's loop meets it and ends, and
+    # run_scheduler starts it again.
+    process = multiprocessing.get_context("fork").Process(
+        target=run_scheduler, args=(redis_server.url, "studio-test", 1), daemon=True)
+    process.start()
+    redis = Redis.from_url(redis_server.url)
+
+    def scheduled() -> list[str]:
+        return sorted(job.id for job in Scheduler(connection=redis).get_jobs())
+
+    try:
+        wait_until(lambda: scheduled() == PERIODIC_IDS, "the periodic jobs are scheduled")
+        redis_server.stop()
+        time.sleep(SCHEDULER_INTERVAL_SECONDS + 2)
+        redis_server.start()  # empty
+        redis.connection_pool.disconnect()
+        assert scheduled() == []
+        wait_until(lambda: scheduled() == PERIODIC_IDS, "the periodic jobs are back",
+                   timeout=3 * SCHEDULER_INTERVAL_SECONDS)
+        assert process.is_alive()
+    finally:
+        process.terminate()
+        process.join(10)

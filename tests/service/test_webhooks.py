@@ -6,17 +6,21 @@ import io
 import json
 import socket
 import threading
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from rq.job import Job, JobStatus
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from jobs import process_image
+from jobs import webhooks as webhooks_job
 from jobs.maintenance import reconcile_tasks
 from studio.extensions import db
 from studio.models import Task
+from studio.queue import get_redis, webhook_job_id
 from studio.storage import get_storage
 from studio.webhooks import new_secret
 from tests.service.conftest import load_task, run_worker, upload
@@ -310,3 +314,40 @@ def test_the_signing_secret_can_be_read_and_replaced_through_the_api(
         Webhook(first).verify(call["body"], call["headers"])
     assert json.loads(call["body"])["type"] == "task.completed"
     assert client.get("/api/v1/webhook-secret").status_code == 401
+
+
+def test_a_task_the_reconciler_fails_sends_task_failed(hook_app, api, photo_bytes, receiver, model_ready):
+    task_id = _upload(hook_app, api, photo_bytes, receiver)
+    # As after a worker vanished on the last attempt: PROCESSING, a silent heartbeat, no job left in Redis.
+    with hook_app.app_context():
+        task = db.session.get(Task, task_id)
+        task.status, task.attempts = "PROCESSING", 1 + hook_app.config["STUDIO_JOB_RETRIES"]
+        task.heartbeat_at = task.updated_at = datetime.now(timezone.utc) - timedelta(hours=1)
+        db.session.commit()
+        Job.fetch(task_id, connection=get_redis()).delete()
+
+    assert reconcile_tasks()["failed"] == 1
+    run_worker(hook_app)
+
+    [call] = receiver.calls
+    payload = Webhook(_secret(api)).verify(call["body"], call["headers"])
+    assert payload["type"] == "task.failed" and "stopped unexpectedly" in payload["data"]["error"]
+    assert _webhook(api, task_id)["status"] == "DELIVERED"
+
+
+def test_a_webhook_rq_gave_up_on_without_recording_it_is_marked_failed_by_the_reconciler(
+        hook_app, api, photo_bytes, receiver, model_ready, monkeypatch):
+    receiver.answers = [500]
+    # As if the failure callback could not reach the database when RQ ran it.
+    monkeypatch.setattr(webhooks_job, "give_up", lambda task_id: False)
+    task_id = _upload(hook_app, api, photo_bytes, receiver)
+    run_worker(hook_app)
+    assert len(receiver.calls) == 3 and _webhook(api, task_id)["status"] == "PENDING"
+    with hook_app.app_context():
+        assert Job.fetch(webhook_job_id(task_id), connection=get_redis()).get_status() == JobStatus.FAILED
+
+    assert reconcile_tasks()["webhooks"] == 0  # not started again with a fresh budget...
+    webhook = _webhook(api, task_id)
+    assert (webhook["status"], webhook["last_response"]) == ("FAILED", "HTTP 500")  # ...but recorded as given up
+    run_worker(hook_app)
+    assert len(receiver.calls) == 3

@@ -53,3 +53,9 @@ def test_worker_refuses_to_start_without_model_weights(app, tmp_path):
     finished = _run_worker(app, "--burst", STUDIO_MODEL_DIR=str(tmp_path))
     assert finished.returncode == 1
     assert "cannot load the models" in finished.stderr
+
+
+def test_a_worker_says_at_once_that_redis_does_not_answer_and_gives_up_after_the_outage_budget(app, model_ready):
+    finished = _run_worker(app, "--burst", REDIS_URL="redis://127.0.0.1:1/0", STUDIO_WORKER_REDIS_OUTAGE_SECONDS="2")
+    assert "Redis does not answer" in finished.stderr and "waiting up to 2 s for it" in finished.stderr
+    assert finished.returncode != 0  # no Redis within the budget: the worker ends for its supervisor to restart
