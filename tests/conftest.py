@@ -11,10 +11,14 @@ from redis.exceptions import RedisError
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
+from studio.settings import from_environment
+
 # In CI every test that needs PostgreSQL, Redis, S3, the browser or the fixtures must run, never skip.
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_DATABASE_URL = os.environ.get("STUDIO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TEST_REDIS_URL = os.environ.get("STUDIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Where `make install` put the model weights, as the app reads it.
+MODEL_DIR = Path(from_environment()["STUDIO_MODEL_DIR"])
 FIXTURES_DIR = Path(
     os.environ.get("STUDIO_FIXTURES_DIR") or Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 )

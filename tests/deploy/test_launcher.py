@@ -17,7 +17,7 @@ import psutil
 import pytest
 from redis import Redis
 
-from ml.registry import model_dir_from_environment
+from tests.conftest import MODEL_DIR
 from studio import settings
 from tests.deploy.conftest import free_port
 
@@ -36,7 +36,7 @@ class RunningStudio:
         env = {name: value for name, value in os.environ.items()
                if name not in {"REDIS_URL", "DATABASE_URL", "STUDIO_S3_BUCKET", "SECRET_KEY"}}
         env.update(PORT=str(self.port), STUDIO_INSTANCE_DIR=str(self.instance),
-                   STUDIO_MODEL_DIR=str(model_dir_from_environment()))
+                   STUDIO_MODEL_DIR=str(MODEL_DIR))
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "studio.launcher"], env=env,
                                             cwd=settings.PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,

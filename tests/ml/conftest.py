@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ml.registry import MODELS, model_dir_from_environment
+from ml.registry import MODELS
+from tests.conftest import MODEL_DIR
 from tests.conftest import require
 
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """Return the model directory holding the installed U2NetP weights (`make install` puts them there)."""
-    directory = model_dir_from_environment()
+    directory = MODEL_DIR
     require(MODELS["u2netp"].weights_path(directory).is_file(), f"U2NetP weights not installed in {directory}")
     return directory
 

@@ -18,7 +18,7 @@ def test_a_session_is_loaded_once_and_reused(model_dir):
 
 def test_the_cache_evicts_the_least_recently_used_model_past_its_bound(model_dir, tmp_path):
     torch.save(u2net.u2netp().state_dict(), tmp_path / "u2netp.pth")
-    (tmp_path / "u2netp.folded.pt").write_bytes((model_dir / "u2netp.folded.pt").read_bytes())
+    (tmp_path / "u2netp.pt").write_bytes((model_dir / "u2netp.pt").read_bytes())
     cache = SessionCache(max_bytes=6_000_000)  # room for one U2NetP (4.5 MB), not two
     first = cache.get("u2netp", tmp_path)
     cache.get("u2netp_release", tmp_path)
@@ -31,4 +31,4 @@ def test_unknown_and_missing_models_raise_a_clear_error(tmp_path):
     with pytest.raises(ModelUnavailable, match="unknown model"):
         cache.get("nope", tmp_path)
     with pytest.raises(ModelUnavailable, match="no weights"):
-        cache.get("u2net", tmp_path)
+        cache.get("u2net_human_seg", tmp_path)

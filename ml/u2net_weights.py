@@ -1,0 +1,53 @@
+"""Convert the official U2Net and U2NetP ONNX exports (inside rembg's PyPI wheels) into our modules' state dicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import torch
+from onnx import numpy_helper
+
+from ml.registry import ModelSpec
+
+
+class ConversionError(ValueError):
+    """Raised when an ONNX graph does not map onto the network."""
+
+
+def _forward_order(model: torch.nn.Module, kinds: tuple[type, ...]) -> list[str]:
+    """Return the names of the model's modules of the given kinds in the order a forward pass calls them."""
+    order: list[str] = []
+    names = {module: name for name, module in model.named_modules()}
+    hooks = [module.register_forward_hook(lambda module, _inputs, _output: order.append(names[module]))
+             for module in names if isinstance(module, kinds)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    return order
+
+
+def from_onnx(files: dict[str, Path], spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """Map the graph's Conv nodes, in graph order, onto the model's convolutions in forward order."""
+    (onnx_path,) = files.values()
+    model = spec.architecture()
+    graph = onnx.load(str(onnx_path)).graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    order = _forward_order(model, (torch.nn.Conv2d,))
+    if len(convs) != len(order):
+        raise ConversionError(f"{onnx_path} has {len(convs)} convolutions, the model {len(order)}")
+    modules = dict(model.named_modules())
+    state = {}
+    for node, name in zip(convs, order):
+        conv = modules[name]
+        weight = torch.from_numpy(numpy_helper.to_array(initializers[node.input[1]]).copy())
+        bias = torch.from_numpy(numpy_helper.to_array(initializers[node.input[2]]).copy())
+        attributes = {attribute.name: list(attribute.ints) for attribute in node.attribute}
+        dilations = attributes.get("dilations", [1, 1])
+        if weight.shape != conv.weight.shape or tuple(dilations) != conv.dilation:
+            raise ConversionError(f"ONNX node {node.name} does not match {name}: {tuple(weight.shape)} {dilations}")
+        state[f"{name}.weight"] = weight
+        state[f"{name}.bias"] = bias
+    return state
