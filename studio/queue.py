@@ -68,10 +68,10 @@ def outage_tolerant_redis(url: str, outage_seconds: float) -> Redis:
     return Redis.from_url(url, retry=outage_retry(outage_seconds))
 
 
-def get_queue(app: Flask | None = None) -> Queue:
-    """Return the processing queue named by STUDIO_QUEUE."""
+def get_queue(app: Flask | None = None, name: str | None = None) -> Queue:
+    """Return the processing queue named by STUDIO_QUEUE, or the named one."""
     app = app or current_app._get_current_object()
-    return Queue(app.config["STUDIO_QUEUE"], connection=get_redis(app))
+    return Queue(name or app.config["STUDIO_QUEUE"], connection=get_redis(app))
 
 
 def retry_policy(config: dict) -> Retry | None:
@@ -123,19 +123,19 @@ def enqueue_webhook(task: Task) -> bool:
     timeout = config["STUDIO_WEBHOOK_TIMEOUT_SECONDS"]
     return _enqueue_once(
         webhook_job_id(task.id), WEBHOOK_FUNCTION, task.id,
+        queue_name=config["STUDIO_WEBHOOK_QUEUE"],
         description=f"webhook of task {task.id}",
         retry=Retry(max=retries, interval=list(config["STUDIO_WEBHOOK_RETRY_INTERVALS"]) or 0) if retries else None,
-        # Connecting and reading may each take the timeout; the rest is signing and one database write.
-        job_timeout=2 * timeout + 30,
+        # The call itself is bounded by the timeout; this hard limit (RQ's alarm) also ends a receiver that
+        # trickles its headers a byte at a time.
+        job_timeout=timeout + 30,
         on_failure=Callback(WEBHOOK_FAILURE_CALLBACK),
-        # A notification is short: it goes ahead of the photos waiting in the queue.
-        at_front=True,
     )
 
 
-def _enqueue_once(job_id: str, function: str, *args: Any, **options: Any) -> bool:
+def _enqueue_once(job_id: str, function: str, *args: Any, queue_name: str | None = None, **options: Any) -> bool:
     """Enqueue the job unless a live job with this id exists; return False when Redis is unreachable."""
-    queue = get_queue()
+    queue = get_queue(name=queue_name)
     connection = queue.connection
     try:
         # The lock makes "look for a live job, else create one" atomic across processes; unique=True (an atomic

@@ -74,6 +74,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
         "STUDIO_QUEUE": environ.get("STUDIO_QUEUE") or "default",
+        # Webhook deliveries have a queue (and a worker) of their own, so a slow receiver never holds up a photo.
+        "STUDIO_WEBHOOK_QUEUE": environ.get("STUDIO_WEBHOOK_QUEUE") or "webhooks",
         "STUDIO_STORAGE_DIR": storage_dir,
         "STUDIO_S3_BUCKET": environ.get("STUDIO_S3_BUCKET") or None,
         "STUDIO_S3_PREFIX": environ.get("STUDIO_S3_PREFIX", ""),

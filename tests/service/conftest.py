@@ -23,7 +23,6 @@ from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Task, User
-from studio.queue import get_queue
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
 
 PASSWORD = "correct horse battery staple"
@@ -44,6 +43,7 @@ def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[st
         "REDIS_URL": redis_url,
         "RATELIMIT_STORAGE_URI": redis_url,
         "STUDIO_QUEUE": "studio-test",
+        "STUDIO_WEBHOOK_QUEUE": "studio-test-webhooks",
         "STUDIO_STORAGE_DIR": str(storage_dir),
         "STUDIO_S3_BUCKET": None,
         "STUDIO_JOB_RETRIES": 2,
@@ -188,12 +188,11 @@ def load_task(app: Flask, task_id: str) -> Task | None:
         return task
 
 
-def run_worker(app: Flask) -> None:
-    """Run a real RQ worker in this process until the queue is empty (SimpleWorker, burst mode)."""
+def run_worker(app: Flask, queues: list[str] | None = None) -> None:
+    """Run a real RQ worker in this process until its queues are empty (SimpleWorker, burst mode)."""
     job_context.bind_app(app)
-    with app.app_context():
-        queue_name = get_queue().name
-    worker = SimpleWorker([queue_name], connection=Redis.from_url(app.config["REDIS_URL"]))
+    queues = queues or [app.config["STUDIO_QUEUE"], app.config["STUDIO_WEBHOOK_QUEUE"]]
+    worker = SimpleWorker(queues, connection=Redis.from_url(app.config["REDIS_URL"]))
     worker.work(burst=True)
 
 

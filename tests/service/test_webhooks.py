@@ -5,9 +5,7 @@ from __future__ import annotations
 import io
 import json
 import socket
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,38 +22,9 @@ from studio.queue import get_redis, webhook_job_id
 from studio.storage import get_storage
 from studio.webhooks import new_secret
 from tests.service.conftest import load_task, run_worker, upload
+from tests.service.receiver import Receiver
 
 PHOTO = "rifle2.jpeg"
-
-
-class Receiver:
-    """An HTTP server on a local port that records each POST and answers with the scripted statuses in turn."""
-
-    def __init__(self) -> None:
-        self.answers: list[int] = [204]
-        self.calls: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.calls.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                status = receiver.answers.pop(0) if len(receiver.answers) > 1 else receiver.answers[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/photo?source=studio"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
