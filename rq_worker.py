@@ -49,7 +49,7 @@ from jobs.process_image import on_work_horse_killed, release_interrupted_task
 from jobs.scheduled import run_scheduler
 from ml.registry import available_model_names
 from ml.sessions import preload
-from studio import create_app, settings
+from studio import create_app, logs, settings
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis
 from studio.storage import get_storage
@@ -104,7 +104,9 @@ class PreloadedWorker(Worker):
                                      serializer=self.serializer)
             # Queued before the execution is dropped: stopped in between, the job is queued and the leftover
             # execution is ignored by RQ's cleanup (which only takes STARTED jobs), never the other way round.
-            queue.enqueue_job(job, at_front=True)
+            # Straight onto the queue: the job still holds its account's concurrency slot (studio/queue.py), which
+            # RQ's enqueue_job would make it wait for again behind the account's other photos.
+            queue._enqueue_job(job, at_front=True)
             with self.connection.pipeline() as pipeline:
                 self.cleanup_execution(job, pipeline=pipeline, execution=execution)
                 pipeline.execute()
@@ -181,7 +183,7 @@ def warn_if_redis_is_down(app: Flask) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Build the app, preload the models, then work the queues."""
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logs.configure_from(settings.from_environment())
     if arguments.with_scheduler:
         start_periodic_scheduler(arguments)
     torch_threads = torch.get_num_threads()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 from flask import Flask, current_app
 from redis import Redis
@@ -11,6 +11,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry as RedisRetry
 from rq import Callback, Queue, Retry
+from rq.rate_limit import RateLimit
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -26,9 +27,10 @@ _EXTENSION_KEY = "studio.redis"
 # Short socket timeouts: an upload must not hang on a dead Redis, it stays PENDING for the reconciler instead.
 _SOCKET_TIMEOUT_SECONDS = 5
 # Jobs that RQ will still run (again): a task that has one must not get another.
-LIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED})
+LIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.RATE_LIMITED,
+                           JobStatus.STARTED})
 # Jobs that have not started yet: deleting their task cancels them.
-WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
+WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.RATE_LIMITED})
 _ENQUEUE_LOCK = "studio:enqueue:{}"
 _ENQUEUE_LOCK_SECONDS = 10
 
@@ -103,7 +105,20 @@ def enqueue_task(task: Task) -> bool:
         retry=retry_policy(config),
         job_timeout=config["STUDIO_JOB_TIMEOUT"],
         on_failure=Callback(FAILURE_CALLBACK),
+        rate_limit=account_share(task.user_id, config),
     )
+
+
+def account_share(user_id: int, config: Mapping[str, Any]) -> RateLimit:
+    """Return RQ's concurrency limit that keeps one account from holding more than its share of the workers.
+
+    RQ serves a queue first in, first out, so 40 photos from one account used to stand in front of everyone else's.
+    With this limit at most STUDIO_ACCOUNT_CONCURRENCY of an account's jobs are queued or running at a time; the rest
+    wait (status rate_limited) in RQ's own registry and are promoted, oldest first, as the account's jobs finish.
+    Another account's photo therefore waits behind at most that many of them. The work queue's length stays the
+    number of jobs that could start now: what an autoscaler should read.
+    """
+    return RateLimit(f"account:{user_id}", max(int(config["STUDIO_ACCOUNT_CONCURRENCY"]), 1))
 
 
 def webhook_job_id(task_id: str) -> str:
@@ -149,8 +164,10 @@ def _enqueue_once(job_id: str, function: str, *args: Any, queue_name: str | None
             if status is not None:
                 # A finished, failed or stopped job of an earlier round: make way for the new one.
                 Job.fetch(job_id, connection=connection).delete()
-            # The database holds the outcome; RQ only needs the job until it finishes.
-            queue.enqueue(function, *args, job_id=job_id, result_ttl=0, unique=True, **options)
+            # The database holds the outcome; RQ only needs the job until it finishes. unique=True (an atomic
+            # check-and-enqueue) backs up the lock where RQ allows it: not with a concurrency limit.
+            queue.enqueue(function, *args, job_id=job_id, result_ttl=0, unique=options.get("rate_limit") is None,
+                          **options)
     except DuplicateJobError:
         logger.info("job %s: enqueued meanwhile by another process", job_id)
         return True

@@ -128,9 +128,15 @@ def auth_limit(view: View) -> View:
                                 methods=["POST"])(view)
 
 
+def photos_in_request() -> int:
+    """Return how many photos a request uploads: each one counts against the upload allowance, not each request."""
+    return max(1, sum(1 for upload in request.files.getlist("photo") if upload and upload.filename))
+
+
 def upload_limit(view: View) -> View:
-    """Limit uploads and re-runs (RATELIMIT_UPLOAD) per account, shared by the pages and the API."""
-    return limiter.shared_limit(_tier("RATELIMIT_UPLOAD"), "upload", key_func=client_key, methods=["POST"])(view)
+    """Limit uploaded photos and re-runs (RATELIMIT_UPLOAD) per account, shared by the pages and the API."""
+    return limiter.shared_limit(_tier("RATELIMIT_UPLOAD"), "upload", key_func=client_key, methods=["POST"],
+                                cost=photos_in_request)(view)
 
 
 def read_limit(view: View) -> View:

@@ -74,6 +74,10 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
         "STUDIO_QUEUE": environ.get("STUDIO_QUEUE") or "default",
+        # Fairness: how many of one account's photos may be queued or processing at once (studio/queue.py).
+        "STUDIO_ACCOUNT_CONCURRENCY": _int(environ, "STUDIO_ACCOUNT_CONCURRENCY", 2),
+        # Unfinished (waiting or processing) tasks an account may have; more uploads are refused with a 429.
+        "STUDIO_MAX_UNFINISHED_TASKS": _int(environ, "STUDIO_MAX_UNFINISHED_TASKS", 100),
         # Webhook deliveries have a queue (and a worker) of their own, so a slow receiver never holds up a photo.
         "STUDIO_WEBHOOK_QUEUE": environ.get("STUDIO_WEBHOOK_QUEUE") or "webhooks",
         "STUDIO_STORAGE_DIR": storage_dir,

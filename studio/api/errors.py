@@ -30,7 +30,10 @@ def api_error(status: int, code: str, message: str) -> Response:
 @bp.errorhandler(UploadRejected)
 def handle_upload_rejected(error: UploadRejected) -> Response:
     """Answer a refused upload with its status and reason."""
-    return api_error(error.status, error.code, error.message)
+    response = api_error(error.status, error.code, error.message)
+    if error.status == 429:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 @bp.errorhandler(HTTPException)

@@ -50,6 +50,7 @@ def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str
     uploads.inspect_upload(data, max_pixels)
     raw_options, webhook_url = _take_webhook_url(raw_options)
     options = parse_options(_with_background_flag(raw_options, background is not None))
+    check_unfinished(user.id)
     photo = uploads.clean_photo(data, max_pixels)
     check_quota(user.id, len(photo.data) + (len(background.data) if background else 0))
     task_id = str(uuid.uuid4())
@@ -106,6 +107,7 @@ def rerun_task(task: Task, raw_options: Mapping[str, Any], keep_background: bool
     """
     kept = keep_background and task.background_key is not None
     options = parse_options(_with_background_flag(raw_options, kept))
+    check_unfinished(task.user_id)
     check_quota(task.user_id, task.input_size + (task.background_size if kept else 0))
     new_id = str(uuid.uuid4())
     key = input_key(task.user_id, new_id, PurePosixPath(task.input_key).suffix)
@@ -138,6 +140,19 @@ def rerun_task(task: Task, raw_options: Mapping[str, Any], keep_background: bool
 def parse_options(raw_options: Mapping[str, Any]) -> ProcessingOptions:
     """Validate processing options against the installed models; raise UploadRejected."""
     return uploads.parse_options(raw_options, installed_models(), current_app.config["STUDIO_DEFAULT_MODEL"])
+
+
+def check_unfinished(user_id: int) -> None:
+    """Refuse (429) a new task while the account has STUDIO_MAX_UNFINISHED_TASKS waiting or processing (0: no cap)."""
+    cap = current_app.config.get("STUDIO_MAX_UNFINISHED_TASKS") or 0
+    if cap <= 0:
+        return
+    unfinished = db.session.scalar(select(func.count()).select_from(Task).where(
+        Task.user_id == user_id, Task.status.in_([TaskStatus.PENDING.value, TaskStatus.PROCESSING.value])))
+    if unfinished >= cap:
+        raise UploadRejected(429, "too_many_unfinished_tasks",
+                             f"You have {unfinished:,} photos waiting or processing, the most an account may have "
+                             f"({cap:,}). Wait for some to finish, then upload again.")
 
 
 def storage_used(user_id: int) -> int:
