@@ -95,20 +95,41 @@ def client_key() -> str:
     return f"ip:{get_remote_address()}"
 
 
-def _account_key() -> str:
+def _submitted_email() -> str | None:
+    """Return the normalised email a sign-in, sign-up or token request names, or None."""
     # Imported here: the auth package imports this module for its decorators.
     from studio.auth.service import normalise_email
 
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
     email = request.form.get("email")
     if email is None and request.is_json:
         body = request.get_json(silent=True)
         email = body.get("email") if isinstance(body, dict) else None
-    if isinstance(email, str) and normalise_email(email):
-        # The same normalisation as the account lookup: no spelling of an address gets a fresh allowance.
-        return f"email:{normalise_email(email)}"
-    return f"ip:{get_remote_address()}"
+    return normalise_email(email) if isinstance(email, str) and normalise_email(email) else None
+
+
+def _trusted_device_key(email: str | None) -> str | None:
+    from studio.auth import devices
+
+    device = devices.trusted_for(email) if email else None
+    return f"device:{device.device_id}" if device else None
+
+
+def _account_key() -> str:
+    """Key password checks by account: a device that signed in to it before has an allowance of its own."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    email = _submitted_email()
+    if email is None:
+        return f"ip:{get_remote_address()}"
+    # The same normalisation as the account lookup: no spelling of an address gets a fresh allowance.
+    return _trusted_device_key(email) or f"email:{email}"
+
+
+def _address_key() -> str:
+    """Key password checks by client address, except for signed-in people and trusted devices (their own)."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return _trusted_device_key(_submitted_email()) or f"ip:{get_remote_address()}"
 
 
 def _per_task_key() -> str:
@@ -121,10 +142,14 @@ def _tier(name: str) -> Callable[[], str]:
 
 
 def auth_limit(view: View) -> View:
-    """Limit password checks (sign-in, sign-up, tokens, password change) per address and per account."""
+    """Limit password checks (sign-in, sign-up, tokens, password change) per address and per account.
+
+    A client with a device cookie for the account (studio/auth/devices.py) counts on its own, so guessing from
+    elsewhere cannot lock the owner out; everyone else shares the account's and the address's allowances.
+    """
     view = limiter.shared_limit(_tier("RATELIMIT_AUTH"), "auth-account", key_func=_account_key,
                                 methods=["POST"])(view)
-    return limiter.shared_limit(_tier("RATELIMIT_AUTH"), "auth-address", key_func=get_remote_address,
+    return limiter.shared_limit(_tier("RATELIMIT_AUTH"), "auth-address", key_func=_address_key,
                                 methods=["POST"])(view)
 
 

@@ -7,6 +7,7 @@ from werkzeug.exceptions import BadRequest, Unauthorized
 from werkzeug.wrappers import Response
 
 from studio.api import bp
+from studio.auth import devices
 from studio.auth.service import AccountError, authenticate, create_api_token
 from studio.security import auth_limit
 
@@ -32,4 +33,5 @@ def create_token() -> tuple[Response, int]:
         token, plaintext = create_api_token(user, name)
     except AccountError as error:
         raise BadRequest(error.message) from None
+    devices.remember(user.email)
     return jsonify(token=plaintext, name=token.name, prefix=token.prefix), 201

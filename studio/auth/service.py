@@ -127,18 +127,31 @@ def change_password(user: User, old: str, new: str) -> None:
     validate_password(new)
     user.password_hash = password_hasher.hash(new)
     user.session_version += 1
-    now = utcnow()
-    for token in user.tokens:
-        if token.revoked_at is None:
-            token.revoked_at = now
+    _revoke_all_tokens(user)
     db.session.commit()
     log.info("account %s changed its password; other sessions and API tokens revoked", user.id)
 
 
-def end_other_sessions(user: User) -> None:
-    """Invalidate every session of this account, including the current one."""
+def check_password(user: User, password: object) -> None:
+    """Raise AccountError unless this is the account's password (asked again before sensitive changes)."""
+    if not isinstance(password, str) or not _verify(user.password_hash, password):
+        raise AccountError("Your password is not correct.")
+
+
+def end_other_sessions(user: User, *, revoke_tokens: bool = False) -> None:
+    """Invalidate every session of this account, including the current one, and its API tokens when asked."""
     user.session_version += 1
+    if revoke_tokens:
+        _revoke_all_tokens(user)
     db.session.commit()
+    log.info("account %s signed out everywhere%s", user.id, " and revoked its API tokens" if revoke_tokens else "")
+
+
+def _revoke_all_tokens(user: User) -> None:
+    now = utcnow()
+    for token in user.tokens:
+        if token.revoked_at is None:
+            token.revoked_at = now
 
 
 def load_session_user(identity: str) -> User | None:

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from studio.auth import service, sessions
+from studio.auth import devices, service, sessions
 from studio.auth.service import AccountError
 from studio.errors import error_response, wants_json
 from studio.extensions import login_manager
@@ -75,6 +75,7 @@ def register() -> Response | str:
         except AccountError as error:
             return render_template("auth/register.html", error=error.message, email=email), 400
         sessions.start(user)
+        devices.remember(user.email)
         flash("Welcome! Your account is ready.", "success")
         return redirect(url_for("tasks.index"))
     return render_template("auth/register.html", email=email)
@@ -96,6 +97,7 @@ def login() -> Response | str:
             return render_template("auth/login.html", error="Invalid email or password.", email=email,
                                    next_url=next_url), 401
         sessions.start(user)
+        devices.remember(user.email)
         return redirect(_safe_next(next_url))
     return render_template("auth/login.html", email=email, next_url=next_url)
 
@@ -141,11 +143,13 @@ def change_password() -> Response | tuple[str, int]:
 @login_required
 @read_limit
 def end_sessions() -> Response:
-    """Sign out everywhere, this browser included."""
+    """Sign out everywhere, this browser included, and revoke the API tokens too when asked."""
     user = current_user._get_current_object()
-    service.end_other_sessions(user)
+    revoke_tokens = request.form.get("revoke_tokens") == "true"
+    service.end_other_sessions(user, revoke_tokens=revoke_tokens)
     sessions.end(user)
-    flash("You are signed out on every device.", "info")
+    flash("You are signed out on every device" + (" and your API tokens are revoked." if revoke_tokens else "."),
+          "info")
     return redirect(url_for("auth.login"))
 
 
@@ -153,8 +157,10 @@ def end_sessions() -> Response:
 @login_required
 @auth_limit
 def create_token() -> tuple[str, int]:
-    """Create an API token and show it once; only its digest is kept."""
+    """Create an API token and show it once, after asking for the password again; only its digest is kept."""
     try:
+        # A session alone is not enough to mint a token: a stolen cookie would then outlive a sign-out.
+        service.check_password(current_user, request.form.get("password", ""))
         token, plaintext = service.create_api_token(current_user, request.form.get("name", ""))
     except AccountError as error:
         return render_template("auth/account.html", tokens=service.list_api_tokens(current_user),

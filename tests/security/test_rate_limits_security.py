@@ -14,9 +14,9 @@ from tests.security.conftest import (
 
 EMAIL = "ada@example.com"
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
-# Routes with no limit, on purpose: static files (nginx serves them in production), the health probe (load
+# Routes with no limit, on purpose: static files (nginx serves them in production), the health probes (load
 # balancers poll it), the API description (static JSON) and the admin-only job dashboard (a 404 for everyone else).
-UNLIMITED = {"static", "health.healthz", "api.openapi_document"}
+UNLIMITED = {"static", "health.healthz", "health.livez", "health.readyz", "api.openapi_document"}
 UNLIMITED_PREFIXES = ("rq_dashboard.",)
 
 

@@ -161,8 +161,8 @@ def test_the_name_is_resolved_once_and_the_call_goes_to_the_address_that_was_jud
 
 
 @pytest.mark.parametrize("address, kind", [entry for entry in NON_PUBLIC if entry[1]])
-def test_a_name_resolving_to_any_non_public_address_is_not_called(app, stored_webhook, receiver, resolver,
-                                                                    address, kind):
+def test_a_name_resolving_to_any_non_public_address_is_not_called(
+        app, stored_webhook, receiver, resolver, address, kind):
     resolver["hooks.example.com"] = [address]
     task_id = stored_webhook(f"http://hooks.example.com:{receiver.server.server_port}/hook")
 

@@ -199,7 +199,7 @@ def test_password_change_needs_the_current_password(app, auth, make_user):
 def test_api_token_is_shown_once_and_stored_as_a_digest(app, client, auth, make_user):
     make_user()
     auth.login()
-    response = client.post("/account/tokens", data={"name": "laptop script",
+    response = client.post("/account/tokens", data={"name": "laptop script", "password": PASSWORD,
                                                     "csrf_token": csrf_token(client, "/account")})
     assert response.status_code == 201
     page = response.get_data(as_text=True)
