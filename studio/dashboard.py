@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
+from typing import Any
 
 import rq_dashboard
 from flask import Flask, abort, current_app, request
 from flask.typing import ResponseReturnValue
+from markupsafe import escape
 from flask_login import current_user
 from rq.exceptions import NoSuchJobError
 from rq_dashboard.web import setup_rq_connection
@@ -59,6 +62,28 @@ def _dashboard_content_security_policy(response: Response) -> Response:
     return response
 
 
+def _escape_job_details(response: Response) -> Response:
+    """HTML-escape every string of a job's details: rq-dashboard 0.9's job page inserts them unescaped.
+
+    Its template writes description, metadata, result and exc_info with underscore's <%= %>, which does not
+    escape; an exception message or a job's metadata holding markup would run as script in an admin's browser.
+    """
+    if request.endpoint != "rq_dashboard.job_info" or response.mimetype != "application/json":
+        return response
+    response.set_data(json.dumps(_escaped(response.get_json())))
+    return response
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(escape(value))
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _escaped(item) for key, item in value.items()}
+    return value
+
+
 def init_app(app: Flask) -> None:
     """Mount rq-dashboard on the app's Redis, behind the admin check."""
     app.config.setdefault("RQ_DASHBOARD_REDIS_URL", app.config["REDIS_URL"])
@@ -70,6 +95,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(NoSuchJobError, _missing_job)
     # Runs before studio.security's header hook, which keeps a policy already set.
     app.after_request(_dashboard_content_security_policy)
+    app.after_request(_escape_job_details)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     # rq-dashboard used before_app_first_request (gone from Flask) for this; it only builds a lazy Redis client.
     setup_rq_connection(app)

@@ -9,7 +9,7 @@ from flask_wtf.csrf import CSRFError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 from werkzeug.wrappers import Response
 
 from studio.extensions import db
@@ -68,6 +68,10 @@ def handle_http_error(error: HTTPException) -> Response:
     code = (error.name or "error").lower().replace(" ", "_")
     custom = error.description and error.description != type(error).description
     message = error.description if custom else _MESSAGES.get(status, error.description or "")
+    if isinstance(error, SecurityError):
+        # An untrusted Host: no URL can be built for it, so no page either. Werkzeug's message repeats the header;
+        # say why without reflecting what the client sent.
+        return Response("This server does not answer to that host name.\n", status=400, mimetype="text/plain")
     if status == 413:
         limit = request.max_content_length
         size = f" of {limit // (1024 * 1024)} MB" if limit else ""

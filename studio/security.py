@@ -132,11 +132,6 @@ def _address_key() -> str:
     return _trusted_device_key(_submitted_email()) or f"ip:{get_remote_address()}"
 
 
-def _per_task_key() -> str:
-    # Pages poll one fragment per unfinished task, so each task gets its own read allowance.
-    return f"{client_key()}:{request.path}"
-
-
 def _tier(name: str) -> Callable[[], str]:
     return lambda: current_app.config[name]
 
@@ -170,5 +165,5 @@ def read_limit(view: View) -> View:
 
 
 def poll_limit(view: View) -> View:
-    """Limit a polled per-task fragment (RATELIMIT_READ) per account and task."""
-    return limiter.limit(_tier("RATELIMIT_READ"), key_func=_per_task_key)(view)
+    """Limit the polled fragments (RATELIMIT_READ) per account across every task, found or not (404s count too)."""
+    return limiter.shared_limit(_tier("RATELIMIT_READ"), "poll", key_func=client_key)(view)

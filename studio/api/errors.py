@@ -8,7 +8,7 @@ from flask import jsonify, request
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.wrappers import Response
 
 from studio.api import bp
@@ -42,7 +42,9 @@ def handle_http_error(error: HTTPException) -> Response:
     status = error.code or 500
     code = (error.name or "error").lower().replace(" ", "_")
     message = error.description or error.name
-    if status == 413:
+    if isinstance(error, SecurityError):
+        message = "This server does not answer to that host name."
+    elif status == 413:
         limit = request.max_content_length
         message = f"The request is larger than the limit of {limit:,} bytes." if limit else error.name
     elif status == 429:

@@ -16,7 +16,8 @@ EMAIL = "ada@example.com"
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 # Routes with no limit, on purpose: static files (nginx serves them in production), the health probes (load
 # balancers poll it), the API description (static JSON) and the admin-only job dashboard (a 404 for everyone else).
-UNLIMITED = {"static", "health.healthz", "health.livez", "health.readyz", "api.openapi_document"}
+# /metrics is scraped every few seconds and answers only the long random STUDIO_METRICS_TOKEN.
+UNLIMITED = {"static", "health.healthz", "health.livez", "health.readyz", "api.openapi_document", "metrics.metrics"}
 UNLIMITED_PREFIXES = ("rq_dashboard.",)
 
 

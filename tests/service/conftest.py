@@ -39,6 +39,7 @@ def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[st
         "TESTING": True,
         "SECRET_KEY": "test-secret",
         "SERVER_NAME": "studio.test",
+        "TRUSTED_HOSTS": ["studio.test", "localhost", "127.0.0.1"],
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": redis_url,
         "RATELIMIT_STORAGE_URI": redis_url,
