@@ -3,11 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
+TFJS_STAMP := tests/ml/tfjs/node_modules/.package-lock.json
 
 .PHONY: install run worker test test-fast lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(TFJS_STAMP)
 	@$(BIN)/python -m flask --app wsgi studio install-models
+
+# TF.js for the detection parity tests (tests/ml/tfjs): npm ci reruns only when its lock file changed. Without
+# npm it says so and goes on: those tests then skip (and fail in CI).
+$(TFJS_STAMP): tests/ml/tfjs/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tests/ml/tfjs && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error \
+		&& touch node_modules/.package-lock.json; \
+	else echo "npm not found: TF.js for the parity tests is not installed"; fi
 
 # Re-installs only when a requirements file changed, so a second `make install` takes a second or two.
 $(STAMP): requirements.txt requirements-dev.txt
