@@ -48,7 +48,7 @@ from jobs.context import bind_app
 from jobs.process_image import on_work_horse_killed, release_interrupted_task
 from jobs.scheduled import run_scheduler
 from ml.registry import available_model_names
-from ml.sessions import preload
+from ml.sessions import configure, preload
 from studio import create_app, logs, settings
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis

@@ -8,7 +8,8 @@ from typing import Any
 
 from flask import Flask
 
-from studio import dashboard, health, settings
+from studio import dashboard, health, logs, metrics, settings
+from studio.json_bodies import BoundedJSONProvider
 from studio.extensions import csrf, db, limiter, login_manager, migrate
 from studio import auth, errors, security
 from studio.tasks import views as task_views
@@ -37,12 +38,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         template_folder=str(root / "templates"),
         static_folder=str(root / "static"),
     )
+    app.json = BoundedJSONProvider(app)
     app.config.from_mapping(settings.from_environment())
     if test_config:
         app.config.from_mapping(test_config)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _secret_key(Path(app.instance_path))
 
+    logs.init_app(app)  # first: its request id and the request timer must be set before any other hook runs
+    metrics.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(root / "migrations"))
     login_manager.init_app(app)

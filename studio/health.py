@@ -1,4 +1,9 @@
-"""GET /healthz: whether the database, Redis and the file storage answer, for load balancers and `make run`."""
+"""Probes: /livez (the process answers), /readyz and /healthz (the database, Redis and the file storage answer).
+
+/livez touches nothing else, so a restart is never ordered because of a service the restart cannot mend;
+/readyz takes a pod out of its Service while it cannot reach what it needs; /healthz is /readyz's older name,
+kept for load balancers, Compose and `make run`.
+"""
 
 from __future__ import annotations
 
@@ -113,3 +118,17 @@ def healthz() -> ResponseReturnValue:
     healthy = all(result["status"] == "ok" for result in checks.values())
     body = {"status": "ok" if healthy else "degraded", "checks": checks}
     return jsonify(body), 200 if healthy else 503
+
+
+@bp.get("/readyz")
+@limiter.exempt
+def readyz() -> ResponseReturnValue:
+    """Report whether this process can serve: the same checks and answers as /healthz."""
+    return healthz()
+
+
+@bp.get("/livez")
+@limiter.exempt
+def livez() -> ResponseReturnValue:
+    """Report that the process answers requests, without asking any other service."""
+    return jsonify(status="ok")

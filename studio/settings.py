@@ -52,6 +52,22 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], def
     return value
 
 
+def metrics_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """Return STUDIO_METRICS_DIR, the folder the processes' Prometheus metrics share, or None (this process only).
+
+    studio.metrics reads it when imported, before prometheus_client is: the client chooses its storage then.
+    """
+    environ = os.environ if environ is None else environ
+    return environ.get("STUDIO_METRICS_DIR") or None
+
+
+def _trusted_hosts(environ: Mapping[str, str]) -> list[str] | None:
+    value = (environ.get("STUDIO_TRUSTED_HOSTS") or "localhost,127.0.0.1").strip()
+    if value == "*":
+        return None
+    return [host.strip().lower() for host in value.split(",") if host.strip()]
+
+
 def _database_url(environ: Mapping[str, str]) -> str:
     url = environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'studio.sqlite3'}"
     # Heroku-style URLs still say postgres://, which SQLAlchemy 2 no longer accepts.
@@ -141,9 +157,22 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "STUDIO_PROXY_COUNT": _int(environ, "STUDIO_PROXY_COUNT", 0),
+        # Host names the app answers to (Flask's TRUSTED_HOSTS); any other Host header is a 400, so absolute links
+        # (result_url, Location) never follow a forged one. ".example.com" also allows its subdomains; "*" all.
+        "TRUSTED_HOSTS": _trusted_hosts(environ),
         "RATELIMIT_ENABLED": _bool(environ, "STUDIO_RATELIMIT_ENABLED", True),
         "RATELIMIT_AUTH": environ.get("STUDIO_RATELIMIT_AUTH") or "10 per minute",
         "RATELIMIT_UPLOAD": environ.get("STUDIO_RATELIMIT_UPLOAD") or "60 per minute",
         "RATELIMIT_READ": environ.get("STUDIO_RATELIMIT_READ") or "600 per minute",
+        # Observability (studio/metrics.py, studio/logs.py, docs/operations.md). /metrics answers only a request
+        # bearing STUDIO_METRICS_TOKEN, and is a 404 while it is unset.
+        "STUDIO_METRICS_TOKEN": environ.get("STUDIO_METRICS_TOKEN") or None,
+        "STUDIO_METRICS_DIR": metrics_dir(environ),
+        # A worker serves its own /metrics on this port (0: off, its web server reads the shared folder instead).
+        "STUDIO_WORKER_METRICS_PORT": _int(environ, "STUDIO_WORKER_METRICS_PORT", 0),
+        "STUDIO_LOG_LEVEL": _choice(environ, "STUDIO_LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper(),
+        "STUDIO_LOG_FORMAT": _choice(environ, "STUDIO_LOG_FORMAT", ("json", "text"), "json"),
+        # RQ workers `make run` starts; 0: one per core, as STUDIO_TORCH_THREADS=1 wants.
+        "STUDIO_WORKERS": _int(environ, "STUDIO_WORKERS", 0),
         "STUDIO_FIXTURES_DIR": environ.get("STUDIO_FIXTURES_DIR") or str(PROJECT_ROOT.parent / "shared" / "fixtures"),
     }

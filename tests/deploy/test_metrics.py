@@ -1,0 +1,271 @@
+"""GET /metrics: only for the token, Prometheus' text format, and counts that add up across processes."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from rq import Queue, Worker
+from rq.utils import utcformat
+
+from studio import metrics
+from tests.deploy.conftest import free_port, make_app
+from tests.deploy.servers import ROOT, Gunicorn, run_burst_worker, studio_environment
+
+TOKEN = "metrics-token-for-tests"
+AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
+RECORDED_FAMILIES = {
+    "studio_http_requests", "studio_http_request_duration_seconds", "studio_tasks_created", "studio_tasks_finished",
+    "studio_job_duration_seconds", "studio_inference_duration_seconds", "studio_job_retries",
+    "studio_webhook_deliveries", "studio_storage_errors", "studio_uploads_refused",
+}
+STATE_FAMILIES = {"studio_dependency_up", "studio_queue_jobs", "studio_queue_oldest_job_age_seconds",
+                  "studio_workers_alive", "studio_workers_busy"}
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Return every sample of an exposition, keyed by name and labels."""
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """Return one sample's value, 0 when the exposition does not have it."""
+    return samples(text).get((name, frozenset(labels.items())), 0.0)
+
+
+def record_one_of_each() -> None:
+    """Call every recording function the job and upload code uses once."""
+    metrics.task_created("remove_background", "u2netp")
+    metrics.task_finished("remove_background", "u2netp", "completed", 1.5)
+    metrics.inference_seconds("remove_background", "u2netp", 0.8)
+    metrics.job_retried("remove_background")
+    metrics.webhook_delivery("delivered")
+    metrics.storage_error("save")
+    metrics.upload_refused("too_large")
+
+
+def scrape(client) -> str:
+    """Return /metrics' body, asserting it answered 200 in the text format."""
+    response = client.get("/metrics", headers=AUTHORIZED)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return response.get_data(as_text=True)
+
+
+def test_metrics_is_not_found_while_no_token_is_set(tmp_path) -> None:
+    client = make_app(tmp_path, STUDIO_METRICS_TOKEN=None).test_client()
+
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404
+
+
+@pytest.mark.parametrize("header", [None, "", TOKEN, f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"Bearer  {TOKEN}",
+                                    "Bearer wrong-token"])
+def test_metrics_refuses_anything_but_the_token(tmp_path, header) -> None:
+    client = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN).test_client()
+
+    response = client.get("/metrics", headers={"Authorization": header} if header is not None else {})
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "studio_" not in response.get_data(as_text=True)
+
+
+def test_metrics_exports_every_family_and_counts_by_endpoint(redis_connection, tmp_path) -> None:
+    client = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN).test_client()
+    before = scrape(client)
+
+    record_one_of_each()
+    for _ in range(3):
+        assert client.get("/api/v1/openapi.json").status_code == 200
+    client.get("/no/such/page")
+    after = scrape(client)
+
+    families = {family.name for family in text_string_to_metric_families(after)}
+    assert RECORDED_FAMILIES | STATE_FAMILIES <= families
+    counted = [value(after, name, **labels) - value(before, name, **labels) for name, labels in [
+        ("studio_http_requests_total", {"endpoint": "api.openapi_document", "method": "GET", "status": "200"}),
+        ("studio_http_requests_total", {"endpoint": "unmatched", "method": "GET", "status": "404"}),
+        ("studio_http_request_duration_seconds_count", {"endpoint": "api.openapi_document", "method": "GET"}),
+        ("studio_tasks_finished_total", {"operation": "remove_background", "model": "u2netp", "status": "completed"}),
+        ("studio_job_duration_seconds_count", {"operation": "remove_background", "model": "u2netp"}),
+        ("studio_uploads_refused_total", {"reason": "too_large"}),
+    ]]
+    assert counted == [3, 1, 3, 1, 1, 1]
+    # Paths are never labels: the 404 above is "unmatched", not its path.
+    assert "/no/such/page" not in after
+
+
+def test_metrics_reads_the_queue_and_the_workers_when_scraped(redis_connection, tmp_path) -> None:
+    client = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN).test_client()
+    queue = Queue("default", connection=redis_connection)
+    jobs = [queue.enqueue("os.getpid") for _ in range(3)]
+    # The first job has waited ten minutes (enqueued_at as RQ writes it).
+    waited = datetime.now(timezone.utc) - timedelta(minutes=10)
+    redis_connection.hset(jobs[0].key, "enqueued_at", utcformat(waited))
+    Queue("photos-other", connection=redis_connection).enqueue("os.getpid")
+    busy, idle = (Worker([queue], connection=redis_connection, name=name) for name in ("busy-one", "idle-one"))
+    for worker, state in ((busy, "busy"), (idle, "idle")):
+        worker.register_birth()
+        worker.set_state(state)
+
+    text = scrape(client)
+
+    assert value(text, "studio_queue_jobs", queue="default") == 3
+    assert value(text, "studio_queue_jobs", queue="photos-other") == 1
+    assert 600 <= value(text, "studio_queue_oldest_job_age_seconds", queue="default") < 3600
+    assert value(text, "studio_workers_alive") == 2 and value(text, "studio_workers_busy") == 1
+    assert {value(text, "studio_dependency_up", dependency=name) for name in ("database", "redis", "storage")} == {1}
+
+
+def test_a_scrape_reports_redis_down_and_leaves_out_what_it_cannot_read(tmp_path) -> None:
+    app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    client = app.test_client()
+
+    text = scrape(client)
+
+    assert value(text, "studio_dependency_up", dependency="redis") == 0
+    assert value(text, "studio_dependency_up", dependency="database") == 1
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert "studio_queue_jobs" not in families and "studio_workers_alive" not in families
+
+
+def test_prepare_directory_empties_only_the_metric_files(tmp_path) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    for name in ("counter_12.db", "histogram_horse-of-7.db", "gauge_livesum_3.db", "notes.txt", "backup.db.old"):
+        (folder / name).write_text("x")
+
+    metrics.prepare_directory(folder)
+    metrics.prepare_directory(tmp_path / "new" / "folder")
+
+    assert sorted(path.name for path in folder.iterdir()) == ["backup.db.old", "notes.txt"]
+    assert (tmp_path / "new" / "folder").is_dir()
+
+
+def test_the_worker_exporter_answers_only_the_token(tmp_path) -> None:
+    registry = CollectorRegistry()
+    Counter("exported_things", "Things.", registry=registry).inc(4)
+    port = free_port()
+    server = metrics.serve(registry, TOKEN, port, host="127.0.0.1")
+    try:
+        def get(path: str, headers: dict[str, str]) -> tuple[int, str]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, response.read().decode()
+            except urllib.error.HTTPError as error:
+                return error.code, error.read().decode()
+
+        assert get("/metrics", {})[0] == 401
+        assert get("/metrics", {"Authorization": "Bearer nope"})[0] == 401
+        assert get("/other", AUTHORIZED)[0] == 404
+        status, body = get("/metrics", AUTHORIZED)
+        assert status == 200 and value(body, "exported_things_total") == 4
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_worker_without_a_metrics_port_serves_nothing(tmp_path) -> None:
+    app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, STUDIO_WORKER_METRICS_PORT=0)
+    assert metrics.init_worker(app) is None
+
+
+HORSES = textwrap.dedent("""
+    import os, sys
+    os.environ["STUDIO_METRICS_DIR"] = sys.argv[1]
+    from studio import metrics
+    metrics.task_created("remove_background", "u2netp")  # the worker itself counts once
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            metrics.work_horse_started()
+            metrics.task_finished("remove_background", "u2netp", "completed", 0.5)
+            os._exit(0)
+        os.waitpid(pid, 0)
+""")
+
+
+def test_the_horses_of_a_worker_share_one_set_of_files(tmp_path) -> None:
+    folder = tmp_path / "metrics"
+    subprocess.run([sys.executable, "-c", HORSES, str(folder)], cwd=ROOT, check=True, timeout=120,
+                   env=studio_environment(tmp_path))
+    registry = CollectorRegistry()
+    metrics.multiprocess.MultiProcessCollector(registry, path=str(folder))
+
+    text = generate_latest(registry).decode()
+
+    names = sorted(path.name for path in folder.iterdir())
+    horse_files = [name for name in names if "horse-of-" in name]
+    # Three horses, one set of files (a counter and a histogram), and every count kept.
+    assert len(horse_files) == 2, names
+    assert value(text, "studio_tasks_finished_total", operation="remove_background", model="u2netp",
+                 status="completed") == 3
+    assert value(text, "studio_job_duration_seconds_count", operation="remove_background", model="u2netp") == 3
+    assert value(text, "studio_tasks_created_total", operation="remove_background", model="u2netp") == 1
+
+
+def hold_a_worker(gunicorn: Gunicorn) -> socket.socket:
+    """Connect and send half a request: one sync worker waits for the rest, the others get the next requests."""
+    held = socket.create_connection(("127.0.0.1", gunicorn.port), timeout=30)
+    held.sendall(b"GET /livez HTTP/1.1\r\nHost: localhost\r\n")
+    return held
+
+
+@pytest.mark.integration
+def test_counts_add_up_across_gunicorn_workers_and_work_horses(redis_connection, tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    env = studio_environment(tmp_path, STUDIO_METRICS_DIR=str(folder), STUDIO_METRICS_TOKEN=TOKEN,
+                             STUDIO_QUEUE="metrics-test")
+    # The folder as a previous run left it: emptied when gunicorn starts.
+    folder.mkdir()
+    (folder / "counter_99999.db").write_bytes(Path(ROOT / "wsgi.py").read_bytes())
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=300)
+    gunicorn = Gunicorn(env, tmp_path / "gunicorn.log", "--workers", "2", "--threads", "1")
+    try:
+        gunicorn.wait_until_serving()
+        before = gunicorn.get("/metrics", AUTHORIZED)[2].decode()
+        held = hold_a_worker(gunicorn)
+        for _ in range(5):
+            assert gunicorn.get("/livez")[0] == 200
+        held.sendall(b"\r\n")
+        assert held.recv(4096).startswith(b"HTTP/1.1 200")
+        held.close()
+        queue = Queue("metrics-test", connection=redis_connection)
+        for seconds in (1.0, 2.0):
+            queue.enqueue("tests.deploy.observed_jobs.finish_a_task", "remove_background", "u2netp", seconds)
+        worker = run_burst_worker(env, tmp_path, "metrics-test")
+        assert worker.returncode == 0, worker.stderr[-3000:]
+
+        status, _, body = gunicorn.get("/metrics", AUTHORIZED)
+    finally:
+        gunicorn.stop()
+
+    assert status == 200
+    after = body.decode()
+    livez = {"endpoint": "health.livez", "method": "GET", "status": "200"}
+    # Six requests, one held by each of the two processes: both counted, in one sum.
+    served = value(after, "studio_http_requests_total", **livez) - value(before, "studio_http_requests_total", **livez)
+    assert served == 6
+    web_pids = set(re.findall(r"Booting worker with pid: (\d+)", gunicorn.output()))
+    counted_by = {path.stem.split("_", 1)[1] for path in folder.glob("counter_*.db")}
+    assert len(web_pids) == 2 and web_pids <= counted_by, (web_pids, counted_by)
+    assert "99999" not in counted_by
+    # The work horses' counts, added to the web's.
+    assert value(after, "studio_tasks_finished_total", operation="remove_background", model="u2netp",
+                 status="completed") == 2
+    assert value(after, "studio_job_duration_seconds_sum", operation="remove_background", model="u2netp") == 3.0
+    assert value(after, "studio_inference_duration_seconds_count", operation="remove_background", model="u2netp") == 2
