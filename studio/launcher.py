@@ -1,7 +1,11 @@
-"""`make run`: migrate, then run the web server, one worker and (when REDIS_URL is unset) an embedded Redis.
+"""`make run`: migrate, then run the web server, the workers and (when REDIS_URL is unset) an embedded Redis.
 
 Everything a user needs on one machine, supervised together: Ctrl-C or SIGTERM stops all of it, and if one
 process dies the others are stopped too, so nothing is left half-running.
+
+One RQ worker per core by default (STUDIO_WORKERS), each job on one torch thread: more throughput than one
+worker with many threads. Web server and workers share one metrics folder (STUDIO_METRICS_DIR, default
+instance/metrics) that /metrics adds up; the web server empties it as it starts, so the workers start after it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-from studio import settings
+from studio import metrics, settings
 
 logger = logging.getLogger(__name__)
 
@@ -159,17 +163,11 @@ def port_from_environment(environ: Mapping[str, str]) -> int:
 
 
 def web_command(port: int) -> list[str]:
-    """Return the gunicorn command for the web server."""
+    """Return the gunicorn command for the web server (workers, threads, logging: deploy/gunicorn.conf.py)."""
     return [
         sys.executable, "-m", "gunicorn",
+        "--config", str(settings.PROJECT_ROOT / "deploy" / "gunicorn.conf.py"),
         "--bind", f"127.0.0.1:{port}",
-        "--workers", "2",
-        "--threads", "4",
-        # Requests are short (uploads are queued, not processed): five seconds is plenty to finish them.
-        "--graceful-timeout", "5",
-        "--access-logfile", "-",
-        # gunicorn 27 opens a control socket in ~/.gunicorn by default; two studios on one machine would clash.
-        "--no-control-socket",
         "wsgi:app",
     ]
 
@@ -177,6 +175,18 @@ def web_command(port: int) -> list[str]:
 def worker_command() -> list[str]:
     """Return the command for one RQ worker with the model preloaded and the scheduler on."""
     return [sys.executable, "rq_worker.py", "--with-scheduler"]
+
+
+def worker_commands(count: int) -> list[list[str]]:
+    """Return the commands of `count` workers: the first also runs the schedulers, which one worker is enough for."""
+    return [worker_command()] + [[sys.executable, "rq_worker.py"] for _ in range(count - 1)]
+
+
+def worker_count(config: Mapping) -> int:
+    """Return STUDIO_WORKERS, or the number of cores this process may run on."""
+    if config["STUDIO_WORKERS"] < 0:
+        raise LauncherError(f"STUDIO_WORKERS must be 0 (one per core) or more, got {config['STUDIO_WORKERS']}")
+    return config["STUDIO_WORKERS"] or len(os.sched_getaffinity(0))
 
 
 def migrate_command() -> list[str]:
@@ -208,8 +218,10 @@ class StopRequested:
         signal.signal(signal.SIGTERM, self)
 
 
-def supervise(children: list[Child], port: int, stop: StopRequested) -> int:
-    """Wait until a stop signal (return 0) or until a child dies (return 1); announce the URL once it serves."""
+def supervise(children: list[Child], port: int, stop: StopRequested,
+              when_serving: Callable[[], None] = lambda: None) -> int:
+    """Wait until a stop signal (return 0) or until a child dies (return 1); once the port answers, call
+    when_serving (it may add children to the list) and announce the URL."""
     announced = False
     while stop.signal is None:
         for child in children:
@@ -219,6 +231,7 @@ def supervise(children: list[Child], port: int, stop: StopRequested) -> int:
                       file=sys.stderr, flush=True)
                 return 1
         if not announced and listening(port):
+            when_serving()
             print(f"Photo Studio is running at http://127.0.0.1:{port}  (Ctrl-C to stop)", flush=True)
             announced = True
         time.sleep(POLL_SECONDS)
@@ -245,8 +258,24 @@ def run(environ: Mapping[str, str]) -> int:
     stop.install()
     port = port_from_environment(environ)
     env = dict(environ, PYTHONUNBUFFERED="1")
+    env.setdefault("STUDIO_METRICS_DIR", str(settings.INSTANCE_DIR / "metrics"))
+    try:
+        workers = worker_count(settings.from_environment(env))
+    except ValueError as error:
+        raise LauncherError(str(error)) from None
+    metrics.prepare_directory(env["STUDIO_METRICS_DIR"])
     services: list[Child] = []
     backing: list[Child] = []
+    supervised: list[Child] = []
+
+    def start_workers() -> None:
+        # gunicorn has emptied the metrics folder by the time it listens: what the workers count from now on stays.
+        # Each would clean the shared folder and claim the same port: here the web server serves their metrics.
+        worker_env = dict(env, STUDIO_WORKER_METRICS_PORT="0")
+        started = [Child("worker", command, worker_env) for command in worker_commands(workers)]
+        services.extend(started)
+        supervised.extend(started)
+
     try:
         if not env.get("REDIS_URL"):
             redis_child, env["REDIS_URL"] = start_embedded_redis(settings.INSTANCE_DIR / "redis", env)
@@ -255,8 +284,8 @@ def run(environ: Mapping[str, str]) -> int:
         if not migrate(env, stop):
             return 0
         services.append(Child("web server", web_command(port), env))
-        services.append(Child("worker", worker_command(), env))
-        return supervise(services + backing, port, stop)
+        supervised.extend(services + backing)
+        return supervise(supervised, port, stop, start_workers)
     finally:
         # Web and worker first: the worker still talks to Redis while it finishes its job.
         stop_all(services)
