@@ -1,4 +1,4 @@
-"""Process many files with one session, several photos at a time."""
+"""Run an operation on many files, several photos at a time, with the same code the worker runs."""
 
 from __future__ import annotations
 
@@ -13,21 +13,19 @@ from typing import Iterator
 import torch
 from PIL import Image
 
-from ml.imageio import DEFAULT_MAX_PIXELS, EXTENSIONS, ImageDecodeError, decode_image
-from ml.options import ProcessingOptions
-from ml.pipeline import DEFAULT_PNG_COMPRESS_LEVEL, render
-from ml.saliency import predict_mask
-from ml.sessions import ModelSession, get_session
+from ml.imageio import EXTENSIONS, ImageDecodeError, decode_image
+from ml.operations.base import Inputs, InvalidOptions, Limits, Operation, Options
+from ml.operations.runner import DEFAULT_PNG_COMPRESS_LEVEL, OperationFailed, RunContext, encode, run
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    """The outcome for one input: where its output went, or why there is none."""
+    """The outcome for one input: where its outputs went, or why there are none."""
 
     source: Path
-    target: Path | None
+    targets: tuple[Path, ...]
     error: str | None = None
 
 
@@ -43,9 +41,17 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     return files
 
 
-def output_paths(sources: list[Path], out: Path, image_format: str) -> list[Path]:
-    """Name each output after its input's stem in the out folder (or out itself for a single file target)."""
-    extension = EXTENSIONS[image_format]
+def main_extension(operation: Operation, options: Options) -> str:
+    """Return the file extension of the operation's main output with these options."""
+    if operation.result.kind == "json":
+        return ".json"
+    image_format = getattr(options, "format", "png") if operation.result.image_format == "options" \
+        else operation.result.image_format
+    return EXTENSIONS[image_format]
+
+
+def output_paths(sources: list[Path], out: Path, extension: str) -> list[Path]:
+    """Name each main output after its input's stem in the out folder (or out itself for a single file target)."""
     if len(sources) == 1 and out.suffix and not out.is_dir():
         return [out]
     taken: set[str] = set()
@@ -59,51 +65,66 @@ def output_paths(sources: list[Path], out: Path, image_format: str) -> list[Path
     return targets
 
 
-def _process_one(source: Path, target: Path, session: ModelSession, options: ProcessingOptions,
-                 max_pixels: int, png_compress_level: int, background: Image.Image | None) -> BatchResult:
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def _process_one(operation: Operation, source: Path, target: Path, options: Options, context: RunContext,
+                 attachments: dict[str, Image.Image], png_compress_level: int) -> BatchResult:
     try:
-        image = decode_image(source.read_bytes(), max_pixels)
-    except (OSError, ImageDecodeError) as error:
-        return BatchResult(source, None, str(getattr(error, "strerror", None) or error))
-    mask = predict_mask(image, session)
+        photo = decode_image(source.read_bytes(), context.limits.max_pixels)
+        outputs = encode(operation, run(operation, Inputs(photo, attachments), options, context), options,
+                         png_compress_level)
+    except (OSError, ImageDecodeError, InvalidOptions, OperationFailed) as error:
+        return BatchResult(source, (), str(getattr(error, "strerror", None) or error))
+    written = []
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(render(image, mask, options, png_compress_level, background).data)
-        os.replace(partial, target)
+        for output in outputs:
+            # The main output is the target; extras go beside it: boat.png, boat-preview.jpg.
+            path = target if output.name == operation.result.name else \
+                target.with_name(f"{target.stem}-{output.name}{output.extension}")
+            _write(path, output.data)
+            written.append(path)
     except OSError as error:
-        return BatchResult(source, None, f"cannot write {target}: {error}")
-    return BatchResult(source, target)
+        return BatchResult(source, tuple(written), f"cannot write {target}: {error}")
+    return BatchResult(source, tuple(written))
 
 
 @contextmanager
-def _single_threaded_operators() -> Iterator[None]:
+def _threads_per_photo(count: int) -> Iterator[None]:
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
 
 
-def process_files(sources: list[Path], targets: list[Path], options: ProcessingOptions, *,
-                  model_dir: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+def process_files(operation: Operation, sources: list[Path], targets: list[Path], options: Options, *,
+                  model_dir: str | os.PathLike, limits: Limits, attachments: dict[str, Image.Image] | None = None,
                   png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL,
-                  streams: int | None = None, background: Image.Image | None = None) -> Iterator[BatchResult]:
+                  streams: int | None = None) -> Iterator[BatchResult]:
     """Yield a BatchResult per source, in order; bad inputs give an error and do not stop the others.
 
-    background is the decoded background image for options.bg_image, shared (read only) by every photo.
+    attachments are decoded once and shared (read only) by every photo.
     """
-    session = get_session(options.model, model_dir)
-    streams = streams or torch.get_num_threads()
-    # One photo per core, each computed single-threaded, beats one photo at a time on all cores: U2NetP's small
-    # convolutions split badly across threads (measured on 2 cores: 105 ms a photo against 121 ms), and decoding
-    # and encoding overlap the other photo's forward pass for free. Operators release the GIL.
-    with _single_threaded_operators(), ThreadPoolExecutor(streams, thread_name_prefix="photo") as pool:
+    context = RunContext(model_dir, limits)
+    for name in operation.models_for(options):
+        context.session(name)  # loaded before the threads start, so they never race to load it
+    cores = torch.get_num_threads()
+    # One photo per core, each computed single-threaded, beats one photo at a time on all cores for small networks
+    # (U2NetP: 105 ms a photo against 121 ms on 2 cores), and decoding and encoding overlap the other photo's
+    # forward pass. Long runs on big networks (upscaling) go one photo at a time on every core instead.
+    streams = streams or (cores if operation.photo_parallel else 1)
+    threads = 1 if operation.photo_parallel else cores
+    with _threads_per_photo(threads), ThreadPoolExecutor(streams, thread_name_prefix="photo") as pool:
         window: deque[Future] = deque()
         for source, target in zip(sources, targets):
-            window.append(pool.submit(_process_one, source, target, session, options, max_pixels,
-                                      png_compress_level, background))
+            window.append(pool.submit(_process_one, operation, source, target, options, context,
+                                      attachments or {}, png_compress_level))
             # A bounded window keeps memory flat on big folders: at most two photos in flight per stream.
             if len(window) >= 2 * streams:
                 yield window.popleft().result()

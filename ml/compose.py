@@ -1,6 +1,6 @@
 """Turn a photo and its mask into the requested output: cutout, mask, background colour or blur, crop.
 
-A new kind of output is one function here plus one line in OUTPUT_TYPES; the option parser offers it by itself.
+A new kind of output is one function here, one line in OUTPUT_TYPES and its name in the `output` option.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Callable
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 if TYPE_CHECKING:
-    from ml.options import ProcessingOptions
+    from ml.operations.remove_background import RemoveBackgroundOptions
 
 # Pixels at or below this alpha do not count as subject when cropping (anti-aliasing noise on the background).
 CROP_THRESHOLD = 16
 
 
-def cutout(image: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
+def cutout(image: Image.Image, mask: Image.Image, options: RemoveBackgroundOptions) -> Image.Image:
     """Return the subject on a transparent, coloured or blurred background."""
     if image.mode == "RGBA":
         # A photo that is already partly transparent stays so: the subject mask only takes more away.
@@ -35,18 +35,18 @@ def cutout(image: Image.Image, mask: Image.Image, options: ProcessingOptions) ->
     return result.convert("RGB") if options.blur or opaque_colour else result
 
 
-def mask_only(image: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
+def mask_only(image: Image.Image, mask: Image.Image, options: RemoveBackgroundOptions) -> Image.Image:
     """Return the mask itself: white subject on black, at the photo's size."""
     return mask
 
 
-OUTPUT_TYPES: dict[str, Callable[[Image.Image, Image.Image, "ProcessingOptions"], Image.Image]] = {
+OUTPUT_TYPES: dict[str, Callable[[Image.Image, Image.Image, "RemoveBackgroundOptions"], Image.Image]] = {
     "cutout": cutout,
     "mask": mask_only,
 }
 
 
-def _fill(result: Image.Image, options: ProcessingOptions) -> tuple[int, ...] | int:
+def _fill(result: Image.Image, options: RemoveBackgroundOptions) -> tuple[int, ...] | int:
     """Return what a crop margin reaching past the photo is filled with."""
     if result.mode == "L":
         return 0
@@ -55,7 +55,7 @@ def _fill(result: Image.Image, options: ProcessingOptions) -> tuple[int, ...] | 
     return (0, 0, 0, 0) if result.mode == "RGBA" else (0, 0, 0)
 
 
-def crop_to_subject(result: Image.Image, mask: Image.Image, options: ProcessingOptions) -> Image.Image:
+def crop_to_subject(result: Image.Image, mask: Image.Image, options: RemoveBackgroundOptions) -> Image.Image:
     """Crop to the subject's bounding box grown by the margin; the margin may reach past the photo."""
     box = mask.point(lambda value: 255 if value > CROP_THRESHOLD else 0).getbbox()
     if box is None:
@@ -91,7 +91,7 @@ def post_process_mask(mask: Image.Image) -> Image.Image:
     return opened.filter(ImageFilter.GaussianBlur(2)).point(lambda value: 255 if value >= 127 else 0)
 
 
-def compose(image: Image.Image, mask: Image.Image, options: ProcessingOptions,
+def compose(image: Image.Image, mask: Image.Image, options: RemoveBackgroundOptions,
             background: Image.Image | None = None) -> Image.Image:
     """Build the output image for the requested output type, cropped when asked, within the size preset.
 

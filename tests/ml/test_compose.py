@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 
 from ml.compose import compose
-from ml.options import ProcessingOptions
-from ml.pipeline import render
+from ml.operations import get_operation
+from ml.operations.base import Result
+from ml.operations.remove_background import RemoveBackgroundOptions as ProcessingOptions
+from ml.operations.runner import encode
 
 
 @pytest.fixture
@@ -81,11 +83,11 @@ def test_a_transparent_input_stays_transparent(mask):
     (ProcessingOptions(format="jpeg", bg_color="#ffffffff"), "JPEG", "RGB"),
     (ProcessingOptions(output="mask", format="png"), "PNG", "L"),
 ])
-def test_render_encodes_the_requested_format(photo, mask, options, image_format, mode):
-    result = render(photo, mask, options)
+def test_the_result_is_encoded_in_the_requested_format(photo, mask, options, image_format, mode):
+    [result] = encode(get_operation("remove_background"), Result(compose(photo, mask, options)), options)
     decoded = Image.open(io.BytesIO(result.data))
-    assert decoded.format == image_format and decoded.mode == mode
-    assert (result.width, result.height) == photo.size
+    assert decoded.format == image_format and decoded.mode == mode and decoded.size == photo.size
+    assert result.media_type == f"image/{image_format.lower()}" and result.name == "result"
 
 
 @pytest.mark.parametrize("size, budget", [("preview", 250_000), ("medium", 1_500_000), ("hd", 4_000_000)])

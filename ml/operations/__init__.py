@@ -1,0 +1,34 @@
+"""The operations registry: every processing type the studio offers, by name.
+
+A new operation is one module in ml/ (its run function, with torch) and one declaration module here (its options
+schema and outputs, without torch), added to OPERATIONS below; studio/ and jobs/ need no change.
+"""
+
+from __future__ import annotations
+
+from ml.operations import mask_stats, remove_background
+from ml.operations.base import Attachment, InvalidOptions, Limits, Operation, Options, Output
+
+DEFAULT_OPERATION = "remove_background"
+
+OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (
+    remove_background.OPERATION,
+    mask_stats.OPERATION,
+)}
+
+
+class UnknownOperation(LookupError):
+    """Raised for an operation name that is not in the registry."""
+
+
+def get_operation(name: object) -> Operation:
+    """Return the operation of this name; raise UnknownOperation with the names there are."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in OPERATIONS:
+        shown = f"{str(name)[:40]!r}"
+        raise UnknownOperation(f"{shown} is not an operation; choose one of {', '.join(OPERATIONS)}")
+    return OPERATIONS[key]
+
+
+__all__ = ["Attachment", "DEFAULT_OPERATION", "InvalidOptions", "Limits", "OPERATIONS", "Operation", "Options",
+           "Output", "UnknownOperation", "get_operation"]

@@ -1,0 +1,231 @@
+"""What an operation is: one declaration (name, models, options schema, outputs, timeout, the function that runs it)
+that drives validation, the upload form, the API and its OpenAPI document, and the CLI.
+
+The options of an operation are one pydantic model. pydantic validates what every entry point receives (form
+fields, multipart fields, stored JSON, CLI flags) with the same rules and writes the JSON Schema that the API
+publishes and the form and the CLI are generated from, so the shape of an option is written exactly once. Nothing
+here imports torch: the web app reads these declarations; only the worker and the CLI run them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, Literal, Mapping
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+MAX_OPTION_LENGTH = 100
+
+
+class InvalidOptions(ValueError):
+    """Raised when an option is unknown, malformed or out of range; `field` names it for the 400 message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _whole_number(value: Any) -> Any:
+    # pydantic reads True as 1 and "1.0" as nothing: a form or JSON boolean is never a number here.
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str):
+        value = value.strip()
+        if value.lstrip("+-").isdigit() and len(value) <= 18:
+            return int(value)
+    return value
+
+
+def _choice(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def choice(*values: str, aliases: Mapping[str, str] | None = None) -> Any:
+    """Return an option type that takes one of the values, in any case, with spaces around it or by an alias."""
+    aliases = dict(aliases or {})
+
+    def normalise(value: Any) -> Any:
+        value = _choice(value)
+        return aliases.get(value, value) if isinstance(value, str) else value
+
+    extra = Field(json_schema_extra={"x-aliases": aliases}) if aliases else Field()
+    return Annotated[Literal[values], BeforeValidator(normalise), extra]  # type: ignore[valid-type]
+
+
+ImageFormat = choice("png", "webp", "jpeg", aliases={"jpg": "jpeg"})
+IMAGE_FORMAT_LABELS = {"png": "PNG (transparency)", "webp": "WebP (transparency, smaller)",
+                       "jpeg": "JPEG (no transparency)"}
+
+
+class Options(BaseModel):
+    """Base of every operation's options: unknown names refused, values frozen once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the options as plain JSON-ready data (what a task stores)."""
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One thing an operation returns: an image (encoded as `image_format` says) or JSON data."""
+
+    name: str
+    kind: Literal["image", "json"]
+    description: str
+    # For images: "options" (the `format` option), or a fixed "png", "jpeg" or "webp".
+    image_format: str = "options"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An extra picture an operation takes besides the photo (a background, a style), sent as its own file."""
+
+    name: str
+    title: str
+    description: str
+    required: bool = False
+
+
+@dataclass
+class Inputs:
+    """What a run gets: the decoded photo (upright, RGB or RGBA) and the decoded attachments by name."""
+
+    photo: Any  # PIL.Image.Image
+    attachments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """What a run returns: the main output (an image or JSON-ready data) and the extras by output name."""
+
+    main: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Operator settings an operation may check options against before anything runs."""
+
+    max_pixels: int
+    max_output_pixels: int
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A processing type: one declaration, from which every entry point is generated."""
+
+    name: str
+    title: str
+    description: str
+    options: type[Options]
+    run: str  # dotted path of run(inputs, options, context) -> Result; imported only where it runs
+    outputs: tuple[Output, ...]
+    # Models the `model` option chooses among (the first is the default); empty when the operation has no choice.
+    models: tuple[str, ...] = ()
+    # Models it always needs besides the chosen one, given the options (the subject mask behind a painted
+    # background, say).
+    helper_models: Callable[[Options], tuple[str, ...]] = field(default=lambda options: ())
+    attachments: tuple[Attachment, ...] = ()
+    # Seconds one attempt may take for a photo of this many pixels; None: the operator's STUDIO_JOB_TIMEOUT.
+    timeout: Callable[[Options, int], int] | None = None
+    # Refuses options that cannot work for a photo of this size (raise InvalidOptions), before anything runs.
+    check: Callable[[Options, int, int, Limits], None] | None = None
+    # The CLI runs one photo per core (single-threaded operators) when True, one at a time on every core when not.
+    photo_parallel: bool = True
+
+    @property
+    def result(self) -> Output:
+        """Return the main output."""
+        return self.outputs[0]
+
+    def extras(self) -> tuple[Output, ...]:
+        """Return the outputs besides the main one."""
+        return self.outputs[1:]
+
+    def models_for(self, options: Options) -> tuple[str, ...]:
+        """Return every model a run with these options loads: the chosen one and its helpers."""
+        chosen = (getattr(options, "model"),) if self.models and hasattr(options, "model") else ()
+        return tuple(dict.fromkeys(chosen + tuple(self.helper_models(options))))
+
+    def option_schema(self) -> dict[str, Any]:
+        """Return the options' JSON Schema (draft 2020-12, what OpenAPI 3.1 embeds)."""
+        schema = self.options.model_json_schema()
+        schema["title"] = f"{self.title} options"
+        return schema
+
+    def parse(self, data: Mapping[str, Any], *, models: tuple[str, ...] | None = None,
+              default_model: str | None = None, attachments: frozenset[str] = frozenset()) -> Options:
+        """Validate user input (form fields, JSON, CLI flags) into options; raise InvalidOptions naming the field.
+
+        models are the installed models this operation may use (None: any it declares); default_model is the
+        operator's choice when the request names none. An attachment's presence is the option of its name, when
+        the schema has one, and cannot be typed in.
+        """
+        values = {name: value for name, value in data.items() if value is not None and value != ""}
+        for attachment in self.attachments:
+            if attachment.name in self.options.model_fields:
+                values[attachment.name] = attachment.name in attachments
+        if self.models and "model" in self.options.model_fields:
+            values["model"] = self._model(values.get("model"), models, default_model)
+        try:
+            return self.options.model_validate(values, context={"attachments": attachments})
+        except ValidationError as error:
+            raise _invalid(self.options, error) from None
+
+    def restore(self, stored: Mapping[str, Any]) -> Options:
+        """Validate options as a task stored them (attachment flags included); raise InvalidOptions."""
+        try:
+            return self.options.model_validate(dict(stored))
+        except ValidationError as error:
+            raise _invalid(self.options, error) from None
+
+    def _model(self, value: Any, installed: tuple[str, ...] | None, default_model: str | None) -> Any:
+        usable = [name for name in self.models if installed is None or name in installed]
+        if value is None:
+            if default_model in usable:
+                return default_model
+            if not usable:
+                raise InvalidOptions("model", f"no model for {self.name} is installed on the server")
+            return usable[0]
+        if isinstance(value, str) and value.strip().lower() in self.models and value.strip().lower() not in usable:
+            raise InvalidOptions("model", f"{value.strip()[:40]!r} is not installed on this server; installed: "
+                                          f"{', '.join(usable) or 'none'}")
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+def _invalid(options: type[Options], error: ValidationError) -> InvalidOptions:
+    """Turn pydantic's first error into InvalidOptions with a message people can act on."""
+    first = error.errors()[0]
+    location = [str(part) for part in first.get("loc", ()) if part != "__root__"]
+    name = location[0] if location else "options"
+    kind, value = first.get("type", ""), first.get("input")
+    prop = options.model_json_schema().get("properties", {}).get(name, {})
+    low, high = prop.get("minimum"), prop.get("maximum")
+    if kind == "extra_forbidden":
+        return InvalidOptions(name[:40], "is not a known option")
+    if kind == "literal_error":
+        choices = ", ".join(str(option) for option in prop.get("enum", []))
+        shown = f"{str(value)[:40]!r}" if isinstance(value, str) else "that value"
+        return InvalidOptions(name, f"{shown} is not one of {choices}")
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return InvalidOptions(name, f"must be from {low} to {high}, got {value}")
+    if kind.startswith("int_") or (kind == "value_error" and "whole number" in first.get("msg", "")):
+        return InvalidOptions(name, f"must be a whole number from {low} to {high}")
+    if kind.startswith("bool_"):
+        return InvalidOptions(name, "must be true or false")
+    if kind == "string_type" or kind == "string_too_long":
+        return InvalidOptions(name, "must be a short piece of text")
+    message = first.get("msg", "is not valid").removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if not location:
+        # A rule across options (a model validator) says which one it is about: "bg_image: choose one ...".
+        field_name, _, rest = message.partition(": ")
+        if rest and field_name.isidentifier():
+            return InvalidOptions(field_name, rest)
+        return InvalidOptions("options", message)
+    return InvalidOptions(name, message[:1].lower() + message[1:])

@@ -1,0 +1,32 @@
+"""mask_stats: where the subject is, as data: its bounding box, area and centroid, with a preview."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ml.operations.base import Operation, Options, Output, WholeNumber
+from ml.operations.remove_background import U2NET_MODELS, U2NetModel
+
+
+class MaskStatsOptions(Options):
+    """Options of mask_stats."""
+
+    model: U2NetModel = Field(
+        "u2netp", title="Model", description="u2netp is fast; u2net, the paper's full model, is more accurate")
+    threshold: WholeNumber = Field(
+        128, ge=1, le=254, title="Threshold",
+        description="mask value (1-254) from which a pixel counts as subject; 128 is the usual 0.5")
+
+
+OPERATION = Operation(
+    name="mask_stats",
+    title="Subject statistics",
+    description="Find the subject and report where it is: bounding box, area and centroid, as JSON.",
+    options=MaskStatsOptions,
+    run="ml.mask_stats:run",
+    outputs=(Output("result", "json", '{"width", "height", "subject": {"found", "box": [x1, y1, x2, y2], "area", '
+                                      '"area_fraction", "centroid": [x, y]}} in photo pixels'),
+             Output("preview", "image", "the photo with the subject outlined, its box and centroid drawn",
+                    image_format="jpeg")),
+    models=U2NET_MODELS,
+)

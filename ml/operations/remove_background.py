@@ -1,0 +1,111 @@
+"""remove_background: the subject cut out with U²-Net, as a cutout, a mask, or on a colour, a blur or a picture."""
+
+from __future__ import annotations
+
+import re
+from pydantic import Field, field_validator, model_validator
+
+from ml.operations.base import IMAGE_FORMAT_LABELS, Attachment, ImageFormat, Operation, Options, Output, WholeNumber, \
+    choice
+
+U2NET_MODELS = ("u2netp", "u2net", "u2netp_release", "u2net_human_seg")
+# Output size presets as remove.bg names them: the most pixels an output may have (None: the photo's own size).
+SIZES: dict[str, int | None] = {"full": None, "4k": 10_000_000, "hd": 4_000_000, "medium": 1_500_000,
+                                "preview": 250_000}
+U2NetModel = choice(*U2NET_MODELS)
+OutputKind = choice("cutout", "mask")
+SizePreset = choice(*SIZES)
+_HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
+
+
+def parse_colour(value: str) -> tuple[int, int, int, int]:
+    """Parse a hex colour (#rgb, #rgba, #rrggbb or #rrggbbaa, '#' optional) into RGBA; raise ValueError."""
+    match = _HEX_COLOUR.match(value.strip())
+    if not match:
+        raise ValueError(f"{value[:40]!r} is not a hex colour like #ffffff or #00000080")
+    digits = match.group(1)
+    if len(digits) in (3, 4):
+        digits = "".join(character * 2 for character in digits)
+    if len(digits) == 6:
+        digits += "ff"
+    red, green, blue, alpha = (int(digits[index:index + 2], 16) for index in range(0, 8, 2))
+    return red, green, blue, alpha
+
+
+class RemoveBackgroundOptions(Options):
+    """Options of remove_background."""
+
+    model: U2NetModel = Field(
+        "u2netp", title="Model", description="u2netp is fast; u2net, the paper's full model, is more accurate")
+    output: OutputKind = Field(
+        "cutout", title="Output", description="the subject on a transparent background, or the mask itself",
+        json_schema_extra={"x-labels": {"cutout": "Cutout (subject only)", "mask": "Mask (black and white)"}})
+    format: ImageFormat = Field(
+        "png", title="Format", description="JPEG has no transparency: give it an opaque background colour or a blur",
+        json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
+    bg_color: str | None = Field(
+        None, title="Background colour", max_length=9, json_schema_extra={"format": "color"},
+        description="a hex colour behind the subject (#rgb, #rrggbb, with alpha #rrggbbaa); none: transparent")
+    blur: WholeNumber = Field(
+        0, ge=0, le=100, title="Background blur", description="blur the original background by this radius instead")
+    crop: bool = Field(False, title="Crop to the subject", description="crop the result to the subject's box")
+    margin: WholeNumber = Field(
+        0, ge=0, le=2000, title="Margin (pixels)", json_schema_extra={"x-requires": {"crop": True}},
+        description="space kept around the cropped subject; may reach past the photo")
+    size: SizePreset = Field(
+        "full", title="Output size",
+        description="full resolution, or at most 10 (4k), 4 (hd), 1.5 (medium) or 0.25 (preview) megapixels, "
+                    "scaled down with Lanczos",
+        json_schema_extra={"x-labels": {"full": "Full resolution", "4k": "4K (up to 10 MP)", "hd": "HD (up to 4 MP)",
+                                        "medium": "Medium (up to 1.5 MP)", "preview": "Preview (up to 0.25 MP)"}})
+    post_process: bool = Field(
+        False, title="Clean the mask", description="remove specks and harden the edges, as rembg's post_process")
+    bg_image: bool = Field(
+        False, title="Background image", json_schema_extra={"readOnly": True},
+        description="true when a background picture was attached (the bg_image file): the cutout is put on it")
+
+    @field_validator("bg_color")
+    @classmethod
+    def _colour(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        red, green, blue, alpha = parse_colour(value)
+        return f"#{red:02x}{green:02x}{blue:02x}{alpha:02x}"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RemoveBackgroundOptions":
+        if self.bg_image and (self.bg_color or self.blur):
+            raise ValueError("bg_image: choose one background: an image, a bg_color or a blur, not several")
+        if self.format == "jpeg" and self.output == "cutout" and not self.blur and not self.bg_image:
+            if self.bg_color is None or not self.bg_color.endswith("ff"):
+                raise ValueError("format: JPEG has no transparency: give an opaque bg_color or a blur")
+        return self
+
+    @property
+    def uses_background_image(self) -> bool:
+        """Return True when the output needs the background image: a cutout with bg_image (a mask ignores it)."""
+        return self.bg_image and self.output == "cutout"
+
+    @property
+    def max_output_pixels(self) -> int | None:
+        """Return the size preset's pixel budget for the output, None for the photo's own size."""
+        return SIZES[self.size]
+
+    @property
+    def background(self) -> tuple[int, int, int, int] | None:
+        """Return the background colour as RGBA, or None for transparent."""
+        return parse_colour(self.bg_color) if self.bg_color else None
+
+
+OPERATION = Operation(
+    name="remove_background",
+    title="Remove background",
+    description="Cut the subject out: a transparent cutout, a mask, or the subject on a colour, a blur or a picture.",
+    options=RemoveBackgroundOptions,
+    run="ml.cutout:run",
+    outputs=(Output("result", "image", "the cutout, or the mask, at the photo's size unless cropped or resized"),),
+    models=U2NET_MODELS,
+    attachments=(Attachment("bg_image", "Background image",
+                            "a picture to put behind the cutout, scaled and cropped to cover it (not with a "
+                            "background colour or blur)"),),
+)
