@@ -130,11 +130,20 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def preload_models(app: Flask) -> list[str]:
     """Load the default model and every other installed model, so horses inherit them all."""
-    model_dir = app.config["STUDIO_MODEL_DIR"]
-    default = app.config["STUDIO_DEFAULT_MODEL"]
-    names = [default] + [name for name in available_model_names(model_dir) if name != default]
+    config = app.config
+    configure(cache_bytes=config["STUDIO_MODEL_CACHE_BYTES"], bfloat16=config["STUDIO_BFLOAT16"])
+    model_dir, default = config["STUDIO_MODEL_DIR"], config["STUDIO_DEFAULT_MODEL"]
+    installed = available_model_names(model_dir)
+    if not installed:
+        raise RuntimeError(f"no model is installed in {model_dir} (run make install)")
+    names = ([default] if default in installed else []) + [name for name in installed if name != default]
     preload(names, model_dir)
     return names
+
+
+def processes_photos(app: Flask, arguments: argparse.Namespace) -> bool:
+    """Return True when this worker takes processing jobs (a webhook-only worker needs no model)."""
+    return not arguments.queues or app.config["STUDIO_QUEUE"] in arguments.queues
 
 
 def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int) -> Worker:
@@ -193,12 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     torch_threads = app.config.get("STUDIO_TORCH_THREADS") or torch_threads
     bind_app(app)
     get_storage(app)
-    try:
-        names = preload_models(app)
-    except Exception as error:  # noqa: BLE001 - any failure to load means this worker cannot do its job
-        logger.error("cannot load the models from %s: %s", app.config["STUDIO_MODEL_DIR"], error)
-        return 1
-    logger.info("models loaded: %s; %s torch threads per job", ", ".join(names), torch_threads)
+    if processes_photos(app, arguments):
+        try:
+            names = preload_models(app)
+        except Exception as error:  # noqa: BLE001 - any failure to load means this worker cannot do its job
+            logger.error("cannot load the models from %s: %s", app.config["STUDIO_MODEL_DIR"], error)
+            return 1
+        logger.info("models loaded: %s; %s torch threads per job", ", ".join(names) or "none", torch_threads)
     warn_if_redis_is_down(app)
     worker = build_worker(app, arguments, torch_threads)
     worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO")

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Iterator
 
 from flask import current_app
 from redis import Redis
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_
 
 from jobs.context import app_context
 from studio.extensions import db
 from jobs.webhooks import give_up
-from studio.models import Task, TaskStatus, WebhookStatus, utcnow
+from studio.models import FINISHED_STATUSES, Task, TaskStatus, WebhookStatus, utcnow
+from studio.tasks import lifecycle
 from studio.queue import LIVE_STATUSES, enqueue_task, enqueue_webhook, get_queue, job_status, webhook_job_id
 
 logger = logging.getLogger(__name__)
@@ -56,17 +58,9 @@ def _reconcile(now: datetime) -> dict[str, int]:
     counts = {"requeued": 0, "retried": 0, "failed": 0, "webhooks": 0}
 
     pending_before = now - timedelta(seconds=config.get("STUDIO_PENDING_GRACE_SECONDS", PENDING_GRACE_SECONDS))
-    pending = db.session.scalars(
-        select(Task)
-        .where(Task.status == TaskStatus.PENDING.value, Task.created_at < pending_before)
-        .order_by(Task.created_at)
-        .limit(BATCH_SIZE)
-    )
-    for task in pending.all():
-        status = job_status(task.id, connection)
-        if status not in LIVE_STATUSES and enqueue_task(task):
-            logger.info("task %s: pending without a live job (%s); enqueued again", task.id,
-                        status.value if status else "missing")
+    for task in _pending_without_live_job(pending_before, connection):
+        if enqueue_task(task):
+            logger.info("task %s: pending without a live job; enqueued again", task.id)
             counts["requeued"] += 1
 
     stale_seconds = config.get("STUDIO_STALE_HEARTBEAT_SECONDS", STALLED_GRACE_SECONDS)
@@ -87,17 +81,16 @@ def _reconcile(now: datetime) -> dict[str, int]:
             continue
         label = status.value if status else "missing"
         if task.attempts < allowed_attempts:
-            if _take_over(task, stalled_before, status=TaskStatus.PENDING.value):
+            if lifecycle.taken_over(task.id, stalled_before, retry=True):
                 enqueue_task(task)
                 logger.warning("task %s: processing stopped (job %s); retrying, attempt %s of %s",
                                task.id, label, task.attempts + 1, allowed_attempts)
                 counts["retried"] += 1
-        elif _take_over(task, stalled_before, status=TaskStatus.FAILED.value, finished_at=now,
-                        error=f"Processing stopped unexpectedly after {task.attempts} attempts; "
-                              "upload the photo again."):
+        elif lifecycle.taken_over(task.id, stalled_before, retry=False,
+                                  reason=f"Processing stopped unexpectedly after {task.attempts} attempts; "
+                                         "upload the photo again."):
             logger.error("task %s: processing stopped (job %s) on the last attempt; failed", task.id, label)
             counts["failed"] += 1
-            enqueue_webhook(task)  # the commit expired the task: its webhook state is read afresh
 
     counts["webhooks"] = _reconcile_webhooks(pending_before, connection)
     if any(counts.values()):
@@ -105,12 +98,37 @@ def _reconcile(now: datetime) -> dict[str, int]:
     return counts
 
 
+def _pending_without_live_job(created_before: datetime, connection: Redis) -> Iterator[Task]:
+    """Yield every PENDING task older than the cutoff that Redis holds no live job for, however long the backlog.
+
+    The tasks are read a batch at a time in (created_at, id) order, and each batch's job statuses come back from
+    Redis in one round trip, so a backlog of queued photos far larger than a batch does not hide a lost one.
+    """
+    after: tuple[datetime, str] | None = None
+    while True:
+        query = (select(Task).where(Task.status == TaskStatus.PENDING.value, Task.created_at < created_before)
+                 .order_by(Task.created_at, Task.id).limit(BATCH_SIZE))
+        if after is not None:
+            query = query.where(tuple_(Task.created_at, Task.id) > tuple_(*after))
+        batch = db.session.scalars(query).all()
+        if not batch:
+            return
+        with connection.pipeline(transaction=False) as pipeline:
+            for task in batch:
+                pipeline.hget(Job.key_for(task.id), "status")
+            statuses = pipeline.execute()
+        for task, raw in zip(batch, statuses):
+            if raw is None or JobStatus(raw.decode()) not in LIVE_STATUSES:
+                yield task
+        after = (batch[-1].created_at, batch[-1].id)
+
+
 def _reconcile_webhooks(finished_before: datetime, connection: Redis) -> int:
     """Queue again the webhooks of finished tasks that have no live delivery job; return how many."""
     undelivered = db.session.scalars(
         select(Task)
         .where(Task.webhook_status == WebhookStatus.PENDING.value,
-               Task.status.in_([TaskStatus.COMPLETED.value, TaskStatus.FAILED.value]),
+               Task.status.in_([status.value for status in FINISHED_STATUSES]),
                Task.finished_at < finished_before)
         .order_by(Task.finished_at)
         .limit(BATCH_SIZE)
@@ -128,16 +146,3 @@ def _reconcile_webhooks(finished_before: datetime, connection: Redis) -> int:
                         status.value if status else "missing")
             count += 1
     return count
-
-
-def _take_over(task: Task, stalled_before: datetime, **values: object) -> bool:
-    """Update a stalled task unless it moved on since it was read (a late commit of its job wins)."""
-    last_heard = func.coalesce(Task.heartbeat_at, Task.updated_at)
-    result = db.session.execute(
-        update(Task)
-        .where(Task.id == task.id, Task.status == TaskStatus.PROCESSING.value, last_heard < stalled_before)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-    return result.rowcount == 1

@@ -1,4 +1,10 @@
-"""The processing job: load the task, run the pipeline on its photo, store the result, record the outcome."""
+"""The processing job: load the task, run its operation on its photo, store what it returns, record the outcome.
+
+Generic: it knows no operation. The declaration (ml/operations) says how to validate the stored options and what
+to run; the outputs go to storage under deterministic keys (a rerun overwrites them); the lifecycle
+(studio/tasks/lifecycle.py) records every status change. Exceptions other than bad input propagate, so RQ's Retry
+and failure callback apply.
+"""
 
 from __future__ import annotations
 
@@ -13,92 +19,86 @@ from rq import get_current_job
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
-from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm.exc import StaleDataError
 
 from jobs import faults
 from jobs.context import app_context
 from jobs.heartbeat import Heartbeat
 from ml.imageio import ImageDecodeError
-from ml.options import InvalidOptions, ProcessingOptions
-from ml.pipeline import process_image
+from ml.operations import InvalidOptions, Limits, Operation, Options, UnknownOperation, get_operation
+from ml.operations.runner import EncodedOutput, OperationFailed, process
 from studio.extensions import db
-from studio.models import Task, TaskStatus, utcnow
-from studio.queue import enqueue_webhook
+from studio.models import Task
 from studio.storage import ObjectNotFound, get_storage, result_key
+from studio.tasks import lifecycle
+from studio.tasks.lifecycle import StoredOutput
 
 logger = logging.getLogger(__name__)
 
-# Progress reaches the database in steps of at least this many points: enough for a progress bar, few writes.
+# Progress reaches the database in steps of at least this many points (or with a new stage): enough for a
+# progress bar, few writes.
 PROGRESS_STEP = 5
-MAX_ERROR_LENGTH = 500
 
 
 class PermanentFailure(Exception):
     """A failure that no retry can fix (a bad photo, bad options, a missing input): fail the task now."""
 
 
-class TaskGone(Exception):
-    """The task row was deleted while the job ran."""
+class TaskStopped(Exception):
+    """The task was cancelled or deleted while the job ran: stop, keep nothing."""
 
 
 def process_task(task_id: str) -> None:
-    """Process one task by id; a no-op for a deleted or finished task, idempotent otherwise."""
+    """Process one task by id; a no-op for a deleted, finished or cancelled task, idempotent otherwise."""
     with app_context():
         try:
             _process(task_id)
-        except TaskGone:
+        except TaskStopped:
             db.session.rollback()
-            logger.info("task %s: deleted while processing; nothing to do", task_id)
+            logger.info("task %s: cancelled or deleted while processing; stopped", task_id)
         finally:
             db.session.remove()
 
 
 def _process(task_id: str) -> None:
-    task = db.session.get(Task, task_id)
+    task = lifecycle.started(task_id)
     if task is None:
-        logger.info("task %s: no such task (deleted); nothing to do", task_id)
+        logger.info("task %s: deleted, finished or cancelled; nothing to do", task_id)
         return
-    if task.task_status.finished:
-        logger.info("task %s: already %s; nothing to do", task_id, task.status)
-        return
-    _start(task)
+    logger.info("task %s: processing %s (attempt %s, model %s)", task.id, task.operation, task.attempts,
+                task.model or "none")
     config = current_app.config
     with Heartbeat(db.engine, task.id, config["STUDIO_HEARTBEAT_SECONDS"]):
         try:
             faults.before_processing(task)
-            options = _options(task)
-            data = _input(task)
-            result = process_image(
-                data, options, model_dir=config["STUDIO_MODEL_DIR"], max_pixels=config["STUDIO_MAX_PIXELS"],
-                progress=_progress_reporter(task), background=_background(task, options),
-            )
-        except (ImageDecodeError, PermanentFailure) as error:
-            reason = f"The photo could not be read: {error}" if isinstance(error, ImageDecodeError) else str(error)
-            _fail(task, reason)
+            operation, options = _operation(task)
+            outputs = process(
+                operation, _input(task), options, model_dir=config["STUDIO_MODEL_DIR"],
+                limits=Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"]),
+                attachments=_attachments(task, operation), progress=_progress_reporter(task),
+                png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
+        except (ImageDecodeError, InvalidOptions, OperationFailed, PermanentFailure) as error:
+            reason = _reason(error)
+            lifecycle.failed(task.id, reason)
             logger.warning("task %s: failed permanently, no retry: %s", task.id, reason)
             return
-        _finish(task, result)
+    _finish(task, operation, outputs)
 
 
-def _start(task: Task) -> None:
-    now = utcnow()
-    task.status = TaskStatus.PROCESSING.value
-    task.attempts += 1
-    task.started_at = now
-    task.heartbeat_at = now
-    task.error = None
-    _commit()
-    logger.info("task %s: processing (attempt %s, model %s)", task.id, task.attempts, task.model)
+def _reason(error: Exception) -> str:
+    if isinstance(error, ImageDecodeError):
+        return f"The photo could not be read: {error}"
+    if isinstance(error, InvalidOptions):
+        return f"The processing options are not valid: {error}"
+    return str(error)
 
 
-def _options(task: Task) -> ProcessingOptions:
+def _operation(task: Task) -> tuple[Operation, Options]:
     try:
-        return ProcessingOptions.from_mapping(task.options or {},
-                                              default_model=current_app.config["STUDIO_DEFAULT_MODEL"])
-    except InvalidOptions as error:
-        raise PermanentFailure(f"The processing options are not valid: {error}") from None
+        operation = get_operation(task.operation)
+    except UnknownOperation as error:
+        raise PermanentFailure(f"This server does not offer that operation: {error}.") from None
+    return operation, operation.restore(task.options or {})
 
 
 def _input(task: Task) -> bytes:
@@ -108,74 +108,54 @@ def _input(task: Task) -> bytes:
         raise PermanentFailure("The uploaded photo is no longer in storage; upload it again.") from None
 
 
-def _background(task: Task, options: ProcessingOptions) -> bytes | None:
-    """Return the stored background image when the options put the cutout on one."""
-    if not options.uses_background_image:
-        return None
-    if not task.background_key:
-        raise PermanentFailure("The background image was not stored; upload the photo with it again.")
-    try:
-        return get_storage().get(task.background_key)
-    except ObjectNotFound:
-        raise PermanentFailure("The background image is no longer in storage; upload it again.") from None
+def _attachments(task: Task, operation: Operation) -> dict[str, bytes]:
+    """Return the stored pictures attached to the task, by name."""
+    titles = {attachment.name: attachment.title.lower() for attachment in operation.attachments}
+    attachments = {}
+    for name, record in (task.attachments or {}).items():
+        try:
+            attachments[name] = get_storage().get(record["key"])
+        except ObjectNotFound:
+            what = titles.get(name, name.replace("_", " "))
+            raise PermanentFailure(f"The {what} is no longer in storage; upload it again.") from None
+    return attachments
 
 
-def _progress_reporter(task: Task) -> Callable[[int], None]:
-    """Return a callback that records progress in job.meta and, in steps, in the database."""
+def _progress_reporter(task: Task) -> Callable[[int, str | None], None]:
+    """Return a callback that records progress in job.meta and, in steps, in the database; it stops the run
+    (TaskStopped) once the task is no longer PROCESSING: cancelled or deleted."""
     job = get_current_job()
-    recorded = task.progress
+    recorded: dict[str, Any] = {"percent": task.progress, "stage": None}
 
-    def report(percent: int) -> None:
-        nonlocal recorded
-        # 100 is written together with COMPLETED: a bar at 100% must mean the result can be downloaded.
+    def report(percent: int, stage: str | None) -> None:
         percent = max(0, min(int(percent), 99))
-        if percent - recorded < PROGRESS_STEP:
+        if percent - recorded["percent"] < PROGRESS_STEP and stage == recorded["stage"]:
             return
-        recorded = percent
+        recorded.update(percent=percent, stage=stage)
         if job is not None:
             job.meta["progress"] = percent
             job.save_meta()
-        task.progress = percent
-        task.heartbeat_at = utcnow()
-        _commit()
+        if not lifecycle.progressed(task.id, percent, stage):
+            raise TaskStopped()
 
     return report
 
 
-def _finish(task: Task, result: Any) -> None:
-    key = result_key(task.user_id, task.id, result.extension)
-    storage = get_storage()
-    storage.put(key, result.data, result.media_type)
+def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput]) -> None:
+    """Store every output, then record the task COMPLETED; a task gone meanwhile has its outputs deleted."""
+    storage, stored = get_storage(), {}
+    for output in outputs:
+        key = result_key(task.user_id, task.id, output.extension, output.name)
+        storage.put(key, output.data, output.media_type)
+        stored[output.name] = StoredOutput(key, output.media_type, len(output.data))
     faults.after_store(task)
-    task.status = TaskStatus.COMPLETED.value
-    task.progress = 100
-    task.result_key = key
-    task.result_content_type = result.media_type
-    task.result_size = len(result.data)
-    task.finished_at = task.heartbeat_at = utcnow()
-    try:
-        _commit()
-    except TaskGone:
-        storage.delete(key)
-        raise
-    logger.info("task %s: completed (%s, %s bytes)", task.id, result.media_type, len(result.data))
-    enqueue_webhook(task)
-
-
-def _fail(task: Task, reason: str) -> None:
-    task.status = TaskStatus.FAILED.value
-    task.error = reason[:MAX_ERROR_LENGTH]
-    task.finished_at = utcnow()
-    _commit()
-    enqueue_webhook(task)
-
-
-def _commit() -> None:
-    try:
-        db.session.commit()
-    except StaleDataError:
-        # The UPDATE matched no row: the user deleted the task meanwhile.
-        raise TaskGone() from None
+    main = stored.pop(operation.result.name)
+    if not lifecycle.completed(task.id, task.user_id, main, stored):
+        for output in [main, *stored.values()]:
+            storage.delete(output.key)
+        raise TaskStopped()
+    logger.info("task %s: completed (%s, %s bytes%s)", task.id, main.media_type, main.size,
+                f", and {', '.join(stored)}" if stored else "")
 
 
 def failure_reason(attempts: int, timeout: int | None, exc_type: type[BaseException] | None,
@@ -207,9 +187,7 @@ def mark_failed(job: Job, exc_type: type[BaseException] | None, exc_value: BaseE
             task = db.session.get(Task, job.id)
             if task is None or task.task_status.finished:
                 return
-            _fail(task, failure_reason(task.attempts, job.timeout, exc_type, reference))
-        except TaskGone:
-            db.session.rollback()
+            lifecycle.failed(task.id, failure_reason(task.attempts, job.timeout, exc_type, reference))
         finally:
             db.session.remove()
 
@@ -257,15 +235,8 @@ def release_interrupted_task(task_id: str) -> None:
     """Put a task whose attempt a worker's shutdown interrupted back to PENDING, that attempt not counted."""
     with app_context():
         try:
-            db.session.execute(
-                update(Task)
-                .where(Task.id == task_id, Task.status == TaskStatus.PROCESSING.value, Task.attempts > 0)
-                .values(status=TaskStatus.PENDING.value, attempts=Task.attempts - 1, progress=0)
-                .execution_options(synchronize_session=False)
-            )
-            db.session.commit()
+            lifecycle.released(task_id)
         except SQLAlchemyError as error:
-            db.session.rollback()
             # The attempt then counts; the task itself is not lost, its job is queued again all the same.
             logger.warning("task %s: could not release the interrupted task: %s", task_id, error.__class__.__name__)
         finally:

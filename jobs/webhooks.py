@@ -32,13 +32,14 @@ from standardwebhooks.webhooks import Webhook
 from jobs.context import app_context
 from studio.extensions import db
 from studio.models import Task, TaskStatus, WebhookStatus, utcnow
-from studio.tasks.service import task_fields
+from studio.tasks.representation import task_fields
 from studio.outbound import RefusedAddress, UnsafeURL, check_url, post
 from studio.webhooks import ensure_secret
 
 logger = logging.getLogger(__name__)
 
-EVENT_TYPES = {TaskStatus.COMPLETED: "task.completed", TaskStatus.FAILED: "task.failed"}
+EVENT_TYPES = {TaskStatus.COMPLETED: "task.completed", TaskStatus.FAILED: "task.failed",
+               TaskStatus.CANCELLED: "task.cancelled"}
 USER_AGENT = "PhotoStudio-Webhooks/1"
 MAX_RESPONSE_LENGTH = 300
 

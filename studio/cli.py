@@ -1,68 +1,132 @@
-"""The `flask --app wsgi studio ...` commands: background removal on files, the model registry, accounts."""
+"""The `flask --app wsgi studio ...` commands: any operation on files, the model registry, accounts.
+
+`process --operation NAME` takes that operation's options as flags generated from its schema (ml/operations), so
+the command line, the form and the API accept the same options with the same rules; `remove-bg` is its shorthand
+for remove_background. ml/ (and so torch) is imported only when a command runs: web processes never load it.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
-from ml.batch import expand_inputs, output_paths, process_files
-from ml.imageio import ImageDecodeError, decode_image
-from ml.options import FORMATS, OUTPUTS, SIZES, InvalidOptions, ProcessingOptions
-from ml.registry import MODELS, model_states
-from ml.sessions import ModelUnavailable
+from ml.operations import OPERATIONS, InvalidOptions, Limits, Operation, UnknownOperation, get_operation
+from ml.registry import available_model_names, model_states
 from studio.auth.cli import create_user_command
 
 studio_cli = AppGroup("studio", help="Photo Studio commands.")
+BASE_PARAMETERS = ("operation", "out", "inputs")
 
 
-@studio_cli.command("remove-bg")
-@click.option("--model", default=None, help="Model name (see `studio models`); default STUDIO_DEFAULT_MODEL.")
-@click.option("--output", type=click.Choice(OUTPUTS), default="cutout", show_default=True)
-@click.option("--format", "image_format", type=click.Choice([*FORMATS, "jpg"]), default="png", show_default=True)
-@click.option("--bg-color", default=None, help="Background colour, hex: #ffffff or #00000080.")
-@click.option("--blur", default="0", help="Blur the original as background, radius 1-100.")
-@click.option("--crop", is_flag=True, help="Crop to the subject.")
-@click.option("--margin", default="0", help="Margin around the cropped subject, in pixels.")
-@click.option("--size", type=click.Choice(tuple(SIZES)), default="full", show_default=True,
-              help="Output size preset: full resolution, or at most 10 (4k), 4 (hd), 1.5 (medium) or 0.25 (preview) "
-                   "megapixels.")
-@click.option("--post-process", is_flag=True,
-              help="Clean the mask as rembg's post_process_mask does: no specks, smooth hard edges.")
-@click.option("--bg-image", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Put the cutout on this image (scaled and cropped to cover the frame).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder, or file for one input.")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def remove_background_command(model, output, image_format, bg_color, blur, crop, margin, size, post_process,
-                              bg_image, out, inputs) -> None:
-    """Remove the background of INPUT files or folders, writing one output per photo into --out."""
+def option_parameters(operation: Operation) -> list[click.Parameter]:
+    """Return a flag per option of the operation (from its JSON Schema) and one per attachment."""
+    parameters: list[click.Parameter] = []
+    for name, schema in operation.option_schema()["properties"].items():
+        if schema.get("readOnly"):
+            continue  # set from an attachment, never typed in
+        flag = "--" + name.replace("_", "-")
+        help_text = _help(schema)
+        if schema.get("type") == "boolean":
+            negative = f"--no-{name.replace('_', '-')}"
+            parameters.append(click.Option([f"{flag}/{negative}", name], default=None, help=help_text))
+        elif "enum" in schema:
+            values = click.Choice([*schema["enum"], *schema.get("x-aliases", {})], case_sensitive=False)
+            parameters.append(click.Option([flag, name], type=values, default=None, help=help_text))
+        else:
+            parameters.append(click.Option([flag, name], default=None, help=help_text,
+                                           metavar="N" if schema.get("type") == "integer" else "TEXT"))
+    for attachment in operation.attachments:
+        parameters.append(click.Option(["--" + attachment.name.replace("_", "-"), attachment.name],
+                                       type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+                                       help=attachment.description))
+    return parameters
+
+
+def _help(schema: dict[str, Any]) -> str:
+    text = schema.get("description", "")
+    if "minimum" in schema and "maximum" in schema:
+        text += f" ({schema['minimum']}-{schema['maximum']})"
+    if schema.get("default") not in (None, False):
+        text += f" [default: {schema['default']}]"
+    return text
+
+
+class OperationCommand(click.Command):
+    """A command whose flags are those of the operation it runs: fixed, or named by --operation."""
+
+    def __init__(self, name: str, operation: str | None = None, **kwargs: Any) -> None:
+        # Commands added to an AppGroup by hand do not get an app context of their own: give this one one.
+        super().__init__(name, callback=with_appcontext(self._run), **kwargs)
+        self.fixed_operation = operation
+        self.base_parameters = list(self.params)
+        if operation is not None:
+            self.params = self.base_parameters + option_parameters(get_operation(operation))
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Find the operation first, so its flags exist (and show in --help) before the rest is parsed."""
+        if self.fixed_operation is None:
+            name = _operation_argument(args)
+            if name is not None:
+                try:
+                    self.params = self.base_parameters + option_parameters(get_operation(name))
+                except UnknownOperation as error:
+                    raise click.BadParameter(str(error), param_hint="--operation") from None
+        return super().parse_args(ctx, args)
+
+    def _run(self, **values: Any) -> None:
+        operation = get_operation(self.fixed_operation or values.get("operation"))
+        run_operation(operation, values)
+
+
+def _operation_argument(args: list[str]) -> str | None:
+    for index, argument in enumerate(args):
+        if argument == "--operation" and index + 1 < len(args):
+            return args[index + 1]
+        if argument.startswith("--operation="):
+            return argument.split("=", 1)[1]
+    return None
+
+
+def run_operation(operation: Operation, values: dict[str, Any]) -> None:
+    """Run an operation on the inputs, a progress bar over many files, one message per bad input."""
+    from ml.batch import expand_inputs, main_extension, output_paths, process_files
+    from ml.imageio import ImageDecodeError, decode_image
+    from ml.sessions import ModelUnavailable, configure
+
     config = current_app.config
+    configure(cache_bytes=config["STUDIO_MODEL_CACHE_BYTES"], bfloat16=config["STUDIO_BFLOAT16"])
+    attachment_names = {attachment.name for attachment in operation.attachments}
+    given = {name: value for name, value in values.items()
+             if name not in BASE_PARAMETERS and name not in attachment_names and value is not None}
+    attached = {name: values[name] for name in attachment_names if values.get(name) is not None}
     try:
-        options = ProcessingOptions.from_mapping(
-            {"model": model, "output": output, "format": image_format, "bg_color": bg_color, "blur": blur,
-             "crop": crop, "margin": margin, "size": size,
-             "post_process": post_process, "bg_image": bg_image is not None},
-            models=tuple(MODELS), default_model=config["STUDIO_DEFAULT_MODEL"])
+        options = operation.parse(given, models=available_model_names(config["STUDIO_MODEL_DIR"]),
+                                  default_model=config["STUDIO_DEFAULT_MODEL"], attachments=frozenset(attached))
     except InvalidOptions as error:
         raise click.UsageError(str(error)) from None
-    sources = expand_inputs(list(inputs))
+    sources = expand_inputs(list(values["inputs"]))
     if not sources:
         raise click.UsageError("no image files found in the inputs")
-    background = None
-    if bg_image is not None:
+    attachments = {}
+    for name, path in attached.items():
         try:
-            background = decode_image(bg_image.read_bytes(), config["STUDIO_MAX_PIXELS"])
+            attachments[name] = decode_image(path.read_bytes(), config["STUDIO_MAX_PIXELS"])
         except (OSError, ImageDecodeError) as error:
-            raise click.UsageError(f"--bg-image {bg_image}: {error}") from None
-    targets = output_paths(sources, out, options.format)
-    results = process_files(sources, targets, options, model_dir=config["STUDIO_MODEL_DIR"],
-                            max_pixels=config["STUDIO_MAX_PIXELS"], background=background)
+            raise click.UsageError(f"--{name.replace('_', '-')} {path}: {error}") from None
+    out: Path = values["out"]
+    targets = output_paths(sources, out, main_extension(operation, options))
+    limits = Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"])
+    results = process_files(operation, sources, targets, options, model_dir=config["STUDIO_MODEL_DIR"],
+                            limits=limits, attachments=attachments,
+                            png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
     failures = 0
     try:
-        with click.progressbar(results, length=len(sources), label="Removing backgrounds", file=sys.stderr,
+        with click.progressbar(results, length=len(sources), label=operation.title, file=sys.stderr,
                                hidden=len(sources) == 1) as bar:
             for result in bar:
                 if result.error:
@@ -70,10 +134,41 @@ def remove_background_command(model, output, image_format, bg_color, blur, crop,
                     click.echo(f"\nerror: {result.source}: {result.error}", err=True)
     except ModelUnavailable as error:
         raise click.ClickException(str(error)) from None
-    done = len(sources) - failures
-    click.echo(f"{done} of {len(sources)} photos processed into {out}", err=True)
+    click.echo(f"{len(sources) - failures} of {len(sources)} photos processed into {out}", err=True)
     if failures:
         sys.exit(1)
+
+
+def _command(name: str, operation: str | None, help_text: str) -> OperationCommand:
+    parameters: list[click.Parameter] = []
+    if operation is None:
+        parameters.append(click.Option(["--operation", "operation"], required=True,
+                                       type=click.Choice(list(OPERATIONS)),
+                                       help="What to do; its options follow: `process --operation NAME --help`."))
+    parameters += [
+        click.Option(["--out", "out"], required=True, type=click.Path(path_type=Path),
+                     help="Output folder, or a file for one input; extra outputs go beside (boat-preview.jpg)."),
+        click.Argument(["inputs"], nargs=-1, required=True, type=click.Path(path_type=Path)),
+    ]
+    return OperationCommand(name, operation, params=parameters, help=help_text)
+
+
+studio_cli.add_command(_command(
+    "process", None, "Run an operation on INPUT files or folders, writing one output per photo into --out."))
+studio_cli.add_command(_command(
+    "remove-bg", "remove_background", "Remove the background of INPUT files or folders (process "
+                                      "--operation remove_background)."))
+
+
+@studio_cli.command("operations")
+def operations_command() -> None:
+    """List the operations, their models and options."""
+    for operation in OPERATIONS.values():
+        click.echo(f"{operation.name:<20} {operation.description}")
+        if operation.models:
+            click.echo(f"{'':<20} models: {', '.join(operation.models)}")
+        flags = [parameter.opts[0] for parameter in option_parameters(operation)]
+        click.echo(f"{'':<20} options: {' '.join(flags) or 'none'}")
 
 
 @studio_cli.command("install-models")
@@ -98,8 +193,8 @@ def models_command() -> None:
     """List the registered models, whether each can run here, and why not."""
     for state in model_states(current_app.config["STUDIO_MODEL_DIR"], verify=True):
         mark = "available" if state.available else "unavailable"
-        click.echo(f"{state.spec.name:<16} {mark:<12} {state.spec.purpose}")
-        click.echo(f"{'':<16} {state.reason}")
+        click.echo(f"{state.spec.name:<20} {mark:<12} {state.spec.purpose}")
+        click.echo(f"{'':<20} {state.reason}")
 
 
 studio_cli.add_command(create_user_command)

@@ -20,17 +20,25 @@ def utcnow() -> datetime:
 
 
 class TaskStatus(str, enum.Enum):
-    """Where a task is in its life: PENDING -> PROCESSING -> COMPLETED or FAILED."""
+    """Where a task is in its life: PENDING -> PROCESSING -> COMPLETED, FAILED or CANCELLED.
+
+    The transitions are studio/tasks/lifecycle.py's, and only its.
+    """
 
     PENDING = "PENDING"
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
     @property
     def finished(self) -> bool:
         """Return True when the task will not change any more by itself."""
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return self in FINISHED_STATUSES
+
+
+FINISHED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+UNFINISHED_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.PROCESSING})
 
 
 class User(UserMixin, db.Model):
@@ -44,6 +52,9 @@ class User(UserMixin, db.Model):
     is_admin: Mapped[bool] = mapped_column(default=False)
     # Bumped on password change and logout-everywhere: sessions carry it, so older ones stop working.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Bytes the account keeps in storage (photos, attachments, outputs): reserved by one guarded UPDATE before an
+    # upload is stored, given back when it fails or the task goes (studio/tasks/quota.py).
+    storage_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Signs this account's webhook deliveries (Standard Webhooks "whsec_..."); made on first use, rotatable.
     webhook_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -91,14 +102,18 @@ class WebhookStatus(str, enum.Enum):
 
 
 class Task(db.Model):
-    """One photo to process; the source of truth for its state. Its id is also the RQ job id."""
+    """One photo to process with one operation; the source of truth for its state. Its id is also the RQ job id."""
 
     __tablename__ = "tasks"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    operation: Mapped[str] = mapped_column(String(64), default="remove_background",
+                                           server_default="remove_background", index=True)
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING.value, index=True)
     progress: Mapped[int] = mapped_column(Integer, default=0)
+    # What the job is doing now, for people ("tile 7 of 24"); cleared when the task finishes.
+    stage: Mapped[str | None] = mapped_column(String(120), nullable=True)
     model: Mapped[str] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     original_filename: Mapped[str] = mapped_column(String(255), default="")
@@ -107,12 +122,17 @@ class Task(db.Model):
     input_size: Mapped[int] = mapped_column(BigInteger, default=0)
     input_width: Mapped[int] = mapped_column(Integer, default=0)
     input_height: Mapped[int] = mapped_column(Integer, default=0)
-    # The image behind the cutout, when one was uploaded (options.bg_image); stored cleaned, like the photo.
-    background_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    background_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Pictures the operation takes besides the photo, by attachment name: {"bg_image": {"key", "media_type",
+    # "size"}}; stored cleaned, like the photo.
+    attachments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attachments_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The main output.
     result_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
     result_content_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     result_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The other outputs, by output name: {"preview": {"key", "media_type", "size"}}.
+    extras: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    extras_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
@@ -133,3 +153,15 @@ class Task(db.Model):
     def task_status(self) -> TaskStatus:
         """Return the status as a TaskStatus."""
         return TaskStatus(self.status)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Return the bytes the task keeps in storage: photo, attachments and every output."""
+        return self.input_size + self.attachments_size + self.result_size + self.extras_size
+
+    def stored_keys(self) -> list[str]:
+        """Return the storage keys of everything the task keeps."""
+        keys = [self.input_key, self.result_key]
+        keys += [item["key"] for item in (self.attachments or {}).values()]
+        keys += [item["key"] for item in (self.extras or {}).values()]
+        return [key for key in keys if key]

@@ -103,10 +103,26 @@ def enqueue_task(task: Task) -> bool:
         task.id, JOB_FUNCTION, task.id,
         description=f"process task {task.id}",
         retry=retry_policy(config),
-        job_timeout=config["STUDIO_JOB_TIMEOUT"],
+        job_timeout=job_timeout(task, config),
         on_failure=Callback(FAILURE_CALLBACK),
         rate_limit=account_share(task.user_id, config),
     )
+
+
+def job_timeout(task: Task, config: Mapping[str, Any]) -> int:
+    """Return the seconds one attempt may take: what the operation declares for the photo's size, at least
+    STUDIO_JOB_TIMEOUT (an upscale runs for minutes, a cutout for a second)."""
+    from ml.operations import InvalidOptions, UnknownOperation, get_operation
+
+    floor = int(config["STUDIO_JOB_TIMEOUT"])
+    try:
+        operation = get_operation(task.operation)
+        if operation.timeout is None:
+            return floor
+        options = operation.restore(task.options or {})
+    except (UnknownOperation, InvalidOptions):
+        return floor  # the job fails at once, with the reason
+    return max(floor, int(operation.timeout(options, (task.input_width or 1) * (task.input_height or 1))))
 
 
 def account_share(user_id: int, config: Mapping[str, Any]) -> RateLimit:

@@ -117,6 +117,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_PNG_COMPRESS_LEVEL": _int(environ, "STUDIO_PNG_COMPRESS_LEVEL", 4),
         "MAX_CONTENT_LENGTH": _int(environ, "STUDIO_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
         "STUDIO_MAX_PIXELS": _int(environ, "STUDIO_MAX_PIXELS", 50_000_000),
+        # Largest result an operation may make (an upscale multiplies the pixels by 4 or 16): refused before it runs.
+        "STUDIO_MAX_OUTPUT_PIXELS": _int(environ, "STUDIO_MAX_OUTPUT_PIXELS", 64_000_000),
         "STUDIO_USER_QUOTA_BYTES": _int(environ, "STUDIO_USER_QUOTA_BYTES", 1024 ** 3),  # photos + results; 0: none
         "STUDIO_RETENTION_DAYS": _int(environ, "STUDIO_RETENTION_DAYS", 30),  # tasks older are deleted; 0: never
         "STUDIO_JOB_RETRIES": _int(environ, "STUDIO_JOB_RETRIES", 3),

@@ -34,14 +34,15 @@ def input_key(user_id: int, task_id: str, extension: str) -> str:
     return check_key(f"inputs/{user_id}/{task_id}{extension}")
 
 
-def background_key(user_id: int, task_id: str, extension: str) -> str:
-    """Return the key of a task's background image."""
-    return check_key(f"inputs/{user_id}/{task_id}-background{extension}")
+def attachment_key(user_id: int, task_id: str, name: str, extension: str) -> str:
+    """Return the key of a picture attached to a task (a background image, a style)."""
+    return check_key(f"inputs/{user_id}/{task_id}-{name}{extension}")
 
 
-def result_key(user_id: int, task_id: str, extension: str) -> str:
-    """Return the key of a task's result: deterministic, so a rerun of the job overwrites it."""
-    return check_key(f"results/{user_id}/{task_id}{extension}")
+def result_key(user_id: int, task_id: str, extension: str, output: str = "result") -> str:
+    """Return the key of a task's output: deterministic, so a rerun of the job overwrites it."""
+    suffix = "" if output == "result" else f"-{output}"
+    return check_key(f"results/{user_id}/{task_id}{suffix}{extension}")
 
 
 def content_disposition(filename: str, *, download: bool) -> str:

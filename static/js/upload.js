@@ -1,5 +1,5 @@
 // Upload page: drag and drop several photos, post each one on its own so one bad file does not sink the rest,
-// and insert the returned task rows, which then poll for their own status through htmx.
+// and insert the returned task rows; the table then polls for them (one request for all its rows, via htmx).
 (function () {
   "use strict";
 
@@ -12,7 +12,11 @@
   const selection = document.getElementById("selected-files");
   const statusLine = document.getElementById("upload-status");
   const button = document.getElementById("upload-button");
-  const results = document.getElementById(form.dataset.results);
+
+  // The table body swaps itself out each time it polls: look it up afresh, never keep the old element.
+  function results() {
+    return document.getElementById(form.dataset.results);
+  }
 
   function announce(text) {
     statusLine.textContent = text;
@@ -35,7 +39,7 @@
     cell.setAttribute("role", "alert");
     cell.textContent = text;
     row.appendChild(cell);
-    results.prepend(row);
+    results().prepend(row);
   }
 
   async function errorMessage(response) {
@@ -73,10 +77,12 @@
     const template = document.createElement("template");
     template.innerHTML = "<table><tbody>" + (await response.text()) + "</tbody></table>";
     const rows = Array.from(template.content.querySelectorAll("tbody > tr")).reverse();
+    const table = results();
     for (const row of rows) {
-      results.prepend(row);
-      window.htmx.process(row);
+      table.prepend(row);
     }
+    // Wake the table's poller up: it now has rows to follow.
+    window.htmx.trigger(table, "tasks-added");
   }
 
   ["dragenter", "dragover"].forEach(function (name) {

@@ -1,4 +1,4 @@
-"""The JSON API at /api/v1: bearer tokens only, JSON errors, documented in openapi.json."""
+"""The JSON API at /api/v1: bearer tokens only, JSON errors, described by a generated openapi.json."""
 
 from flask import Blueprint
 
@@ -8,6 +8,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Bearer tokens are not sent by browsers on their own, so cross-site requests cannot ride on them: no CSRF token.
 csrf.exempt(bp)
 
-from studio.api import auth, errors, openapi, tasks, tokens, webhooks  # noqa: E402,F401  (routes register on bp)
+from studio.api import auth, errors, operations, tasks, tokens, webhooks  # noqa: E402,F401  (routes register on bp)
 
 __all__ = ["bp"]

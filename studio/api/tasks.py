@@ -1,6 +1,9 @@
-"""Task endpoints: upload, list, show, fetch the result and delete."""
+"""Task endpoints: upload, list, show, fetch outputs, cancel and delete. Each view's docstring documents it in the
+OpenAPI document (studio/api/document.py)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import g, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
@@ -9,25 +12,78 @@ from werkzeug.wrappers import Response
 
 from studio.api import bp
 from studio.api.auth import read_limit, upload_limit
-from studio.tasks import service
-from studio.tasks.service import UploadRejected, task_to_dict
-from studio.tasks.uploads import CleanPhoto
+from studio.models import Task
+from studio.tasks import files, service
+from studio.tasks.representation import output_records, task_fields, webhook_fields
+from studio.tasks.service import UploadRejected
 
-MAX_PER_PAGE = service.MAX_PER_PAGE
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    """Return the API representation of a task, with links to its outputs."""
+    outputs = {
+        name: {"url": url_for("api.task_result", task_id=task.id, _external=True) if name == "result"
+               else url_for("api.task_output", task_id=task.id, name=name, _external=True),
+               "media_type": record["media_type"], "size": record["size"]}
+        for name, record in output_records(task).items()
+    }
+    return {
+        **task_fields(task),
+        "result_url": outputs["result"]["url"] if "result" in outputs else None,
+        "preview_url": outputs["preview"]["url"] if "preview" in outputs else None,
+        "outputs": outputs,
+        "webhook": webhook_fields(task),
+    }
 
 
 @bp.post("/tasks")
 @upload_limit
 def create_task() -> tuple[Response, int, dict[str, str]]:
-    """Upload a photo (multipart field `image`, options as other fields) and queue its processing."""
+    """Upload a photo and queue an operation on it.
+    ---
+    post:
+      operationId: createTask
+      summary: Upload a photo and queue an operation on it (remove_background unless `operation` says otherwise)
+      description: The photo goes in the file field `image`, the operation's options in text fields, its extra
+        pictures (a background image, say) in file fields of their own. GET /operations lists each operation's
+        options as JSON Schema.
+      responses:
+        "202":
+          description: The queued task
+          headers: {Location: {description: the task's URL, schema: {type: string}}}
+          content: {application/json: {schema: Task}}
+        "400": BadRequest
+        "401": Unauthorized
+        "413":
+          description: The upload is larger than the limit, or the account's storage is full (quota_exceeded)
+          content: {application/json: {schema: Error}}
+        "415":
+          description: The file is not a JPEG, PNG or WebP image, or it is animated
+          content: {application/json: {schema: Error}}
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     image = _one_image()
-    task = service.create_task(g.api_user, image, request.form, background=_background())
+    operation = service.operation_named(_single_field("operation"))
+    attachments = service.read_attachments(operation, _attached_files())
+    task = service.create_task(g.api_user, image, request.form, attachments)
     location = url_for("api.get_task", task_id=task.id, _external=True)
     return jsonify(task_to_dict(task)), 202, {"Location": location}
 
 
+create_task.takes_upload = True  # type: ignore[attr-defined]  # its body is generated from the operations
+
+
+def _single_field(name: str) -> str | None:
+    values = request.form.getlist(name)
+    if len(values) > 1:
+        raise UploadRejected(400, "invalid_option", f"{name}: give it once, not {len(values)} times")
+    return values[0] if values else None
+
+
 def _one_image() -> FileStorage:
-    """Return the uploaded `image` file; refuse a body that is not a multipart form with at most one photo."""
+    """Return the uploaded `image` file; refuse a body that is not a multipart form with one photo."""
     if request.mimetype != "multipart/form-data":
         raise UploadRejected(400, "missing_file", "Send a multipart/form-data body with the photo in a file "
                              "field named image and the options as text fields (not JSON).")
@@ -42,28 +98,43 @@ def _one_image() -> FileStorage:
     return images[0]
 
 
-def _background() -> CleanPhoto | None:
-    """Return the cleaned `bg_image` file when one is attached; refuse several (a text field: the service)."""
-    files = [upload for upload in request.files.getlist("bg_image") if upload.filename]
-    if len(files) > 1:
-        raise UploadRejected(400, "invalid_option", "bg_image: send one background image.")
-    return service.read_background(files[0]) if files else None
+def _attached_files() -> dict[str, FileStorage]:
+    """Return the file fields besides `image`, one each; the operation says which it takes."""
+    attached = {}
+    for name in request.files:
+        if name == "image":
+            continue
+        uploads = [upload for upload in request.files.getlist(name) if upload.filename]
+        if len(uploads) > 1:
+            raise UploadRejected(400, "invalid_option", f"{name[:40]}: send one file.")
+        if uploads:
+            attached[name] = uploads[0]
+    return attached
 
 
 @bp.get("/tasks")
 @read_limit
 def list_tasks() -> Response:
-    """List the account's tasks, newest first, a page at a time."""
+    """List the account's tasks.
+    ---
+    get:
+      operationId: listTasks
+      summary: List the account's tasks, newest first
+      parameters:
+        - {name: page, in: query, schema: {type: integer, minimum: 1, maximum: 1000000, default: 1}}
+        - {name: per_page, in: query, schema: {type: integer, minimum: 1, maximum: 100}}
+      responses:
+        "200": {description: One page of tasks, content: {application/json: {schema: TaskList}}}
+        "400": BadRequest
+        "401": Unauthorized
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     page = _whole_number("page", maximum=service.MAX_PAGE) or 1
-    per_page = _whole_number("per_page", maximum=MAX_PER_PAGE)
+    per_page = _whole_number("per_page", maximum=service.MAX_PER_PAGE)
     pagination = service.list_tasks(g.api_user, page, per_page)
-    return jsonify(
-        items=[task_to_dict(task) for task in pagination.items],
-        page=pagination.page,
-        per_page=pagination.per_page,
-        total=pagination.total,
-        pages=pagination.pages,
-    )
+    return jsonify(items=[task_to_dict(task) for task in pagination.items], page=pagination.page,
+                   per_page=pagination.per_page, total=pagination.total, pages=pagination.pages)
 
 
 def _whole_number(name: str, maximum: int) -> int | None:
@@ -79,21 +150,127 @@ def _whole_number(name: str, maximum: int) -> int | None:
 @bp.get("/tasks/<task_id>")
 @read_limit
 def get_task(task_id: str) -> Response:
-    """Show one task."""
+    """Show one task.
+    ---
+    get:
+      operationId: getTask
+      summary: Show one task (poll it until its status is COMPLETED, FAILED or CANCELLED)
+      parameters: [{name: task_id, in: path, required: true, schema: {type: string, format: uuid}}]
+      responses:
+        "200": {description: The task, content: {application/json: {schema: Task}}}
+        "401": Unauthorized
+        "404": NotFound
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     return jsonify(task_to_dict(service.get_task(g.api_user, task_id)))
 
 
 @bp.get("/tasks/<task_id>/result")
 @read_limit
 def task_result(task_id: str) -> Response:
-    """Send the result image, or redirect to a short-lived URL for it (?download=1 for an attachment)."""
+    """Fetch the main output.
+    ---
+    get:
+      operationId: getTaskResult
+      summary: "Fetch the main output: the image, or the JSON data of an operation that finds things"
+      parameters:
+        - {name: task_id, in: path, required: true, schema: {type: string, format: uuid}}
+        - {name: download, in: query, description: 1 for an attachment, schema: {type: string, enum: ["0", "1",
+           "true", "false"]}}
+      responses:
+        "200":
+          description: The output (an image from local storage, or JSON data)
+          content:
+            image/png: {schema: {type: string, contentMediaType: image/png}}
+            image/webp: {schema: {type: string, contentMediaType: image/webp}}
+            image/jpeg: {schema: {type: string, contentMediaType: image/jpeg}}
+            application/json: {schema: {type: object}}
+        "302":
+          description: A short-lived presigned URL for the image (S3 storage)
+          headers: {Location: {schema: {type: string, format: uri}}}
+        "401": Unauthorized
+        "404": NotFound
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     task = service.get_task(g.api_user, task_id)
-    return service.result_response(task, download=request.args.get("download") in ("1", "true"))
+    return files.serve_output(task, download=request.args.get("download") in ("1", "true"))
+
+
+@bp.get("/tasks/<task_id>/outputs/<name>")
+@read_limit
+def task_output(task_id: str, name: str) -> Response:
+    """Fetch another output by name.
+    ---
+    get:
+      operationId: getTaskOutput
+      summary: Fetch an output by name (preview, say; the task's `outputs` lists them)
+      parameters:
+        - {name: task_id, in: path, required: true, schema: {type: string, format: uuid}}
+        - {name: name, in: path, required: true, schema: {type: string, pattern: "^[a-z_]{1,40}$"}}
+        - {name: download, in: query, description: 1 for an attachment, schema: {type: string, enum: ["0", "1",
+           "true", "false"]}}
+      responses:
+        "200":
+          description: The output
+          content:
+            image/png: {schema: {type: string, contentMediaType: image/png}}
+            image/webp: {schema: {type: string, contentMediaType: image/webp}}
+            image/jpeg: {schema: {type: string, contentMediaType: image/jpeg}}
+            application/json: {schema: {type: object}}
+        "302":
+          description: A short-lived presigned URL for the image (S3 storage)
+          headers: {Location: {schema: {type: string, format: uri}}}
+        "401": Unauthorized
+        "404": NotFound
+        "429": TooManyRequests
+        "503": Unavailable
+    """
+    task = service.get_task(g.api_user, task_id)
+    return files.serve_output(task, name, download=request.args.get("download") in ("1", "true"))
+
+
+@bp.post("/tasks/<task_id>/cancel")
+@read_limit
+def cancel_task(task_id: str) -> Response:
+    """Cancel a task.
+    ---
+    post:
+      operationId: cancelTask
+      summary: Cancel a waiting or running task (a running job stops at its next progress report)
+      parameters: [{name: task_id, in: path, required: true, schema: {type: string, format: uuid}}]
+      responses:
+        "200": {description: "The task, now CANCELLED", content: {application/json: {schema: Task}}}
+        "401": Unauthorized
+        "404": NotFound
+        "409":
+          description: The task had finished already
+          content: {application/json: {schema: Error}}
+        "429": TooManyRequests
+        "503": Unavailable
+    """
+    task = service.get_task(g.api_user, task_id)
+    if not service.cancel_task(task):
+        raise UploadRejected(409, "already_finished", f"The task is {task.status} already; nothing to cancel.")
+    return jsonify(task_to_dict(task))
 
 
 @bp.delete("/tasks/<task_id>")
 @read_limit
 def delete_task(task_id: str) -> tuple[str, int]:
-    """Delete a task, its photo and its result."""
+    """Delete a task.
+    ---
+    delete:
+      operationId: deleteTask
+      summary: Delete a task, its photo and its outputs
+      parameters: [{name: task_id, in: path, required: true, schema: {type: string, format: uuid}}]
+      responses:
+        "204": {description: Deleted}
+        "401": Unauthorized
+        "404": NotFound
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     service.delete_task(service.get_task(g.api_user, task_id))
     return "", 204

@@ -15,7 +15,24 @@ from studio.security import auth_limit
 @bp.post("/tokens")
 @auth_limit
 def create_token() -> tuple[Response, int]:
-    """Create an API token for the account whose email and password are given."""
+    """Create an API token for the account whose email and password are given.
+    ---
+    post:
+      operationId: createToken
+      summary: Exchange an email and password for an API token
+      security: []
+      requestBody:
+        required: true
+        content: {application/json: {schema: TokenRequest}}
+      responses:
+        "201": {description: The new token, content: {application/json: {schema: Token}}}
+        "400": BadRequest
+        "401":
+          description: Wrong email or password
+          content: {application/json: {schema: Error}}
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("email"), str) \
             or not isinstance(body.get("password"), str):

@@ -13,12 +13,32 @@ from studio.webhooks import rotate_secret
 @bp.get("/webhook-secret")
 @read_limit
 def get_webhook_secret() -> Response:
-    """Show the secret that signs this account's webhooks (null until one is made)."""
+    """Show the secret that signs this account's webhooks (null until one is made).
+    ---
+    get:
+      operationId: getWebhookSecret
+      summary: Show the secret that signs the account's webhooks (null until the first webhook)
+      responses:
+        "200": {description: The secret, content: {application/json: {schema: WebhookSecret}}}
+        "401": Unauthorized
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     return jsonify(secret=g.api_user.webhook_secret)
 
 
 @bp.post("/webhook-secret")
 @read_limit
 def rotate_webhook_secret() -> tuple[Response, int]:
-    """Replace the signing secret; deliveries from now on are signed with the new one."""
+    """Replace the signing secret; deliveries from now on are signed with the new one.
+    ---
+    post:
+      operationId: rotateWebhookSecret
+      summary: Replace the signing secret; webhooks sent from now on use the new one
+      responses:
+        "201": {description: The new secret, content: {application/json: {schema: WebhookSecret}}}
+        "401": Unauthorized
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     return jsonify(secret=rotate_secret(g.api_user)), 201

@@ -1,28 +1,33 @@
-"""Task rules shared by the pages and the API: upload, list, find, delete, re-run and serve files."""
+"""Task rules shared by the pages and the API: upload, re-run, cancel, list, find and delete; data in, data out.
+
+Nothing here answers HTTP (studio/tasks/files.py serves stored files; the views and the API answer requests), so
+the jobs and the CLI can use these rules too. Every refusal is an UploadRejected with a status, a code and a
+sentence a person can act on.
+"""
 
 from __future__ import annotations
 
 import logging
 import unicodedata
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
-from flask import current_app, redirect, send_file, url_for
+from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import func, select
-from werkzeug.datastructures import FileStorage, MultiDict
+from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
-from werkzeug.utils import secure_filename
-from werkzeug.wrappers import Response
 
-from ml.options import ProcessingOptions
+from ml.operations import DEFAULT_OPERATION, InvalidOptions, Limits, Operation, Options, UnknownOperation, \
+    get_operation
+from ml.registry import available_model_names
 from studio.extensions import db
-from studio.models import Task, TaskStatus, User, WebhookStatus
+from studio.models import Task, User, WebhookStatus
 from studio.queue import cancel_task_job, enqueue_task
-from studio.storage import ObjectNotFound, background_key, get_storage, input_key
-from studio.tasks import uploads
+from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key
+from studio.tasks import lifecycle, quota, uploads
 from studio.tasks.uploads import CleanPhoto, UploadRejected
 from studio.webhooks import check_webhook_url, ensure_secret
 
@@ -34,157 +39,193 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000
 NOT_FOUND_MESSAGE = "No such task. It may have been deleted, or it belongs to another account."
 EXPIRY_BATCH_SIZE = 200
+OPERATION_FIELD = "operation"
 WEBHOOK_FIELD = "webhook_url"
-BACKGROUND_FIELD = "bg_image"
+# Fields that are not options of any operation: the photo itself, what to do, whom to tell.
+RESERVED_FIELDS = {OPERATION_FIELD, WEBHOOK_FIELD, "image", "photo"}
 
 
-def create_task(user: User, upload: FileStorage | None, raw_options: Mapping[str, Any],
-                background: CleanPhoto | None = None) -> Task:
-    """Validate an uploaded photo and its options, store a clean copy of it, record the task and queue it.
-
-    background is the cleaned image to put behind the cutout (read_background), None for none.
-    """
-    data = uploads.read_upload(upload, current_app.config.get("MAX_CONTENT_LENGTH"))
-    max_pixels = current_app.config["STUDIO_MAX_PIXELS"]
-    # The header check first: a decompression bomb is refused before a single pixel is decoded.
-    uploads.inspect_upload(data, max_pixels)
-    raw_options, webhook_url = _take_webhook_url(raw_options)
-    options = parse_options(_with_background_flag(raw_options, background is not None))
-    check_unfinished(user.id)
-    photo = uploads.clean_photo(data, max_pixels)
-    check_quota(user.id, len(photo.data) + (len(background.data) if background else 0))
-    task_id = str(uuid.uuid4())
-    key = input_key(user.id, task_id, photo.extension)
-    storage = get_storage()
-    storage.put(key, photo.data, photo.media_type)
-    task = Task(
-        id=task_id, user_id=user.id, status=TaskStatus.PENDING.value, progress=0, attempts=0,
-        model=options.model, options=options.to_dict(), original_filename=display_filename(upload.filename),
-        input_key=key, input_content_type=photo.media_type, input_size=len(photo.data),
-        input_width=photo.width, input_height=photo.height,
-    )
-    if background is not None:
-        task.background_key = background_key(user.id, task_id, background.extension)
-        task.background_size = len(background.data)
-        storage.put(task.background_key, background.data, background.media_type)
-    if webhook_url:
-        task.webhook_url, task.webhook_status = webhook_url, WebhookStatus.PENDING.value
-        ensure_secret(user)  # committed with the task: the delivery is signed with it
-    _save_and_enqueue(task)
-    return task
-
-
-def read_background(upload: FileStorage | None) -> CleanPhoto:
-    """Check and clean an uploaded background image; raise UploadRejected naming bg_image."""
-    return uploads.clean_background(upload, current_app.config.get("MAX_CONTENT_LENGTH"),
-                                    current_app.config["STUDIO_MAX_PIXELS"])
-
-
-def _with_background_flag(raw_options: Mapping[str, Any], attached: bool) -> MultiDict:
-    """Set the bg_image option from whether an image is attached; the option cannot be typed in."""
-    fields = MultiDict(raw_options)
-    if fields.poplist(BACKGROUND_FIELD):
-        raise UploadRejected(400, "invalid_option", f"{BACKGROUND_FIELD}: send the background as an image file, "
-                             "not as a text field.")
-    fields[BACKGROUND_FIELD] = "true" if attached else "false"
-    return fields
-
-
-def _take_webhook_url(raw_options: Mapping[str, Any]) -> tuple[MultiDict, str | None]:
-    """Split the submitted fields into the processing options and the checked webhook URL (None if not given)."""
-    fields = MultiDict(raw_options)
-    values = fields.poplist(WEBHOOK_FIELD)
-    if len(values) > 1:
-        raise UploadRejected(400, "invalid_webhook_url", f"{WEBHOOK_FIELD}: give it once, not {len(values)} times.")
-    url = check_webhook_url(values[0] if values else None, current_app.config["STUDIO_WEBHOOK_ALLOW_PRIVATE"])
-    return fields, url
-
-
-def rerun_task(task: Task, raw_options: Mapping[str, Any], keep_background: bool = False) -> Task:
-    """Create a new task on the same photo with other options (the files are copied, the old task is kept).
-
-    keep_background keeps the task's background image, if it has one, behind the new cutout.
-    """
-    kept = keep_background and task.background_key is not None
-    options = parse_options(_with_background_flag(raw_options, kept))
-    check_unfinished(task.user_id)
-    check_quota(task.user_id, task.input_size + (task.background_size if kept else 0))
-    new_id = str(uuid.uuid4())
-    key = input_key(task.user_id, new_id, PurePosixPath(task.input_key).suffix)
-    storage = get_storage()
-    new_task = Task(
-        id=new_id, user_id=task.user_id, status=TaskStatus.PENDING.value, progress=0, attempts=0,
-        model=options.model, options=options.to_dict(), original_filename=task.original_filename,
-        input_key=key, input_content_type=task.input_content_type, input_size=task.input_size,
-        input_width=task.input_width, input_height=task.input_height,
-    )
-    copies = [(task.input_key, key, task.input_content_type, "original photo")]
-    if kept:
-        new_task.background_key = background_key(task.user_id, new_id, PurePosixPath(task.background_key).suffix)
-        new_task.background_size = task.background_size
-        copies.append((task.background_key, new_task.background_key,
-                       uploads.STORED_MEDIA_TYPES[PurePosixPath(task.background_key).suffix], "background image"))
-    done: list[str] = []
-    for source, target, content_type, what in copies:
-        try:
-            storage.copy(source, target, content_type)
-        except ObjectNotFound:
-            _delete_objects(done)
-            raise UploadRejected(410, "input_missing", f"The {what} is no longer stored; upload it again.") \
-                from None
-        done.append(target)
-    _save_and_enqueue(new_task)
-    return new_task
-
-
-def parse_options(raw_options: Mapping[str, Any]) -> ProcessingOptions:
-    """Validate processing options against the installed models; raise UploadRejected."""
-    return uploads.parse_options(raw_options, installed_models(), current_app.config["STUDIO_DEFAULT_MODEL"])
-
-
-def check_unfinished(user_id: int) -> None:
-    """Refuse (429) a new task while the account has STUDIO_MAX_UNFINISHED_TASKS waiting or processing (0: no cap)."""
-    cap = current_app.config.get("STUDIO_MAX_UNFINISHED_TASKS") or 0
-    if cap <= 0:
-        return
-    unfinished = db.session.scalar(select(func.count()).select_from(Task).where(
-        Task.user_id == user_id, Task.status.in_([TaskStatus.PENDING.value, TaskStatus.PROCESSING.value])))
-    if unfinished >= cap:
-        raise UploadRejected(429, "too_many_unfinished_tasks",
-                             f"You have {unfinished:,} photos waiting or processing, the most an account may have "
-                             f"({cap:,}). Wait for some to finish, then upload again.")
-
-
-def storage_used(user_id: int) -> int:
-    """Return the bytes an account's photos and results take in storage."""
-    total = db.session.scalar(
-        select(func.coalesce(func.sum(Task.input_size + Task.background_size + Task.result_size), 0))
-        .where(Task.user_id == user_id))
-    return int(total or 0)
-
-
-def check_quota(user_id: int, extra_bytes: int) -> None:
-    """Refuse (413) new bytes that would take the account over STUDIO_USER_QUOTA_BYTES (0: no quota)."""
-    quota = current_app.config.get("STUDIO_USER_QUOTA_BYTES") or 0
-    if quota <= 0:
-        return
-    # Lock the account's row until the task is committed, so two parallel uploads cannot both take the last space.
-    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
-    used = storage_used(user_id)
-    if used + extra_bytes > quota:
-        raise UploadRejected(
-            413, "quota_exceeded",
-            f"Your storage is full: this photo needs {extra_bytes:,} bytes and {max(quota - used, 0):,} of your "
-            f"{quota:,} bytes are left. Delete some tasks and try again.",
-        )
+def operation_named(name: object) -> Operation:
+    """Return the operation a request names (remove_background when it names none); 400 for an unknown one."""
+    if name is None or name == "":
+        return get_operation(DEFAULT_OPERATION)
+    try:
+        return get_operation(name)
+    except UnknownOperation as error:
+        raise UploadRejected(400, "invalid_operation", f"operation: {error}.") from None
 
 
 def installed_models() -> tuple[str, ...]:
     """Return the names of the models whose weights are installed."""
-    # Imported here: the registry imports torch, which web processes only need once someone uploads.
-    from ml.registry import available_model_names
-
     return available_model_names(current_app.config["STUDIO_MODEL_DIR"])
+
+
+def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: set[str] | frozenset[str]) -> Options:
+    """Validate an operation's options from submitted fields; raise UploadRejected (400, or 503 without models)."""
+    fields = dict(fields)
+    for attachment in operation.attachments:
+        if attachment.name in fields:
+            raise UploadRejected(400, "invalid_option", f"{attachment.name}: send it as an image file, not as a "
+                                                        "text field.")
+    try:
+        return operation.parse(fields, models=installed_models(), default_model=current_app.config[
+            "STUDIO_DEFAULT_MODEL"], attachments=frozenset(attachments))
+    except InvalidOptions as error:
+        if error.field == "model" and "is installed" in error.message:
+            raise UploadRejected(503, "no_models", "No model for this operation is installed on the server yet; "
+                                                   "try again later.") from None
+        raise UploadRejected(400, "invalid_option", f"{error.field[:40]}: {error.message}") from None
+
+
+def limits() -> Limits:
+    """Return the operator's limits an operation checks its options against."""
+    config = current_app.config
+    return Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"])
+
+
+def check_for_photo(operation: Operation, options: Options, width: int, height: int) -> None:
+    """Refuse (400) options that cannot work on a photo of this size, before anything is stored or run."""
+    if operation.check is None:
+        return
+    try:
+        operation.check(options, width, height, limits())
+    except InvalidOptions as error:
+        raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
+
+
+def read_attachments(operation: Operation, files: Mapping[str, FileStorage]) -> dict[str, CleanPhoto]:
+    """Check and clean the pictures attached for the operation; refuse unknown, missing or bad ones (naming them)."""
+    known = {attachment.name: attachment for attachment in operation.attachments}
+    unknown = sorted(set(files) - set(known))
+    if unknown:
+        raise UploadRejected(400, "invalid_option", f"{unknown[0][:40]}: {operation.name} takes no such file"
+                             + (f" (it takes {', '.join(known)})" if known else ""))
+    missing = [name for name, attachment in known.items() if attachment.required and name not in files]
+    if missing:
+        raise UploadRejected(400, "invalid_option", f"{missing[0]}: attach the {known[missing[0]].title.lower()}.")
+    config = current_app.config
+    return {name: uploads.clean_attachment(name, upload, config.get("MAX_CONTENT_LENGTH"), config["STUDIO_MAX_PIXELS"])
+            for name, upload in files.items()}
+
+
+def create_task(user: User, upload: FileStorage | None, submitted: Mapping[str, Any],
+                attachments: Mapping[str, CleanPhoto] | None = None) -> Task:
+    """Validate a photo, its operation and options, store clean copies, record the task and queue it.
+
+    attachments are the operation's extra pictures, already cleaned (read_attachments), by name.
+    """
+    attachments = dict(attachments or {})
+    data = uploads.read_upload(upload, current_app.config.get("MAX_CONTENT_LENGTH"))
+    max_pixels = current_app.config["STUDIO_MAX_PIXELS"]
+    # The header check first: a decompression bomb is refused before a single pixel is decoded.
+    header = uploads.inspect_upload(data, max_pixels)
+    fields = uploads.option_fields(submitted)
+    operation = operation_named(fields.pop(OPERATION_FIELD, None))
+    webhook_url = check_webhook_url(fields.pop(WEBHOOK_FIELD, None),
+                                    current_app.config["STUDIO_WEBHOOK_ALLOW_PRIVATE"])
+    options = parse_options(operation, fields, set(attachments))
+    check_for_photo(operation, options, header.width, header.height)
+    quota.check_unfinished(user.id)
+    photo = uploads.clean_photo(data, max_pixels)
+    task = Task(id=str(uuid.uuid4()), user_id=user.id, operation=operation.name, model=_model(options),
+                options=options.to_dict(), original_filename=display_filename(upload.filename),
+                input_content_type=photo.media_type, input_size=len(photo.data), input_width=photo.width,
+                input_height=photo.height, input_key="")
+    if webhook_url:
+        task.webhook_url, task.webhook_status = webhook_url, WebhookStatus.PENDING.value
+        ensure_secret(user)  # committed with the task: the delivery is signed with it
+    files = [(input_key(user.id, task.id, photo.extension), photo.data, photo.media_type, None)]
+    files += [(attachment_key(user.id, task.id, name, clean.extension), clean.data, clean.media_type, name)
+              for name, clean in attachments.items()]
+    _store_and_queue(task, files)
+    return task
+
+
+def _model(options: Options) -> str:
+    return str(getattr(options, "model", "") or "")
+
+
+def _store_and_queue(task: Task, files: list[tuple[str, bytes, str, str | None]]) -> None:
+    """Reserve the bytes, store the files, record the task, then queue it; undo everything if a step fails."""
+    size = sum(len(data) for _, data, _, _ in files)
+    quota.reserve(task.user_id, size)
+    storage, stored = get_storage(), []
+    try:
+        for key, data, media_type, attachment in files:
+            storage.put(key, data, media_type)
+            stored.append(key)
+            _record_file(task, key, media_type, len(data), attachment)
+        lifecycle.created(task)
+    except Exception:
+        _delete_objects(stored)
+        quota.give_back(task.user_id, size)
+        db.session.commit()
+        raise
+    enqueue_task(task)
+
+
+def _record_file(task: Task, key: str, media_type: str, size: int, attachment: str | None) -> None:
+    if attachment is None:
+        task.input_key = key
+        return
+    record = {"key": key, "media_type": media_type, "size": size}
+    task.attachments = {**(task.attachments or {}), attachment: record}
+    task.attachments_size = (task.attachments_size or 0) + size
+
+
+def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool = False) -> Task:
+    """Process the task's photo again, with other options or another operation, as a new task.
+
+    keep_attachments keeps the task's pictures (a background image, say) that the operation also takes.
+    """
+    fields = uploads.option_fields(submitted)
+    operation = operation_named(fields.pop(OPERATION_FIELD, None) or task.operation)
+    fields.pop(WEBHOOK_FIELD, None)
+    accepted = {attachment.name for attachment in operation.attachments}
+    kept = {name: item for name, item in (task.attachments or {}).items() if keep_attachments and name in accepted}
+    options = parse_options(operation, fields, set(kept))
+    check_for_photo(operation, options, task.input_width, task.input_height)
+    quota.check_unfinished(task.user_id)
+    new_id = str(uuid.uuid4())
+    new_task = Task(id=new_id, user_id=task.user_id, operation=operation.name, model=_model(options),
+                    options=options.to_dict(), original_filename=task.original_filename,
+                    input_key=input_key(task.user_id, new_id, PurePosixPath(task.input_key).suffix),
+                    input_content_type=task.input_content_type, input_size=task.input_size,
+                    input_width=task.input_width, input_height=task.input_height)
+    copies = [(task.input_key, new_task.input_key, task.input_content_type, None)]
+    copies += [(item["key"], attachment_key(task.user_id, new_id, name, PurePosixPath(item["key"]).suffix),
+                item["media_type"], name) for name, item in kept.items()]
+    size = task.input_size + sum(item["size"] for item in kept.values())
+    quota.reserve(task.user_id, size)
+    storage, done = get_storage(), []
+    try:
+        for source, target, media_type, attachment in copies:
+            try:
+                storage.copy(source, target, media_type)
+            except ObjectNotFound:
+                what = "original photo" if attachment is None else attachment.replace("_", " ")
+                raise UploadRejected(410, "input_missing", f"The {what} is no longer stored; upload it again.") \
+                    from None
+            done.append(target)
+            if attachment is not None:
+                _record_file(new_task, target, media_type, kept[attachment]["size"], attachment)
+        lifecycle.created(new_task)
+    except Exception:
+        _delete_objects(done)
+        quota.give_back(task.user_id, size)
+        db.session.commit()
+        raise
+    enqueue_task(new_task)
+    return new_task
+
+
+def cancel_task(task: Task) -> bool:
+    """Cancel a waiting or running task; False when it had finished. A running job stops at its next report."""
+    if not lifecycle.cancelled(task.id, "Cancelled by its owner."):
+        return False
+    cancel_task_job(task.id)
+    db.session.refresh(task)
+    return True
 
 
 def display_filename(filename: str | None) -> str:
@@ -194,25 +235,25 @@ def display_filename(filename: str | None) -> str:
     return name[:MAX_FILENAME_LENGTH]
 
 
-def _save_and_enqueue(task: Task) -> None:
-    """Commit the task, then queue it: a worker must never look for a row that is not committed yet."""
-    db.session.add(task)
-    try:
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        _delete_objects(list(_stored_keys(task)))
-        raise
-    logger.info("task %s: created for account %s (model %s)", task.id, task.user_id, task.model)
-    enqueue_task(task)
-
-
 def list_tasks(user: User, page: int, per_page: int | None = None) -> Pagination:
     """Return one page of the account's tasks, newest first."""
     query = select(Task).where(Task.user_id == user.id).order_by(Task.created_at.desc(), Task.id.desc())
     return db.paginate(query, page=min(max(page, 1), MAX_PAGE),
                        per_page=per_page or current_app.config["STUDIO_TASKS_PER_PAGE"],
                        max_per_page=MAX_PER_PAGE, error_out=False)
+
+
+def tasks_by_id(user: User, task_ids: list[str]) -> list[Task]:
+    """Return the account's tasks among these ids, in the order given; others' and unknown ids are left out."""
+    wanted = []
+    for task_id in task_ids[:MAX_PER_PAGE]:
+        try:
+            wanted.append(str(uuid.UUID(task_id)))
+        except (ValueError, TypeError, AttributeError):
+            continue
+    found = {task.id: task for task in db.session.scalars(
+        select(Task).where(Task.user_id == user.id, Task.id.in_(wanted)))}
+    return [found[task_id] for task_id in wanted if task_id in found]
 
 
 def get_task(user: User, task_id: str) -> Task:
@@ -228,9 +269,9 @@ def get_task(user: User, task_id: str) -> Task:
 
 
 def delete_task(task: Task) -> None:
-    """Delete the task row, then its stored photo and result (a running job notices and discards its result)."""
-    keys = list(_stored_keys(task))
-    task_id = task.id
+    """Delete the task row and give its bytes back, then delete its files (a running job discards its result)."""
+    keys, task_id = task.stored_keys(), task.id
+    quota.give_back(task.user_id, task.stored_bytes)
     db.session.delete(task)
     db.session.commit()
     cancel_task_job(task_id)
@@ -260,104 +301,14 @@ def delete_tasks_created_before(cutoff: datetime) -> int:
             return deleted
         for task in tasks:
             try:
-                for key in _stored_keys(task):
+                for key in task.stored_keys():
                     storage.delete(key)
             except Exception:  # noqa: BLE001 - keep the row, so the next run deletes its files again
                 logger.exception("task %s: could not delete its stored files; kept for the next run", task.id)
                 kept.add(task.id)
                 continue
+            quota.give_back(task.user_id, task.stored_bytes)
             db.session.delete(task)
             deleted += 1
         db.session.commit()
         logger.info("deleted %s tasks created before %s", deleted, cutoff.isoformat())
-
-
-def _stored_keys(task: Task) -> Iterable[str]:
-    return [key for key in (task.input_key, task.background_key, task.result_key) if key]
-
-
-def result_response(task: Task, *, download: bool) -> Response:
-    """Serve the task's result: a redirect to a presigned URL on S3, the file itself on local disk."""
-    if task.task_status is not TaskStatus.COMPLETED or not task.result_key:
-        raise NotFound("This task has no result yet.")
-    filename = download_filename(task, PurePosixPath(task.result_key).suffix)
-    return _serve(task.result_key, task.result_content_type or "application/octet-stream", filename, download)
-
-
-def input_response(task: Task) -> Response:
-    """Serve the uploaded photo (for the before/after view), by the same rules as the result."""
-    filename = download_filename(task, PurePosixPath(task.input_key).suffix)
-    return _serve(task.input_key, task.input_content_type, filename, download=False)
-
-
-def download_filename(task: Task, extension: str) -> str:
-    """Return a safe ASCII filename like 'holiday.png' built from the uploaded name."""
-    stem = secure_filename(PurePosixPath(task.original_filename or "").stem)[:80] or "photo"
-    return f"{stem}{extension}"
-
-
-def _serve(key: str, content_type: str, filename: str, download: bool) -> Response:
-    storage = get_storage()
-    url = storage.presigned_url(key, filename=filename, content_type=content_type, download=download)
-    if url is not None:
-        response = redirect(url, 302)
-    else:
-        try:
-            stream = storage.open(key)
-        except ObjectNotFound:
-            raise NotFound("The file is no longer stored.") from None
-        response = send_file(stream, mimetype=content_type, as_attachment=download, download_name=filename,
-                             etag=False, conditional=False, max_age=0)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-    # Private photos: no shared cache may keep them, and a presigned URL expires anyway.
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
-
-
-def _isoformat(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        # SQLite drops the zone; every time we store is UTC.
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.isoformat()
-
-
-def task_fields(task: Task) -> dict[str, Any]:
-    """Return what the API and webhooks say about a task, links aside (a worker has no request to build them)."""
-    return {
-        "id": task.id,
-        "status": task.status,
-        "progress": task.progress,
-        "error": task.error,
-        "model": task.model,
-        "options": task.options,
-        "original_filename": task.original_filename,
-        "created_at": _isoformat(task.created_at),
-        "started_at": _isoformat(task.started_at),
-        "finished_at": _isoformat(task.finished_at),
-        "attempts": task.attempts,
-    }
-
-
-def webhook_to_dict(task: Task) -> dict[str, Any] | None:
-    """Return the state of the task's webhook, None when it has none."""
-    if not task.webhook_url:
-        return None
-    return {
-        "url": task.webhook_url,
-        "status": task.webhook_status,
-        "attempts": task.webhook_attempts,
-        "last_response": task.webhook_response,
-        "delivered_at": _isoformat(task.webhook_delivered_at),
-    }
-
-
-def task_to_dict(task: Task) -> dict[str, Any]:
-    """Return the API representation of a task."""
-    has_result = task.task_status is TaskStatus.COMPLETED and bool(task.result_key)
-    return {
-        **task_fields(task),
-        "result_url": url_for("api.task_result", task_id=task.id, _external=True) if has_result else None,
-        "webhook": webhook_to_dict(task),
-    }

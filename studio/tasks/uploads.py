@@ -1,4 +1,4 @@
-"""What an upload must be: one still JPEG, PNG or WebP photo and valid options; what gets stored is a clean copy.
+"""What an upload must be: one still JPEG, PNG or WebP photo and well-formed fields; what is stored is a clean copy.
 
 Nothing here needs the app, so the property tests can throw random bytes and option maps at it directly.
 Every refusal is an UploadRejected with a 4xx status, a stable code and a sentence a person can act on.
@@ -24,7 +24,6 @@ from ml.imageio import (
     decode_image,
     inspect_image,
 )
-from ml.options import InvalidOptions, ProcessingOptions
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +66,12 @@ def read_upload(upload: FileStorage | None, max_bytes: int | None) -> bytes:
     return data
 
 
-def clean_background(upload: FileStorage | None, max_bytes: int | None, max_pixels: int) -> CleanPhoto:
-    """Check and clean an uploaded background image by the photo's rules; every refusal names the field."""
+def clean_attachment(name: str, upload: FileStorage | None, max_bytes: int | None, max_pixels: int) -> CleanPhoto:
+    """Check and clean an attached picture (a background, a style) by the photo's rules; refusals name the field."""
     try:
         return clean_photo(read_upload(upload, max_bytes), max_pixels)
     except UploadRejected as error:
-        raise UploadRejected(error.status, error.code, f"bg_image: {error.message}") from None
+        raise UploadRejected(error.status, error.code, f"{name}: {error.message}") from None
 
 
 def inspect_upload(data: bytes, max_pixels: int) -> ImageInfo:
@@ -110,33 +109,25 @@ def clean_photo(data: bytes, max_pixels: int) -> CleanPhoto:
 
 
 def option_fields(raw_options: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the submitted options as a plain dict; refuse repeated fields, lists and overlong values."""
+    """Return the submitted fields as a plain dict; refuse repeated fields, lists and overlong values.
+
+    A URL field (webhook_url) checks its own, longer, limit.
+    """
     getlist: Callable[[str], list[Any]] | None = getattr(raw_options, "getlist", None)
     fields: dict[str, Any] = {}
     for name in raw_options:
         label = str(name)[:40]
         values = getlist(name) if getlist is not None else [raw_options[name]]
         if len(values) != 1:
-            raise _invalid(label, f"give it once, not {len(values)} times")
+            code = "invalid_webhook_url" if name == "webhook_url" else "invalid_option"
+            raise UploadRejected(400, code, f"{label}: give it once, not {len(values)} times")
         value = values[0]
         if isinstance(value, (list, tuple, dict, set)):
             raise _invalid(label, "must be a single value, not a list or an object")
-        if isinstance(value, str) and len(value) > MAX_OPTION_LENGTH:
+        if isinstance(value, str) and len(value) > MAX_OPTION_LENGTH and not name.endswith("_url"):
             raise _invalid(label, f"is too long ({len(value):,} characters; at most {MAX_OPTION_LENGTH})")
         fields[str(name)] = value
     return fields
-
-
-def parse_options(raw_options: Mapping[str, Any], models: tuple[str, ...], default_model: str) -> ProcessingOptions:
-    """Validate processing options against the installed models; raise UploadRejected (400)."""
-    fields = option_fields(raw_options)
-    if not models:
-        raise UploadRejected(503, "no_models", "No model is installed on the server yet; try again later.")
-    try:
-        return ProcessingOptions.from_mapping(fields, models=models,
-                                              default_model=default_model if default_model in models else models[0])
-    except InvalidOptions as error:
-        raise _invalid(error.field[:40], error.message) from None
 
 
 def _invalid(field: str, message: str) -> UploadRejected:

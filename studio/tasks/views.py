@@ -1,41 +1,51 @@
-"""Task pages: upload, history, one task with live status, downloads, re-run and delete."""
+"""Task pages: choose an operation and upload, history, one task with live status, outputs, re-run, cancel, delete."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Mapping
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
-from ml.options import ProcessingOptions
+from ml.operations import DEFAULT_OPERATION, OPERATIONS, Operation
 from studio.errors import error_response
+from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
-from studio.tasks import service
+from studio.tasks import display, files, service
+from studio.tasks.forms import fields_for
 from studio.tasks.service import UploadRejected
 
 bp = Blueprint("tasks", __name__)
 
 RECENT_ON_UPLOAD_PAGE = 5
-
-
-def _available_models() -> tuple[str, ...]:
-    return service.installed_models()
-
-
-def _raw_options(form: Mapping[str, str]) -> dict[str, Any]:
-    """Return the processing fields the form sent; the service validates them (bg_image comes as a file)."""
-    return {name: form[name] for name in ProcessingOptions.FIELDS if name in form and name != "bg_image"}
+# Polling starts at once a second and slows down, to this, while nothing changes.
+MAX_POLL_SECONDS = 8
+PHOTO_FIELD = "photo"
 
 
 def _wants_fragment() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
+def _operation_from(values: Mapping[str, Any], default: str = DEFAULT_OPERATION) -> Operation:
+    """Return the operation a form or query names; an unknown name falls back to the default (pages only)."""
+    return OPERATIONS.get(str(values.get("operation") or default), OPERATIONS[DEFAULT_OPERATION])
+
+
+def _fields(operation: Operation, values: Mapping[str, Any]) -> list:
+    return fields_for(operation, values, service.installed_models(), current_app.config["STUDIO_DEFAULT_MODEL"])
+
+
 def _render_upload_page(errors: list[str] | None = None, status: int = 200) -> tuple[str, int]:
+    values = request.form if errors else request.args
+    operation = _operation_from(values)
     recent = service.list_tasks(current_user, 1, per_page=RECENT_ON_UPLOAD_PAGE)
-    return render_template("tasks/upload.html", models=_available_models(), recent=recent.items,
-                           options=request.form if errors else {}, errors=errors or []), status
+    return render_template("tasks/upload.html", operations=OPERATIONS.values(), operation=operation,
+                           fields=_fields(operation, values if errors else {}), recent=recent.items,
+                           poll=poll_state(recent.items), errors=errors or []), status
 
 
 @bp.get("/")
@@ -43,8 +53,18 @@ def _render_upload_page(errors: list[str] | None = None, status: int = 200) -> t
 def index() -> tuple[str, int] | str:
     """Show the upload page to a signed-in user, the landing page to anyone else."""
     if not current_user.is_authenticated:
-        return render_template("landing.html")
+        return render_template("landing.html", operations=OPERATIONS.values())
     return _render_upload_page()
+
+
+@bp.get("/tasks/fields")
+@login_required
+@read_limit
+def operation_fields() -> str:
+    """Return the options of the chosen operation, for the upload and re-run forms (HTMX swaps them in)."""
+    operation = _operation_from(request.args)
+    return render_template("tasks/_operation_fields.html", operation=operation, fields=_fields(operation, {}),
+                           task=None)
 
 
 @bp.get("/tasks")
@@ -54,29 +74,27 @@ def list_tasks() -> str:
     """Show the account's tasks, newest first, a page at a time."""
     page = request.args.get("page", 1, type=int)
     pagination = service.list_tasks(current_user, max(page, 1))
-    return render_template("tasks/list.html", pagination=pagination)
+    return render_template("tasks/list.html", pagination=pagination, poll=poll_state(pagination.items))
 
 
 @bp.post("/tasks")
 @login_required
 @upload_limit
 def create() -> Response | tuple[str, int]:
-    """Create one task per uploaded photo."""
-    uploads = [upload for upload in request.files.getlist("photo") if upload and upload.filename]
+    """Create one task per uploaded photo, all with the chosen operation and options."""
+    uploads = [upload for upload in request.files.getlist(PHOTO_FIELD) if upload and upload.filename]
     if not uploads:
         return _upload_failed(["Choose at least one photo to upload."], 400)
-    raw_options = _raw_options(request.form)
-    background_file = request.files.get("bg_image")
     try:
+        operation = service.operation_named(request.form.get("operation"))
         # Checked once for all the photos: each task stores its own copy.
-        background = service.read_background(background_file) if background_file and background_file.filename \
-            else None
+        attachments = service.read_attachments(operation, _attached_files(operation))
     except UploadRejected as error:
         return _upload_failed([error.message], error.status)
     tasks, errors, status = [], [], 400
     for upload in uploads:
         try:
-            tasks.append(service.create_task(current_user, upload, raw_options, background=background))
+            tasks.append(service.create_task(current_user, upload, _option_fields(), attachments))
         except UploadRejected as error:
             errors.append(f"{service.display_filename(upload.filename)}: {error.message}")
             status = error.status
@@ -92,39 +110,100 @@ def create() -> Response | tuple[str, int]:
     return redirect(url_for("tasks.list_tasks"))
 
 
+def _option_fields() -> Any:
+    """Return the submitted fields without the form's own (its CSRF token, the re-run switch)."""
+    fields = request.form.copy()
+    for name in ("csrf_token", "keep_attachments"):
+        fields.poplist(name)
+    return fields
+
+
+def _attached_files(operation: Operation) -> dict[str, FileStorage]:
+    """Return the operation's attachments the form carries (empty file inputs are left out)."""
+    names = {attachment.name for attachment in operation.attachments}
+    return {name: upload for name, upload in request.files.items()
+            if name in names and upload and upload.filename}
+
+
 def _upload_failed(errors: list[str], status: int) -> Response | tuple[str, int]:
     if _wants_fragment():
         return error_response(status, "upload_rejected", " ".join(errors), title="Upload refused")
     return _render_upload_page(errors, status)
 
 
+def poll_state(tasks: list[Task], delay: int | None = None, seen: str | None = None) -> dict[str, Any]:
+    """Return how the page polls for these tasks: whether at all, after how long, and their state's fingerprint.
+
+    Once a second while anything changes, slowing down to MAX_POLL_SECONDS while nothing does; no polling once
+    every task is finished (the element is rendered without its trigger, so polling stops by itself).
+    """
+    fingerprint = hashlib.sha1("|".join(f"{task.id}:{task.status}:{task.progress}:{task.stage}"
+                                        for task in tasks).encode()).hexdigest()[:16]
+    unchanged = seen == fingerprint
+    next_delay = min(max(delay or 1, 1) * 2, MAX_POLL_SECONDS) if unchanged else 1
+    return {"active": any(not task.task_status.finished for task in tasks), "delay": next_delay,
+            "fingerprint": fingerprint}
+
+
+def _poll_arguments() -> tuple[int | None, str | None]:
+    return request.args.get("delay", type=int), request.args.get("seen")
+
+
+@bp.get("/tasks/rows")
+@login_required
+@poll_limit
+def rows() -> str:
+    """Return the rows of a task table, for polling: one request per table, whatever its length."""
+    tasks = service.tasks_by_id(current_user, request.args.getlist("task"))
+    return render_template("tasks/_task_tbody.html", tasks=tasks, tbody_id=request.args.get("table"),
+                           poll=poll_state(tasks, *_poll_arguments()))
+
+
 @bp.get("/tasks/<task_id>")
 @login_required
 @read_limit
 def detail(task_id: str) -> str:
-    """Show one task: before and after, progress, download, re-run and delete."""
+    """Show one task: before and after, progress, outputs, re-run, cancel and delete."""
     task = service.get_task(current_user, task_id)
-    return render_template("tasks/detail.html", task=task, models=_available_models(), options=task.options)
+    return _render_detail(task)
+
+
+def _render_detail(task: Task, values: Mapping[str, Any] | None = None, rerun_error: str | None = None,
+                   status: int = 200) -> Any:
+    operation = _operation_from(values or {}, task.operation)
+    fields = _fields(operation, values if values is not None else (task.options or {}))
+    page = render_template("tasks/detail.html", task=task, operation=OPERATIONS.get(task.operation),
+                           rerun_operation=operation, operations=OPERATIONS.values(), fields=fields,
+                           rerun_error=rerun_error, data=files.read_json_output(task), poll=poll_state([task]))
+    return (page, status) if status != 200 else page
 
 
 @bp.get("/tasks/<task_id>/status")
 @login_required
 @poll_limit
 def status(task_id: str) -> str:
-    """Return the task's live region alone, for polling: a row of the list or the status of the task page."""
+    """Return the task page's live region alone, for polling."""
     task = service.get_task(current_user, task_id)
-    if request.args.get("view") == "row":
-        return render_template("tasks/_task_row.html", task=task)
-    return render_template("tasks/_task_status.html", task=task)
+    return render_template("tasks/_task_status.html", task=task, operation=OPERATIONS.get(task.operation),
+                           data=files.read_json_output(task), poll=poll_state([task], *_poll_arguments()))
 
 
 @bp.get("/tasks/<task_id>/result")
 @login_required
 @read_limit
 def result(task_id: str) -> Response:
-    """Send the processed image (?download=1 to save it as a file)."""
+    """Send the main output (?download=1 to save it as a file)."""
     task = service.get_task(current_user, task_id)
-    return service.result_response(task, download=request.args.get("download") == "1")
+    return files.serve_output(task, download=request.args.get("download") == "1")
+
+
+@bp.get("/tasks/<task_id>/outputs/<name>")
+@login_required
+@read_limit
+def output(task_id: str, name: str) -> Response:
+    """Send another output (a preview, the JSON of what was found)."""
+    task = service.get_task(current_user, task_id)
+    return files.serve_output(task, name, download=request.args.get("download") == "1")
 
 
 @bp.get("/tasks/<task_id>/input")
@@ -132,23 +211,35 @@ def result(task_id: str) -> Response:
 @read_limit
 def input_image(task_id: str) -> Response:
     """Send the uploaded photo."""
-    return service.input_response(service.get_task(current_user, task_id))
+    return files.serve_input(service.get_task(current_user, task_id))
 
 
 @bp.post("/tasks/<task_id>/rerun")
 @login_required
 @upload_limit
 def rerun(task_id: str) -> Response | tuple[str, int]:
-    """Process the same photo again with other options, as a new task."""
+    """Process the same photo again, with other options or another operation, as a new task."""
     task = service.get_task(current_user, task_id)
     try:
-        new_task = service.rerun_task(task, _raw_options(request.form),
-                                      keep_background=request.form.get("keep_background") == "true")
+        new_task = service.rerun_task(task, _option_fields(),
+                                      keep_attachments=request.form.get("keep_attachments") == "true")
     except UploadRejected as error:
-        return render_template("tasks/detail.html", task=task, models=_available_models(),
-                               options=request.form, rerun_error=error.message), error.status
+        return _render_detail(task, request.form, error.message, error.status)
     flash("Processing again with the new options.", "success")
     return redirect(url_for("tasks.detail", task_id=new_task.id))
+
+
+@bp.post("/tasks/<task_id>/cancel")
+@login_required
+@read_limit
+def cancel(task_id: str) -> Response:
+    """Cancel a waiting or running task."""
+    task = service.get_task(current_user, task_id)
+    if service.cancel_task(task):
+        flash(f"Cancelled {task.original_filename or 'the task'}.", "success")
+    else:
+        flash("The task had finished already.", "info")
+    return redirect(url_for("tasks.detail", task_id=task.id))
 
 
 @bp.post("/tasks/<task_id>/delete")
@@ -161,3 +252,8 @@ def delete(task_id: str) -> Response:
     service.delete_task(task)
     flash(f"Deleted {name} and its result.", "success")
     return redirect(url_for("tasks.list_tasks"))
+
+
+bp.add_app_template_global(display.operation_title, "operation_title")
+bp.add_app_template_global(display.options_summary, "options_summary")
+bp.add_app_template_global(display.task_outputs, "task_outputs")

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from jobs import process_image as job_module
 from jobs.retention import purge_expired_tasks
 from jobs.scheduled import PERIODIC_JOBS, reconcile_schedule
-from ml.pipeline import ProcessedImage
+from ml.operations.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task, utcnow
 from studio.queue import get_queue
@@ -39,8 +39,8 @@ def photo_size(app) -> int:
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the worker's pipeline return a RESULT_BYTES-long result instantly."""
-    monkeypatch.setattr(job_module, "process_image", lambda *args, **kwargs: ProcessedImage(
-        b"\x89PNG" + b"\0" * (RESULT_BYTES - 4), "image/png", ".png", 1, 1))
+    monkeypatch.setattr(job_module, "process", lambda *args, **kwargs: [EncodedOutput(
+        "result", b"\x89PNG" + b"\0" * (RESULT_BYTES - 4), "image/png", ".png")])
 
 
 def test_default_quota_is_one_gibibyte_and_retention_thirty_days(app):

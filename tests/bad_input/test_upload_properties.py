@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from ml.options import ProcessingOptions
+from ml.operations import OPERATIONS, InvalidOptions, Operation
 from studio.tasks.service import MAX_FILENAME_LENGTH, display_filename
-from studio.tasks.uploads import UploadRejected, clean_photo, parse_options, read_upload
+from studio.tasks.uploads import UploadRejected, clean_photo, option_fields, read_upload
 from tests.bad_input import samples
 
 MAX_PIXELS = 1_000_000
@@ -95,27 +95,39 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.tex
                     st.sampled_from(["png", "webp", "jpeg", "jpg", "mask", "cutout", "#fff", "#00000080", "true",
                                      "0", "100", "u2netp", "u2net", ""]))
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=2))
-names = st.one_of(st.sampled_from(ProcessingOptions.FIELDS), st.text(max_size=50))
+OPTION_NAMES = sorted({name for operation in OPERATIONS.values() for name in operation.options.model_fields})
+names = st.one_of(st.sampled_from(OPTION_NAMES), st.text(max_size=50))
+operations = st.sampled_from(list(OPERATIONS.values()))
+
+
+def parse(raw, operation: Operation):
+    """Parse submitted fields as the service does: the field checks, then the operation's schema."""
+    try:
+        return operation.parse(option_fields(raw), models=MODELS, default_model="u2netp")
+    except InvalidOptions as error:
+        raise UploadRejected(400, "invalid_option", str(error)) from None
 
 
 @PROPERTY_SETTINGS
-@given(st.dictionaries(names, values, max_size=8))
-def test_option_parser_returns_options_or_refuses_with_a_4xx(raw: dict) -> None:
+@given(st.dictionaries(names, values, max_size=8), operations)
+def test_every_operations_option_parser_returns_options_or_refuses_with_a_4xx(raw: dict, operation) -> None:
     try:
-        options = parse_options(raw, MODELS, "u2netp")
+        options = parse(raw, operation)
     except UploadRejected as error:
         assert_refusal(error)
         return
-    assert options.model in MODELS
-    assert ProcessingOptions.from_mapping(options.to_dict(), models=MODELS) == options
+    if "model" in operation.options.model_fields:
+        assert options.model in MODELS
+    # What a task stores reads back as the same options.
+    assert operation.restore(options.to_dict()) == options
 
 
 @PROPERTY_SETTINGS
-@given(st.lists(st.tuples(names, st.text(max_size=200)), max_size=10))
-def test_option_parser_takes_form_fields_repeated_or_not(pairs: list[tuple[str, str]]) -> None:
+@given(st.lists(st.tuples(names, st.text(max_size=200)), max_size=10), operations)
+def test_option_parser_takes_form_fields_repeated_or_not(pairs: list[tuple[str, str]], operation) -> None:
     form = MultiDict(pairs)
     try:
-        parse_options(form, MODELS, "u2netp")
+        parse(form, operation)
     except UploadRejected as error:
         assert_refusal(error)
         if any(len(form.getlist(name)) > 1 for name in form):

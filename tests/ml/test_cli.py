@@ -99,3 +99,34 @@ def test_models_lists_every_model_with_its_state(invoke):
     assert result.exit_code == 0
     assert "u2netp " in result.output and "available" in result.output
     assert "u2net_human_seg" in result.output and "missing" in result.output
+
+
+@pytest.mark.slow
+def test_process_runs_any_operation_with_its_own_flags_and_writes_every_output(invoke, photos_dir, tmp_path):
+    result = invoke("process", "--operation", "mask_stats", "--threshold", "200", "--out", str(tmp_path),
+                    str(photos_dir / "horse.jpg"), str(photos_dir / "boat.jpg"))
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["boat-preview.jpg", "boat.json",
+                                                                "horse-preview.jpg", "horse.json"]
+    stats = __import__("json").loads((tmp_path / "horse.json").read_text())
+    assert stats["width"] == Image.open(photos_dir / "horse.jpg").width and stats["subject"]["found"]
+    assert Image.open(tmp_path / "horse-preview.jpg").format == "JPEG"
+
+
+def test_process_shows_and_checks_the_flags_of_the_operation_it_is_given(invoke, photos_dir, tmp_path):
+    help_text = invoke("process", "--operation", "mask_stats", "--help").output
+    assert "--threshold" in help_text and "--bg-color" not in help_text
+    assert "--bg-color" in invoke("remove-bg", "--help").output
+    refused = invoke("process", "--operation", "mask_stats", "--threshold", "999", "--out", str(tmp_path),
+                     str(photos_dir / "horse.jpg"))
+    assert refused.exit_code == 2 and "threshold: must be from 1 to 254, got 999" in refused.output
+    unknown = invoke("process", "--operation", "sharpen", "--out", str(tmp_path), str(photos_dir / "horse.jpg"))
+    assert unknown.exit_code == 2 and "'sharpen' is not an operation" in unknown.output
+    assert invoke("process", "--out", str(tmp_path), str(photos_dir / "horse.jpg")).exit_code == 2
+
+
+def test_operations_lists_every_operation_with_its_flags(invoke):
+    result = invoke("operations")
+    assert result.exit_code == 0
+    assert "remove_background" in result.output and "--bg-color" in result.output
+    assert "mask_stats" in result.output and "--threshold" in result.output

@@ -25,7 +25,7 @@ def test_an_unexpected_error_shows_a_reference_and_logs_the_details(make_studio,
         calls.append(1)
         raise RuntimeError(SECRET)
 
-    monkeypatch.setattr(job_module, "process_image", broken_pipeline)
+    monkeypatch.setattr(job_module, "process", broken_pipeline)
     task_id = studio.upload(photo)
     with caplog.at_level(logging.ERROR, logger="jobs.process_image"):
         run_worker(studio.app)

@@ -33,6 +33,8 @@ STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 TASK_ARGUMENTS = {"task_id"}
 SAMPLE_ARGUMENTS: dict[str, Any] = {
     "token_id": 1,
+    # An output of a task, or an operation: neither is a task id, so ownership comes from the task id.
+    "name": "preview",
     "filename": "css/studio.css",
     "instance_number": 0,
     "job_id": "no-such-job",
@@ -137,21 +139,23 @@ def app(security_app: Callable[..., Flask]) -> Flask:
 
 @pytest.fixture
 def make_stored_task(app: Flask) -> Callable[..., str]:
-    """Insert a COMPLETED task whose photo and result really are in the app's storage; return its id."""
+    """Insert a task whose photo and outputs (a result and a preview) really are in storage; return its id."""
     def make(user_id: int, status: TaskStatus = TaskStatus.COMPLETED) -> str:
         task_id = str(uuid.uuid4())
         with app.app_context():
             storage = get_storage()
             photo, result = input_key(user_id, task_id, ".png"), result_key(user_id, task_id, ".png")
-            storage.put(photo, png_bytes(), "image/png")
-            storage.put(result, png_bytes(), "image/png")
+            preview = result_key(user_id, task_id, ".png", "preview")
+            for key in (photo, result, preview):
+                storage.put(key, png_bytes(), "image/png")
             db.session.add(Task(
-                id=task_id, user_id=user_id, status=status.value, model="u2netp",
+                id=task_id, user_id=user_id, status=status.value, model="u2netp", operation="remove_background",
                 options={"model": "u2netp", "output": "cutout", "format": "png", "bg_color": None, "blur": 0,
                          "crop": False, "margin": 0},
                 original_filename="holiday.png", input_key=photo, input_content_type="image/png",
                 input_size=1, input_width=4, input_height=3, result_key=result, result_content_type="image/png",
-                result_size=1, progress=100))
+                result_size=1, extras={"preview": {"key": preview, "media_type": "image/png", "size": 1}},
+                extras_size=1, progress=100))
             db.session.commit()
         return task_id
     return make

@@ -194,10 +194,10 @@ def test_webhooks_wait_on_their_own_queue_so_photos_never_queue_behind_them(
         security_app, make_user, make_token, monkeypatch):
     app = security_app(STUDIO_WEBHOOK_ALLOW_PRIVATE=True)
     from jobs import process_image
-    from ml.pipeline import ProcessedImage
+    from ml.operations.runner import EncodedOutput
 
-    monkeypatch.setattr(process_image, "process_image",
-                        lambda *args, **kwargs: ProcessedImage(b"\x89PNG fake", "image/png", ".png", 1, 1))
+    monkeypatch.setattr(process_image, "process",
+                        lambda *args, **kwargs: [EncodedOutput("result", b"\x89PNG fake", "image/png", ".png")])
     client, headers = app.test_client(), make_token(make_user())
     ids = [upload(client, headers, _png(), webhook_url="https://hooks.example.com/slow").get_json()["id"]
            for _ in range(2)]

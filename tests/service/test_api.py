@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from jobs import process_image as job_module
-from ml.pipeline import ProcessedImage
+from ml.operations.runner import EncodedOutput
 from tests.service.conftest import PASSWORD, load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration
 
 
 def _complete_with_fake_result(app, monkeypatch) -> None:
-    monkeypatch.setattr(job_module, "process_image",
-                        lambda *args, **kwargs: ProcessedImage(b"\x89PNG fake", "image/png", ".png", 1, 1))
+    monkeypatch.setattr(job_module, "process",
+                        lambda *args, **kwargs: [EncodedOutput("result", b"\x89PNG fake", "image/png", ".png")])
     run_worker(app)
 
 

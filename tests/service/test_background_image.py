@@ -12,7 +12,7 @@ from PIL import Image
 from studio.extensions import db
 from studio.models import Task
 from studio.storage import get_storage
-from studio.tasks import service
+from studio.tasks import quota
 from tests.service.conftest import load_task, run_worker
 
 pytestmark = pytest.mark.integration
@@ -48,8 +48,9 @@ def test_the_cutout_is_put_on_the_uploaded_background(app, client, headers, user
     body = response.get_json()
     assert body["options"]["bg_image"] is True and body["options"]["format"] == "jpeg"
     task = load_task(app, body["id"])
-    assert task.background_key == f"inputs/{user.id}/{task.id}-background.png"
-    assert task.background_size == len(get_storage(app).get(task.background_key))
+    record = task.attachments["bg_image"]
+    assert record["key"] == f"inputs/{user.id}/{task.id}-bg_image.png" and record["media_type"] == "image/png"
+    assert task.attachments_size == record["size"] == len(get_storage(app).get(record["key"]))
 
     run_worker(app)
 
@@ -72,7 +73,7 @@ def test_the_background_counts_in_the_quota_and_goes_with_the_task(app, client, 
     task_id = response.get_json()["id"]
     task = load_task(app, task_id)
     with app.app_context():
-        assert service.storage_used(user.id) == task.input_size + task.background_size
+        assert quota.storage_used(user.id) == task.input_size + task.attachments_size
     assert len(_stored(app)) == 2
 
     assert client.delete(f"/api/v1/tasks/{task_id}", headers=headers).status_code == 204
@@ -83,9 +84,9 @@ def test_the_background_counts_in_the_quota_and_goes_with_the_task(app, client, 
     (b"", 400, "empty_file", "bg_image: The file is empty"),
     (b"%PDF-1.4 not an image", 415, "unsupported_image", "bg_image: The file is not a JPEG, PNG or WebP image"),
     (_png()[:60], 400, "damaged_image", "bg_image: The image is damaged"),
-    ("true", 400, "invalid_option", "bg_image: send the background as an image file"),
+    ("true", 400, "invalid_option", "bg_image: send it as an image file"),
     ([(io.BytesIO(_png()), "a.png"), (io.BytesIO(_png()), "b.png")], 400, "invalid_option",
-     "bg_image: send one background image"),
+     "bg_image: send one file"),
 ])
 def test_a_bad_background_is_refused_and_nothing_is_stored(
         app, client, headers, photo_bytes, background, status, code, message):
@@ -109,7 +110,7 @@ def test_a_background_with_a_colour_or_blur_is_refused(app, client, headers, pho
 def test_a_background_lost_from_storage_fails_the_task_with_a_reason(
         app, client, headers, photo_bytes, model_ready):
     task_id = _post(client, headers, photo_bytes(PHOTO), _png()).get_json()["id"]
-    get_storage(app).delete(load_task(app, task_id).background_key)
+    get_storage(app).delete(load_task(app, task_id).attachments["bg_image"]["key"])
 
     run_worker(app)
 

@@ -15,7 +15,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import create_engine, text
 
 from jobs import process_image as job_module
-from ml.pipeline import ProcessedImage
+from ml.operations.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task
 from studio.storage import get_storage
@@ -35,8 +35,8 @@ def _result_files(app) -> list[Path]:
     return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
 
 
-def _fake_result() -> ProcessedImage:
-    return ProcessedImage(_png_bytes(), "image/png", ".png", 4, 3)
+def _fake_result() -> list[EncodedOutput]:
+    return [EncodedOutput("result", _png_bytes(), "image/png", ".png")]
 
 
 def _update(app, task_id: str, **fields) -> None:
@@ -92,25 +92,25 @@ def test_progress_reaches_job_meta_and_database_while_running(app, client, heade
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     seen = {}
 
-    def fake_pipeline(data, options, *, model_dir, max_pixels, progress, background):
-        progress(40)
+    def fake_pipeline(operation, data, options, *, model_dir, limits, attachments, progress, png_compress_level):
+        progress(40, "thinking")
         job = Job.fetch(get_current_job().id, connection=Redis.from_url(app.config["REDIS_URL"]))
         seen["meta"] = job.meta.get("progress")
         engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
         with engine.connect() as connection:
-            seen["row"] = connection.execute(text("SELECT status, progress FROM tasks WHERE id = :id"),
+            seen["row"] = connection.execute(text("SELECT status, progress, stage FROM tasks WHERE id = :id"),
                                              {"id": task_id}).one()
         engine.dispose()
         return _fake_result()
 
-    monkeypatch.setattr(job_module, "process_image", fake_pipeline)
+    monkeypatch.setattr(job_module, "process", fake_pipeline)
     run_worker(app)
-    assert seen == {"meta": 40, "row": ("PROCESSING", 40)}
+    assert seen == {"meta": 40, "row": ("PROCESSING", 40, "thinking")}
     assert load_task(app, task_id).progress == 100
 
 
 def test_rerunning_the_job_overwrites_the_same_result(app, client, headers, photo_bytes, monkeypatch):
-    monkeypatch.setattr(job_module, "process_image", lambda *args, **kwargs: _fake_result())
+    monkeypatch.setattr(job_module, "process", lambda *args, **kwargs: _fake_result())
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     run_worker(app)
     first = load_task(app, task_id)
@@ -164,7 +164,7 @@ def test_transient_failure_is_retried_then_failed_with_a_reason(app, client, hea
         calls.append(1)
         raise RuntimeError("the model server hiccuped")
 
-    monkeypatch.setattr(job_module, "process_image", broken_pipeline)
+    monkeypatch.setattr(job_module, "process", broken_pipeline)
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     run_worker(app)
     retries = app.config["STUDIO_JOB_RETRIES"]
@@ -185,7 +185,7 @@ def test_a_retry_that_succeeds_completes_the_task(app, client, headers, photo_by
         return _fake_result()
 
     flaky_pipeline.failed = False
-    monkeypatch.setattr(job_module, "process_image", flaky_pipeline)
+    monkeypatch.setattr(job_module, "process", flaky_pipeline)
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     run_worker(app)
     task = load_task(app, task_id)
@@ -194,7 +194,7 @@ def test_a_retry_that_succeeds_completes_the_task(app, client, headers, photo_by
 
 
 def test_job_for_a_deleted_task_is_a_no_op(app, client, headers, photo_bytes, monkeypatch):
-    monkeypatch.setattr(job_module, "process_image", lambda *args, **kwargs: pytest.fail("must not run"))
+    monkeypatch.setattr(job_module, "process", lambda *args, **kwargs: pytest.fail("must not run"))
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     assert client.delete(f"/api/v1/tasks/{task_id}", headers=headers).status_code == 204
     run_worker(app)
@@ -212,7 +212,7 @@ def test_task_deleted_while_processing_leaves_no_result_behind(app, client, head
         engine.dispose()
         return _fake_result()
 
-    monkeypatch.setattr(job_module, "process_image", pipeline_racing_a_delete)
+    monkeypatch.setattr(job_module, "process", pipeline_racing_a_delete)
     run_worker(app)
     assert load_task(app, task_id) is None
     assert _failed_job_ids(app) == [] and _result_files(app) == []

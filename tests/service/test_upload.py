@@ -142,12 +142,12 @@ def test_list_is_newest_first_paginated_and_own_tasks_only(app, client, headers,
 
 
 def test_input_response_serves_the_original_photo_safely(app, client, headers, user, photo_bytes):
-    from studio.tasks import service
+    from studio.tasks import files, service
 
     data = photo_bytes("vangogh.jpeg")
     task_id = upload(client, headers, data, filename="Starry <Night>.jpeg").get_json()["id"]
     with app.test_request_context():
-        response = service.input_response(service.get_task(user, task_id))
+        response = files.serve_input(service.get_task(user, task_id))
         response.direct_passthrough = False
         assert response.get_data() == get_storage().get(service.get_task(user, task_id).input_key)
     assert response.mimetype == "image/jpeg"

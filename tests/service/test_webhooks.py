@@ -13,7 +13,7 @@ import pytest
 from rq.job import Job, JobStatus
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from jobs import process_image
+from studio import queue
 from jobs import webhooks as webhooks_job
 from jobs.maintenance import reconcile_tasks
 from studio.extensions import db
@@ -169,7 +169,7 @@ def test_a_failed_task_sends_task_failed_with_its_reason(hook_app, api, photo_by
 def test_a_webhook_whose_job_was_lost_is_queued_again_by_the_reconciler(
         hook_app, api, photo_bytes, receiver, model_ready, monkeypatch):
     # As if Redis went away between the task's commit and the webhook's enqueue.
-    monkeypatch.setattr(process_image, "enqueue_webhook", lambda task: False)
+    monkeypatch.setattr(queue, "enqueue_webhook", lambda task: False)
     task_id = _upload(hook_app, api, photo_bytes, receiver)
     run_worker(hook_app)
     assert load_task(hook_app, task_id).status == "COMPLETED"

@@ -17,7 +17,8 @@ from studio.models import Task, TaskStatus, User
 from studio.storage import get_storage
 from tests.web.conftest import csrf_token
 
-POLLING = re.compile(r'hx-trigger="every 1s"')
+# A fragment polls with a delayed load trigger; once everything in it is finished it has none.
+POLLING = re.compile(r'hx-trigger="load delay:\d+s')
 
 
 def _task_rules(app: Flask):
@@ -66,24 +67,24 @@ def test_task_pages_need_a_signed_in_user(client, make_user, make_task):
 
 @pytest.mark.parametrize("status, polls", [
     (TaskStatus.PENDING, True), (TaskStatus.PROCESSING, True),
-    (TaskStatus.COMPLETED, False), (TaskStatus.FAILED, False),
+    (TaskStatus.COMPLETED, False), (TaskStatus.FAILED, False), (TaskStatus.CANCELLED, False),
 ])
-@pytest.mark.parametrize("view", ["row", None])
-def test_status_fragment_polls_only_while_the_task_runs(client, auth, make_user, make_task, status, polls, view):
+def test_status_fragment_polls_only_while_the_task_runs(client, auth, make_user, make_task, status, polls):
     user = make_user()
     auth.login()
-    task_id = make_task(user.id, status, progress=40, error="the model ran out of memory" if status ==
-                        TaskStatus.FAILED else None)
-    query = {"view": view} if view else {}
-    html = client.get(f"/tasks/{task_id}/status", query_string=query).get_data(as_text=True)
+    result = {"result_key": "results/1/x.png", "result_content_type": "image/png"} \
+        if status == TaskStatus.COMPLETED else {}
+    task_id = make_task(user.id, status, progress=40, stage="tile 3 of 8",
+                        error="the model ran out of memory" if status == TaskStatus.FAILED else None, **result)
+    html = client.get(f"/tasks/{task_id}/status").get_data(as_text=True)
     root = html.strip().split(">", 1)[0]
-    assert root.startswith("<tr" if view else "<section")
+    assert root.startswith("<section")
     assert f'data-status="{status.value}"' in root
     assert bool(POLLING.search(root)) is polls
     if polls:
         assert 'hx-target="this"' in root and 'hx-swap="outerHTML"' in root
-        expected = f"/tasks/{task_id}/status" + ("?view=row" if view else "")
-        assert f'hx-get="{expected}"' in root
+        assert f'hx-get="/tasks/{task_id}/status?delay=1&amp;seen=' in root
+        assert "tile 3 of 8" in html
     else:
         assert "hx-get" not in root
     assert 'aria-live="polite"' in html
@@ -95,13 +96,61 @@ def test_status_fragment_polls_only_while_the_task_runs(client, auth, make_user,
         assert "the model ran out of memory" in html
 
 
+def _delay(html: str) -> int:
+    return int(re.search(r'hx-trigger="load delay:(\d+)s', html).group(1))
+
+
+def test_polling_slows_down_while_nothing_changes_and_speeds_up_when_something_does(
+        app, client, auth, make_user, make_task):
+    user = make_user()
+    auth.login()
+    task_id = make_task(user.id, TaskStatus.PROCESSING, progress=10)
+    first = client.get(f"/tasks/{task_id}/status").get_data(as_text=True)
+    url = re.search(r'hx-get="([^"]+)"', first).group(1).replace("&amp;", "&")
+    delays = []
+    for _ in range(4):
+        html = client.get(url).get_data(as_text=True)
+        delays.append(_delay(html))
+        url = re.search(r'hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert delays == [2, 4, 8, 8]
+    with app.app_context():
+        db.session.get(Task, task_id).progress = 55
+        db.session.commit()
+    assert _delay(client.get(url).get_data(as_text=True)) == 1
+
+
+def test_a_task_table_polls_once_for_all_its_rows_and_only_the_accounts_own(client, auth, make_user, make_task):
+    user = make_user()
+    other = make_user("other@example.com")
+    auth.login()
+    running = [make_task(user.id, TaskStatus.PROCESSING, original_filename=f"run-{n}.jpg") for n in range(3)]
+    done = make_task(user.id, TaskStatus.COMPLETED, original_filename="done.jpg")
+    theirs = make_task(other.id, TaskStatus.PROCESSING, original_filename="theirs.jpg")
+    history = client.get("/tasks").get_data(as_text=True)
+    # One poller, on the table body, carrying every row's id; no row polls on its own.
+    assert history.count("hx-trigger=") == 1 and "<tr id=\"task-" in history
+    assert re.search(r'<tbody id="task-rows" data-task-table hx-get="/tasks/rows\?table=task-rows', history)
+    ids = [*running, done, theirs, "not-a-uuid"]
+    html = client.get("/tasks/rows", query_string={"task": ids, "table": "task-rows"}).get_data(as_text=True)
+    assert html.strip().startswith('<tbody id="task-rows"')
+    assert all(f'id="task-{task_id}"' in html for task_id in [*running, done]) and "theirs.jpg" not in html
+    assert POLLING.search(html)
+    with client.application.app_context():
+        for task_id in running:
+            db.session.get(Task, task_id).status = TaskStatus.COMPLETED.value
+        db.session.commit()
+    finished = client.get("/tasks/rows", query_string={"task": [*running, done], "table": "task-rows"})
+    assert not POLLING.search(finished.get_data(as_text=True))
+    assert 'hx-trigger="tasks-added"' in finished.get_data(as_text=True)
+
+
 def test_fragments_escape_what_users_and_errors_put_in_them(client, auth, make_user, make_task):
     user = make_user()
     auth.login()
     task_id = make_task(user.id, TaskStatus.FAILED, error="<script>alert(1)</script>",
                         original_filename="<img src=x onerror=alert(2)>.jpg")
-    for query in ({"view": "row"}, {}):
-        html = client.get(f"/tasks/{task_id}/status", query_string=query).get_data(as_text=True)
+    for path, query in ((f"/tasks/{task_id}/status", {}), ("/tasks/rows", {"task": task_id})):
+        html = client.get(path, query_string=query).get_data(as_text=True)
         assert "<script>alert(1)" not in html and "<img src=x" not in html
     detail = client.get(f"/tasks/{task_id}").get_data(as_text=True)
     assert "<img src=x" not in detail
@@ -154,7 +203,7 @@ def test_history_lists_own_tasks_newest_first_a_page_at_a_time(app, client, auth
     assert "first.jpg" in page_two
     for page in (page_one, page_two):
         assert "not-mine.jpg" not in page
-        assert not POLLING.search(page)
+        assert not POLLING.search(page)  # all finished: nothing to poll
 
 
 def test_history_survives_a_silly_page_number(client, auth, make_user):
@@ -171,10 +220,24 @@ def test_landing_page_for_visitors_upload_page_for_members(client, auth, make_us
     auth.login()
     page = client.get("/").get_data(as_text=True)
     assert 'id="upload-form"' in page and 'type="file"' in page and "multiple" in page
+    # The operation first, then its options, generated from its schema.
+    assert re.search(r'<select id="operation" name="operation" hx-get="/tasks/fields"', page)
+    assert '<option value="mask_stats"' in page
     for field in ("model", "output", "format", "bg_color", "blur", "crop", "margin", "size", "post_process",
                   "bg_image"):
         assert f'name="{field}"' in page
+    assert 'data-requires="{&#34;crop&#34;: true}"' in page  # the margin only applies to a crop
     assert "js/upload.js" in page
+
+
+def test_choosing_another_operation_shows_its_options(client, auth, make_user):
+    make_user()
+    auth.login()
+    fields = client.get("/tasks/fields?operation=mask_stats").get_data(as_text=True)
+    assert 'name="threshold"' in fields and 'min="1"' in fields and 'max="254"' in fields
+    assert 'name="bg_color"' not in fields
+    page = client.get("/?operation=mask_stats").get_data(as_text=True)
+    assert '<option value="mask_stats" selected>' in page and 'name="threshold"' in page
 
 
 # Uploads go through the real service (helper A's studio/tasks/service.py), storage and queue.
@@ -216,7 +279,9 @@ def test_upload_several_photos_for_the_script_returns_polling_rows(signed_in, ph
                        headers={"HX-Request": "true", "Accept": "application/json"})
     assert response.status_code == 201
     rows = re.findall(r"<tr id=\"task-[^\"]+\"[^>]*>", response.get_data(as_text=True))
-    assert len(rows) == 2 and all(POLLING.search(row) for row in rows)
+    assert len(rows) == 2
+    # Each row carries its id for the table's poller (upload.js wakes it up with tasks-added).
+    assert response.get_data(as_text=True).count('<input type="hidden" name="task" value=') == 2
     history = signed_in.get("/tasks").get_data(as_text=True)
     assert "a.jpeg" in history and "b.jpeg" in history
 
@@ -289,7 +354,7 @@ def test_one_background_for_several_photos_gives_each_task_its_own_copy(app, sig
     assert response.status_code == 302
     with app.app_context():
         tasks = db.session.query(Task).all()
-        keys = {task.background_key for task in tasks}
+        keys = {task.attachments["bg_image"]["key"] for task in tasks}
         assert len(tasks) == 2 and len(keys) == 2 and all(task.options["bg_image"] for task in tasks)
         assert all(get_storage(app).get(key) for key in keys)
         first = tasks[0].id
@@ -301,10 +366,10 @@ def test_rerun_keeps_the_background_image_only_when_asked(app, signed_in, photo,
     first = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg")],
                     bg_image=(io.BytesIO(_background_png()), "green.png")).headers["Location"]
     page = signed_in.get(first).get_data(as_text=True)
-    assert 'name="keep_background"' in page
+    assert 'name="keep_attachments"' in page
     form = {"csrf_token": csrf_token(signed_in, first), "model": "u2netp", "output": "cutout", "format": "jpeg"}
     if keep:
-        form["keep_background"] = "true"
+        form["keep_attachments"] = "true"
     response = signed_in.post(first + "/rerun", data=form)
     if not keep:
         # A JPEG cutout without its background would need a colour: the refusal says so.
@@ -314,9 +379,10 @@ def test_rerun_keeps_the_background_image_only_when_asked(app, signed_in, photo,
     with app.app_context():
         old, new = (db.session.get(Task, location.rsplit("/", 1)[-1])
                     for location in (first, response.headers["Location"]))
-        assert new.options["bg_image"] and new.background_key != old.background_key
-        assert get_storage(app).get(new.background_key) == get_storage(app).get(old.background_key)
-        assert new.background_size == old.background_size
+        old_key, new_key = old.attachments["bg_image"]["key"], new.attachments["bg_image"]["key"]
+        assert new.options["bg_image"] and new_key != old_key
+        assert get_storage(app).get(new_key) == get_storage(app).get(old_key)
+        assert new.attachments_size == old.attachments_size > 0
 
 
 def test_rerun_with_bad_options_explains_and_keeps_the_task(signed_in, photo):
@@ -333,3 +399,22 @@ def test_delete_removes_the_task(signed_in, photo):
     assert response.status_code == 302 and response.headers["Location"] == "/tasks"
     assert signed_in.get(task_page).status_code == 404
     assert signed_in.get(task_page + "/input").status_code == 404
+
+
+def test_a_data_result_is_shown_as_tables_beside_its_preview(app, client, auth, make_user, make_task):
+    user = make_user()
+    auth.login()
+    data = {"faces": [{"box": [1, 2, 3, 4], "confidence": 0.99}, {"box": [5, 6, 7, 8], "confidence": 0.91}],
+            "photo": {"width": 640, "height": 480, "note": "<b>escaped</b>"}}
+    task_id = make_task(user.id, TaskStatus.COMPLETED, operation="mask_stats", result_key="results/1/data.json",
+                        result_content_type="application/json",
+                        extras={"preview": {"key": "results/1/data-preview.jpg", "media_type": "image/jpeg",
+                                            "size": 3}})
+    with app.app_context():
+        get_storage().put("results/1/data.json", __import__("json").dumps(data).encode(), "application/json")
+    html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
+    assert "<caption>Faces (2)</caption>" in html and "<td>0.91</td>" in html
+    assert '<th scope="row">width</th><td>640</td>' in html and "&lt;b&gt;escaped" in html
+    assert f'src="/tasks/{task_id}/outputs/preview"' in html
+    assert f'href="/tasks/{task_id}/result?download=1"' in html and "Download JSON" in html
+    assert "Subject statistics" in html

@@ -1,0 +1,129 @@
+"""The shapes of the API's JSON bodies, as pydantic models: the OpenAPI document's components are generated from
+them (studio/api/document.py), and the tests check real answers against that document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from studio.models import TaskStatus, WebhookStatus
+
+TaskStatusName = Literal[tuple(status.value for status in TaskStatus)]  # type: ignore[valid-type]
+WebhookStatusName = Literal[tuple(status.value for status in WebhookStatus)]  # type: ignore[valid-type]
+
+
+class Body(BaseModel):
+    """A closed JSON object: the document says exactly which fields there are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Body):
+    status: int
+    code: str = Field(description="stable, for programs: invalid_option, quota_exceeded, ...")
+    message: str = Field(description="for people: what went wrong and what to do")
+
+
+class Error(Body):
+    error: ErrorDetail
+
+
+class TokenRequest(BaseModel):
+    email: str
+    password: str
+    name: str = Field("api", max_length=100)
+
+
+class Token(Body):
+    token: str = Field(description="shown once; send it as Authorization: Bearer <token>")
+    name: str
+    prefix: str
+
+
+class Webhook(Body):
+    url: str
+    status: WebhookStatusName
+    attempts: int = Field(ge=0)
+    last_response: str | None = Field(description="HTTP 200, or why there was none")
+    delivered_at: datetime | None
+
+
+class OutputLink(Body):
+    url: str = Field(description="the output itself: an image, or JSON data")
+    media_type: str
+    size: int = Field(ge=0)
+
+
+class Task(Body):
+    id: UUID
+    operation: str = Field(description="what the task does; GET /operations lists them")
+    status: TaskStatusName
+    progress: int = Field(ge=0, le=100)
+    stage: str | None = Field(description="what the job is doing now, for people (tile 7 of 24)")
+    error: str | None = Field(description="why the task FAILED, or CANCELLED")
+    model: str
+    options: dict[str, Any] = Field(description="the operation's options as validated (its JSON Schema: "
+                                                "GET /operations)")
+    original_filename: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int = Field(ge=0)
+    result_url: str | None = Field(description="the main output, once COMPLETED")
+    preview_url: str | None = Field(description="the preview image, for operations that make one")
+    outputs: dict[str, OutputLink] = Field(description="every output by name, once COMPLETED")
+    webhook: Webhook | None
+
+
+class TaskList(Body):
+    items: list[Task]
+    page: int = Field(ge=1)
+    per_page: int = Field(ge=1)
+    total: int = Field(ge=0)
+    pages: int = Field(ge=0)
+
+
+class WebhookSecret(Body):
+    secret: str | None = Field(description="whsec_...: verifies the webhook-signature header")
+
+
+class ModelInfo(Body):
+    name: str
+    title: str
+    available: bool
+    reason: str = Field(description="why it is not available (weights missing, say), or where it is")
+    default: bool
+
+
+class OutputInfo(Body):
+    name: str
+    kind: Literal["image", "json"]
+    description: str
+
+
+class AttachmentInfo(Body):
+    name: str = Field(description="the multipart file field to send it in")
+    title: str
+    description: str
+    required: bool
+
+
+class OperationInfo(Body):
+    name: str
+    title: str
+    description: str
+    models: list[ModelInfo]
+    options: dict[str, Any] = Field(description="the options as JSON Schema (draft 2020-12)")
+    outputs: list[OutputInfo]
+    attachments: list[AttachmentInfo]
+
+
+class OperationList(Body):
+    items: list[OperationInfo]
+
+
+MODELS: tuple[type[BaseModel], ...] = (Error, TokenRequest, Token, Task, TaskList, WebhookSecret, OperationInfo,
+                                       OperationList)

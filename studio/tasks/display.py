@@ -1,0 +1,55 @@
+"""How tasks read on the pages, whatever their operation: a title, a one-line summary of the options, the outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+
+from ml.operations import OPERATIONS
+from studio.models import Task
+from studio.tasks.representation import output_records
+
+IMAGE_LABELS = {"image/png": "PNG", "image/webp": "WebP", "image/jpeg": "JPEG", "application/json": "JSON"}
+
+
+def operation_title(name: str) -> str:
+    """Return an operation's title for people (its name, if this server no longer offers it)."""
+    operation = OPERATIONS.get(name)
+    return operation.title if operation else name
+
+
+def options_summary(task: Task) -> str:
+    """Return the task's model and the options that differ from their defaults, in a line."""
+    operation = OPERATIONS.get(task.operation)
+    options = task.options or {}
+    parts = [task.model] if task.model else []
+    if operation is None:
+        return " · ".join(parts)
+    for name, schema in operation.option_schema()["properties"].items():
+        value = options.get(name)
+        if name == "model" or value is None or value == schema.get("default"):
+            continue
+        title = schema.get("title", name).lower()
+        if schema.get("type") == "boolean":
+            parts.append(title)
+        else:
+            parts.append(f"{title} {schema.get('x-labels', {}).get(value, value)}")
+    return " · ".join(parts)
+
+
+def task_outputs(task: Task) -> dict[str, Any]:
+    """Return what the task page shows of the outputs: the image to show, and every output to download."""
+    records = output_records(task)
+    links, image = [], None
+    for name, record in records.items():
+        url = url_for("tasks.result", task_id=task.id) if name == "result" else \
+            url_for("tasks.output", task_id=task.id, name=name)
+        kind = IMAGE_LABELS.get(record["media_type"], record["media_type"])
+        label = kind if name == "result" else f"{name.replace('_', ' ')} ({kind})"
+        links.append({"label": label, "download": f"{url}?download=1"})
+        if image is None and record["media_type"].startswith("image/"):
+            image = {"url": url, "name": name,
+                     "alt": f"{name.capitalize()}: {task.original_filename or 'the photo'} after "
+                            f"{operation_title(task.operation).lower()}"}
+    return {"image": image, "links": links}

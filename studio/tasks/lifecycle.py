@@ -1,0 +1,164 @@
+"""A task's life, in one place: every status change is one function here with one guarded UPDATE.
+
+    created -> PENDING --started--> PROCESSING --completed--> COMPLETED
+                  ^                    |  |  `--failed-----> FAILED
+                  `--released/taken over  `-----cancelled--> CANCELLED (from PENDING too)
+
+Each transition names the statuses it may leave and changes the row only if the task is still in one of them, so
+the web app, the job and the reconciler may race without a lost update: the loser's UPDATE matches no row and it
+learns so from the return value (a job whose task was deleted or cancelled meanwhile discards its result). Nothing
+else writes a task's status (tests/service/test_lifecycle.py reads the code to check). Once a task is finished its
+webhook is queued here, whoever finished it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import func, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from studio.extensions import db
+from studio.models import Task, TaskStatus, utcnow
+from studio.tasks import quota
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_LENGTH = 500
+MAX_STAGE_LENGTH = 120
+UNFINISHED = (TaskStatus.PENDING, TaskStatus.PROCESSING)
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """An output in storage: where, what and how big."""
+
+    key: str
+    media_type: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record a task keeps of it."""
+        return {"key": self.key, "media_type": self.media_type, "size": self.size}
+
+
+def _move(task_id: str, leaving: Iterable[TaskStatus], *conditions: ColumnElement[bool],
+          then: Callable[[], None] = lambda: None, **values: Any) -> bool:
+    """Update the task if it is still in one of the statuses it may leave (and the conditions hold), run `then`
+    in the same transaction when it moved, and commit."""
+    statement = (update(Task)
+                 .where(Task.id == task_id, Task.status.in_([status.value for status in leaving]), *conditions)
+                 .values(updated_at=utcnow(), **values)
+                 .execution_options(synchronize_session=False))
+    try:
+        moved = db.session.execute(statement).rowcount == 1
+        if moved:
+            then()
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return moved
+
+
+def _finished(task_id: str, status: TaskStatus) -> None:
+    """Queue the finished task's webhook (the delivery job reads the task again)."""
+    from studio.queue import enqueue_webhook
+
+    task = db.session.get(Task, task_id)
+    if task is not None:
+        db.session.refresh(task)
+        enqueue_webhook(task)
+        logger.info("task %s: %s", task_id, status.value.lower())
+
+
+def created(task: Task) -> None:
+    """Record a new task, PENDING (the caller queues it once this has committed)."""
+    task.status, task.progress, task.attempts, task.stage = TaskStatus.PENDING.value, 0, 0, None
+    db.session.add(task)
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    logger.info("task %s: created for account %s (%s, model %s)", task.id, task.user_id, task.operation, task.model)
+
+
+def started(task_id: str) -> Task | None:
+    """Start an attempt: PENDING (or PROCESSING, for a retry after a lost attempt) -> PROCESSING; None if not."""
+    now = utcnow()
+    if not _move(task_id, UNFINISHED, status=TaskStatus.PROCESSING.value, attempts=Task.attempts + 1,
+                 started_at=now, heartbeat_at=now, error=None, progress=0, stage=None):
+        return None
+    task = db.session.get(Task, task_id)
+    db.session.refresh(task)
+    return task
+
+
+def progressed(task_id: str, percent: int, stage: str | None = None) -> bool:
+    """Record how far a running attempt is; False when the task is no longer PROCESSING (cancelled, deleted)."""
+    # 100 is written together with COMPLETED: a bar at 100% must mean the result can be downloaded.
+    return _move(task_id, (TaskStatus.PROCESSING,), progress=max(0, min(int(percent), 99)),
+                 stage=(stage or None) and stage[:MAX_STAGE_LENGTH], heartbeat_at=utcnow())
+
+
+def completed(task_id: str, user_id: int, result: StoredOutput, extras: dict[str, StoredOutput]) -> bool:
+    """PROCESSING -> COMPLETED with its outputs, counted in the account's storage; False when the task was deleted
+    or cancelled meanwhile."""
+    now = utcnow()
+    stored = result.size + sum(output.size for output in extras.values())
+    moved = _move(task_id, (TaskStatus.PROCESSING,), then=lambda: quota.add_outputs(user_id, stored),
+                  status=TaskStatus.COMPLETED.value, progress=100, stage=None,
+                  result_key=result.key, result_content_type=result.media_type, result_size=result.size,
+                  extras={name: output.to_dict() for name, output in extras.items()},
+                  extras_size=sum(output.size for output in extras.values()), finished_at=now, heartbeat_at=now)
+    if moved:
+        _finished(task_id, TaskStatus.COMPLETED)
+    return moved
+
+
+def failed(task_id: str, reason: str) -> bool:
+    """PENDING or PROCESSING -> FAILED with a readable reason; False when it had finished already."""
+    moved = _move(task_id, UNFINISHED, status=TaskStatus.FAILED.value, error=reason[:MAX_ERROR_LENGTH], stage=None,
+                  finished_at=utcnow())
+    if moved:
+        _finished(task_id, TaskStatus.FAILED)
+    return moved
+
+
+def cancelled(task_id: str, reason: str = "Cancelled.") -> bool:
+    """PENDING or PROCESSING -> CANCELLED; False when it had finished already. A running job stops at its next
+    progress report."""
+    moved = _move(task_id, UNFINISHED, status=TaskStatus.CANCELLED.value, error=reason[:MAX_ERROR_LENGTH],
+                  stage=None, finished_at=utcnow())
+    if moved:
+        _finished(task_id, TaskStatus.CANCELLED)
+    return moved
+
+
+def released(task_id: str) -> bool:
+    """PROCESSING -> PENDING, the attempt not counted: a worker's shutdown interrupted it, not the photo."""
+    return _move(task_id, (TaskStatus.PROCESSING,), Task.attempts > 0, status=TaskStatus.PENDING.value,
+                 attempts=Task.attempts - 1, progress=0, stage=None)
+
+
+def _stalled(stalled_before: datetime) -> ColumnElement[bool]:
+    return func.coalesce(Task.heartbeat_at, Task.updated_at) < stalled_before
+
+
+def taken_over(task_id: str, stalled_before: datetime, *, retry: bool, reason: str = "") -> bool:
+    """PROCESSING whose heartbeat went quiet -> PENDING (to retry) or FAILED; False if it moved on meanwhile.
+
+    The reconciler calls this for a task whose job is gone; a late heartbeat or commit of that job wins.
+    """
+    if retry:
+        return _move(task_id, (TaskStatus.PROCESSING,), _stalled(stalled_before), status=TaskStatus.PENDING.value,
+                     stage=None)
+    moved = _move(task_id, (TaskStatus.PROCESSING,), _stalled(stalled_before), status=TaskStatus.FAILED.value,
+                  error=reason[:MAX_ERROR_LENGTH], stage=None, finished_at=utcnow())
+    if moved:
+        _finished(task_id, TaskStatus.FAILED)
+    return moved

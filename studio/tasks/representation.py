@@ -1,0 +1,59 @@
+"""What a task looks like from outside, as plain data: the API and the webhooks both say this (links aside)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from studio.models import Task, TaskStatus
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    """Return an ISO 8601 time with its zone, or None."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        # SQLite drops the zone; every time we store is UTC.
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.isoformat()
+
+
+def task_fields(task: Task) -> dict[str, Any]:
+    """Return what the API and webhooks say about a task, links aside (a worker has no request to build them)."""
+    return {
+        "id": task.id,
+        "operation": task.operation,
+        "status": task.status,
+        "progress": task.progress,
+        "stage": task.stage,
+        "error": task.error,
+        "model": task.model,
+        "options": task.options,
+        "original_filename": task.original_filename,
+        "created_at": isoformat(task.created_at),
+        "started_at": isoformat(task.started_at),
+        "finished_at": isoformat(task.finished_at),
+        "attempts": task.attempts,
+    }
+
+
+def output_records(task: Task) -> dict[str, dict[str, Any]]:
+    """Return the stored outputs of a completed task by name ("result" first): key, media type and size."""
+    if task.task_status is not TaskStatus.COMPLETED or not task.result_key:
+        return {}
+    main = {"key": task.result_key, "media_type": task.result_content_type or "application/octet-stream",
+            "size": task.result_size}
+    return {"result": main, **(task.extras or {})}
+
+
+def webhook_fields(task: Task) -> dict[str, Any] | None:
+    """Return the state of the task's webhook, None when it has none."""
+    if not task.webhook_url:
+        return None
+    return {
+        "url": task.webhook_url,
+        "status": task.webhook_status,
+        "attempts": task.webhook_attempts,
+        "last_response": task.webhook_response,
+        "delivered_at": isoformat(task.webhook_delivered_at),
+    }
