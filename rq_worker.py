@@ -49,7 +49,7 @@ from jobs.process_image import on_work_horse_killed, release_interrupted_task
 from jobs.scheduled import run_scheduler
 from ml.registry import available_model_names
 from ml.sessions import configure, preload
-from studio import create_app, logs, settings
+from studio import create_app, logs, metrics, settings
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis
 from studio.storage import get_storage
@@ -67,6 +67,8 @@ class PreloadedWorker(Worker):
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         """Prepare the freshly forked horse, then run the job as RQ does."""
+        # Its metrics go to its worker's files, not to new ones per horse (one per job would pile up).
+        metrics.work_horse_started()
         with self.app.app_context():
             db.engine.dispose(close=False)
         torch.set_num_threads(self.torch_threads)
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app()
     torch_threads = app.config.get("STUDIO_TORCH_THREADS") or torch_threads
     bind_app(app)
+    metrics.init_worker(app)
     get_storage(app)
     if processes_photos(app, arguments):
         try:

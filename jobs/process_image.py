@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Callable
@@ -27,6 +28,7 @@ from jobs.heartbeat import Heartbeat
 from ml.imageio import ImageDecodeError
 from ml.operations import InvalidOptions, Limits, Operation, Options, UnknownOperation, get_operation
 from ml.operations.runner import EncodedOutput, OperationFailed, process
+from studio import logs, metrics
 from studio.extensions import db
 from studio.models import Task
 from studio.storage import ObjectNotFound, get_storage, result_key
@@ -50,7 +52,9 @@ class TaskStopped(Exception):
 
 def process_task(task_id: str) -> None:
     """Process one task by id; a no-op for a deleted, finished or cancelled task, idempotent otherwise."""
-    with app_context():
+    job = get_current_job()
+    # Every line logged for this job carries the task id and the id of the request that uploaded the photo.
+    with app_context(), logs.bind(request_id=job.meta.get("request_id") if job else None, task_id=task_id):
         try:
             _process(task_id)
         except TaskStopped:
@@ -72,6 +76,7 @@ def _process(task_id: str) -> None:
         try:
             faults.before_processing(task)
             operation, options = _operation(task)
+            running = time.perf_counter()
             outputs = process(
                 operation, _input(task), options, model_dir=config["STUDIO_MODEL_DIR"],
                 limits=Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"]),
@@ -82,6 +87,7 @@ def _process(task_id: str) -> None:
             lifecycle.failed(task.id, reason)
             logger.warning("task %s: failed permanently, no retry: %s", task.id, reason)
             return
+    metrics.inference_seconds(task.operation, task.model, time.perf_counter() - running)
     _finish(task, operation, outputs)
 
 
@@ -201,6 +207,7 @@ def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
     if job.retries_left:
         logger.warning("task %s: attempt failed (%s: %s); %s retries left", job.id,
                        exc_type.__name__ if exc_type else "error", exc_value, job.retries_left)
+        _count_retry(job.id)
         return
     mark_failed(job, exc_type, exc_value, traceback)
 
@@ -215,12 +222,24 @@ def on_work_horse_killed(job: Job, pid: int | None, status: int | None, rusage: 
     overran = _overran_timeout(job)
     if job.retries_left:
         job.retry_intervals = None
+        _count_retry(job.id)
         logger.warning("task %s: work horse %s %s (status %s); retrying at once, %s retries left", job.id, pid,
                        "killed past its timeout" if overran else "died", status, job.retries_left)
         return
     logger.error("task %s: work horse %s died (status %s) on the last attempt", job.id, pid, status)
     # A horse that ignored its timeout alarm (stuck in native code) is killed by RQ at the timeout plus 60 s.
     mark_failed(job, JobTimeoutException if overran else None, None)
+
+
+def _count_retry(task_id: str) -> None:
+    """Count a retry under its task's operation (a metric: never worth failing the callback for)."""
+    try:
+        with app_context():
+            task = db.session.get(Task, task_id)
+            metrics.job_retried(task.operation if task else "unknown")
+            db.session.remove()
+    except Exception:  # noqa: BLE001 - the database may be the reason the attempt failed
+        metrics.job_retried("unknown")
 
 
 def _overran_timeout(job: Job) -> bool:

@@ -30,6 +30,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from standardwebhooks.webhooks import Webhook
 
 from jobs.context import app_context
+from studio import logs, metrics
 from studio.extensions import db
 from studio.models import Task, TaskStatus, WebhookStatus, utcnow
 from studio.tasks.representation import task_fields
@@ -50,7 +51,7 @@ class DeliveryFailed(Exception):
 
 def deliver_webhook(task_id: str) -> None:
     """Send the finished task's event to its webhook URL (the RQ job); a no-op once delivered or given up."""
-    with app_context():
+    with app_context(), logs.bind(task_id=task_id):
         try:
             _deliver(task_id)
         finally:
@@ -81,19 +82,23 @@ def _deliver(task_id: str) -> None:
                       allow_private=allow_private)
     except UnsafeURL as error:
         # Stored before the strict parse existed, or changed behind the app's back: never called.
+        metrics.webhook_delivery("refused")
         _record(task, WebhookStatus.FAILED, f"not sent: the URL {error}")
         logger.warning("task %s: webhook refused: the URL %s", task.id, error)
         return
     except RefusedAddress as error:
+        metrics.webhook_delivery("refused")
         _record(task, WebhookStatus.FAILED, f"not sent: {target.host} {error}; webhooks only call public addresses")
         logger.warning("task %s: webhook refused: %s", task.id, error)
         return
     except requests.RequestException as error:
         reason = _describe(error)
+        metrics.webhook_delivery("failed")
         _record(task, WebhookStatus.PENDING, reason)
         # No receiver-controlled text in the exception: rq-dashboard shows it to administrators.
         raise DeliveryFailed(reason) from None
     status = f"HTTP {answer.status}"
+    metrics.webhook_delivery("delivered" if 200 <= answer.status < 300 else "failed")
     if 200 <= answer.status < 300:
         _record(task, WebhookStatus.DELIVERED, status, delivered_at=utcnow())
         logger.info("task %s: webhook delivered (%s)", task.id, status)
@@ -143,6 +148,7 @@ def give_up(task_id: str) -> bool:
             if task is None or task.webhook_status != WebhookStatus.PENDING.value:
                 return False
             _record(task, WebhookStatus.FAILED, task.webhook_response or "not delivered")
+            metrics.webhook_delivery("gave_up")
             logger.error("task %s: webhook not delivered after %s attempts (%s)", task_id, task.webhook_attempts,
                          task.webhook_response)
             return True

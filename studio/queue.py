@@ -15,6 +15,7 @@ from rq.rate_limit import RateLimit
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from studio import logs
 from studio.models import Task, WebhookStatus
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ def enqueue_task(task: Task) -> bool:
         job_timeout=job_timeout(task, config),
         on_failure=Callback(FAILURE_CALLBACK),
         rate_limit=account_share(task.user_id, config),
+        # The job's log lines carry the id of the request that uploaded the photo (None for the reconciler).
+        meta={"request_id": logs.current_request_id()},
     )
 
 

@@ -237,11 +237,59 @@ def storage_from_config(config: Mapping[str, Any]) -> Storage:
     return LocalStorage(config["STUDIO_STORAGE_DIR"])
 
 
+class CountedStorage(Storage):
+    """A storage whose failures (anything but a missing object) are counted in studio_storage_errors."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def _call(self, action: str, *args: Any, **kwargs: Any) -> Any:
+        from studio import metrics
+
+        try:
+            return getattr(self.storage, action)(*args, **kwargs)
+        except ObjectNotFound:
+            raise
+        except Exception:
+            metrics.storage_error(action)
+            raise
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Store bytes under a key."""
+        self._call("put", key, data, content_type)
+
+    def get(self, key: str) -> bytes:
+        """Return the bytes stored under a key."""
+        return self._call("get", key)
+
+    def open(self, key: str) -> BinaryIO:
+        """Return a readable stream of the object."""
+        return self._call("open", key)
+
+    def delete(self, key: str) -> None:
+        """Delete an object."""
+        self._call("delete", key)
+
+    def exists(self, key: str) -> bool:
+        """Return True when an object is stored under the key."""
+        return self._call("exists", key)
+
+    def copy(self, source: str, destination: str, content_type: str) -> None:
+        """Copy an object to another key."""
+        self._call("copy", source, destination, content_type)
+
+    def presigned_url(self, key: str, *, filename: str, content_type: str, expires: int | None = None,
+                      download: bool = True) -> str | None:
+        """Return a short-lived URL for the object, or None."""
+        return self._call("presigned_url", key, filename=filename, content_type=content_type, expires=expires,
+                          download=download)
+
+
 def get_storage(app: Flask | None = None) -> Storage:
-    """Return the app's storage, built once per app (a boto3 client is costly to create)."""
+    """Return the app's storage, built once per app (a boto3 client is costly to create), its errors counted."""
     app = app or current_app._get_current_object()
     storage = app.extensions.get(_EXTENSION_KEY)
     if storage is None:
-        storage = app.extensions[_EXTENSION_KEY] = storage_from_config(app.config)
-        logger.info("storage: %s", type(storage).__name__)
+        storage = app.extensions[_EXTENSION_KEY] = CountedStorage(storage_from_config(app.config))
+        logger.info("storage: %s", type(storage.storage).__name__)
     return storage

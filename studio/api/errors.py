@@ -11,6 +11,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.wrappers import Response
 
+from studio import metrics
 from studio.api import bp
 from studio.extensions import db
 from studio.tasks.service import UploadRejected
@@ -30,6 +31,7 @@ def api_error(status: int, code: str, message: str) -> Response:
 @bp.errorhandler(UploadRejected)
 def handle_upload_rejected(error: UploadRejected) -> Response:
     """Answer a refused upload with its status and reason."""
+    metrics.upload_refused(error.code)
     response = api_error(error.status, error.code, error.message)
     if error.status == 429:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import func, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from studio import metrics
 from studio.extensions import db
 from studio.models import Task, TaskStatus, utcnow
 from studio.tasks import quota
@@ -65,12 +66,14 @@ def _move(task_id: str, leaving: Iterable[TaskStatus], *conditions: ColumnElemen
 
 
 def _finished(task_id: str, status: TaskStatus) -> None:
-    """Queue the finished task's webhook (the delivery job reads the task again)."""
+    """Count the finished task and queue its webhook (the delivery job reads the task again)."""
     from studio.queue import enqueue_webhook
 
     task = db.session.get(Task, task_id)
     if task is not None:
         db.session.refresh(task)
+        ran = (task.finished_at - task.started_at).total_seconds() if task.started_at and task.finished_at else None
+        metrics.task_finished(task.operation, task.model, status.value.lower(), ran)
         enqueue_webhook(task)
         logger.info("task %s: %s", task_id, status.value.lower())
 
@@ -84,6 +87,7 @@ def created(task: Task) -> None:
     except Exception:
         db.session.rollback()
         raise
+    metrics.task_created(task.operation, task.model)
     logger.info("task %s: created for account %s (%s, model %s)", task.id, task.user_id, task.operation, task.model)
 
 

@@ -11,6 +11,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
 from ml.operations import DEFAULT_OPERATION, OPERATIONS, Operation
+from studio import metrics
 from studio.errors import error_response
 from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
@@ -90,6 +91,7 @@ def create() -> Response | tuple[str, int]:
         # Checked once for all the photos: each task stores its own copy.
         attachments = service.read_attachments(operation, _attached_files(operation))
     except UploadRejected as error:
+        metrics.upload_refused(error.code)
         return _upload_failed([error.message], error.status)
     tasks, errors, status = [], [], 400
     for upload in uploads:
@@ -98,6 +100,7 @@ def create() -> Response | tuple[str, int]:
         except UploadRejected as error:
             errors.append(f"{service.display_filename(upload.filename)}: {error.message}")
             status = error.status
+            metrics.upload_refused(error.code)
     if not tasks:
         return _upload_failed(errors, status)
     if _wants_fragment():

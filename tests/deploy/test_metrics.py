@@ -20,7 +20,7 @@ from rq.utils import utcformat
 
 from studio import metrics
 from tests.deploy.conftest import free_port, make_app
-from tests.deploy.servers import ROOT, Gunicorn, run_burst_worker, studio_environment
+from tests.deploy.servers import ROOT, Gunicorn, run_burst_worker, small_model_dir, studio_environment
 
 TOKEN = "metrics-token-for-tests"
 AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
@@ -269,3 +269,46 @@ def test_counts_add_up_across_gunicorn_workers_and_work_horses(redis_connection,
                  status="completed") == 2
     assert value(after, "studio_job_duration_seconds_sum", operation="remove_background", model="u2netp") == 3.0
     assert value(after, "studio_inference_duration_seconds_count", operation="remove_background", model="u2netp") == 2
+
+
+def test_real_uploads_and_jobs_are_counted_by_operation_and_model(redis_connection, tmp_path: Path,
+                                                                    photos_dir: Path) -> None:
+    import requests
+
+    folder = tmp_path / "metrics"
+    env = studio_environment(tmp_path, STUDIO_METRICS_DIR=str(folder), STUDIO_METRICS_TOKEN=TOKEN,
+                             STUDIO_QUEUE="metrics-real", STUDIO_LOG_LEVEL="warning",
+                             STUDIO_MODEL_DIR=str(small_model_dir(tmp_path)))
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "studio", "create-user", "ada@example.com",
+                    "--password-stdin"], cwd=ROOT, env=env, input="correct horse battery\n", text=True,
+                   check=True, capture_output=True, timeout=120)
+    gunicorn = Gunicorn(env, tmp_path / "gunicorn.log", "--workers", "2", "--threads", "1")
+    try:
+        gunicorn.wait_until_serving()
+        token = requests.post(gunicorn.url("/api/v1/tokens"), timeout=30,
+                              json={"email": "ada@example.com", "password": "correct horse battery"}).json()["token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        photo = (photos_dir / "rifle2.jpeg").read_bytes()
+        for fields in ({}, {"operation": "mask_stats"}):
+            answer = requests.post(gunicorn.url("/api/v1/tasks"), headers=bearer, data=fields, timeout=30,
+                                   files={"image": ("rifle2.jpeg", photo, "image/jpeg")})
+            assert answer.status_code == 202, answer.text
+        refused = requests.post(gunicorn.url("/api/v1/tasks"), headers=bearer, data={"blur": "x"}, timeout=30,
+                                files={"image": ("rifle2.jpeg", photo, "image/jpeg")})
+        assert refused.status_code == 400
+        worker = run_burst_worker(env, tmp_path, "metrics-real")
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        status, _, body = gunicorn.get("/metrics", AUTHORIZED)
+    finally:
+        gunicorn.stop()
+    assert status == 200
+    text = body.decode()
+    for operation in ("remove_background", "mask_stats"):
+        labels = {"operation": operation, "model": "u2netp"}
+        assert value(text, "studio_tasks_created_total", **labels) == 1, operation
+        assert value(text, "studio_tasks_finished_total", status="completed", **labels) == 1, operation
+        assert value(text, "studio_job_duration_seconds_count", **labels) == 1
+        assert value(text, "studio_inference_duration_seconds_count", **labels) == 1
+    assert value(text, "studio_uploads_refused_total", reason="invalid_option") == 1
