@@ -31,5 +31,4 @@ ENV STUDIO_MODEL_DIR=/opt/studio/models \
     STUDIO_INSTANCE_DIR=/var/lib/studio
 USER studio
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--no-control-socket", \
-     "--access-logfile", "-", "wsgi:app"]
+CMD ["gunicorn", "--config", "deploy/gunicorn.conf.py", "--bind", "0.0.0.0:8000", "wsgi:app"]

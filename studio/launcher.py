@@ -177,9 +177,11 @@ def worker_command() -> list[str]:
     return [sys.executable, "rq_worker.py", "--with-scheduler"]
 
 
-def worker_commands(count: int) -> list[list[str]]:
-    """Return the commands of `count` workers: the first also runs the schedulers, which one worker is enough for."""
-    return [worker_command()] + [[sys.executable, "rq_worker.py"] for _ in range(count - 1)]
+def worker_commands(count: int, webhook_queue: str = "webhooks") -> list[list[str]]:
+    """Return the commands of `count` photo workers (the first also runs the schedulers, which one worker is enough
+    for) and of the webhook deliveries' own small worker (no model), so a slow receiver never holds up a photo."""
+    photos = [worker_command()] + [[sys.executable, "rq_worker.py"] for _ in range(count - 1)]
+    return photos + [[sys.executable, "rq_worker.py", webhook_queue]]
 
 
 def worker_count(config: Mapping) -> int:
@@ -272,7 +274,8 @@ def run(environ: Mapping[str, str]) -> int:
         # gunicorn has emptied the metrics folder by the time it listens: what the workers count from now on stays.
         # Each would clean the shared folder and claim the same port: here the web server serves their metrics.
         worker_env = dict(env, STUDIO_WORKER_METRICS_PORT="0")
-        started = [Child("worker", command, worker_env) for command in worker_commands(workers)]
+        commands = worker_commands(workers, settings.from_environment(env)["STUDIO_WEBHOOK_QUEUE"])
+        started = [Child("worker", command, worker_env) for command in commands]
         services.extend(started)
         supervised.extend(started)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, has_request_context, request
@@ -26,8 +26,32 @@ class SessionInterface(SecureCookieSessionInterface):
         return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
 
 
+class ProbeHosts:
+    """Let health probes and metric scrapes through whatever Host they name.
+
+    Kubelets and Prometheus call a pod by its address (10.1.2.3:8000, web:8000), which TRUSTED_HOSTS rightly
+    refuses for pages. These few paths build no links and show no user data, so they are answered under the
+    first trusted name instead of a 400.
+    """
+
+    PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+
+    def __init__(self, wsgi_app: Callable, host: str) -> None:
+        self.wsgi_app = wsgi_app
+        self.host = host
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        """Serve the request, a probe's under the trusted name."""
+        if environ.get("PATH_INFO") in self.PATHS:
+            environ["HTTP_HOST"] = self.host
+        return self.wsgi_app(environ, start_response)
+
+
 def init_app(app: Flask) -> None:
     """Trust the configured proxies, point the limiter at Redis and add security headers; call before limiter."""
+    trusted_hosts = app.config.get("TRUSTED_HOSTS")
+    if trusted_hosts:
+        app.wsgi_app = ProbeHosts(app.wsgi_app, trusted_hosts[0].lstrip("."))
     proxies = app.config.get("STUDIO_PROXY_COUNT", 0)
     if proxies:
         # Only as many hops as there really are proxies: more would let clients forge their address.

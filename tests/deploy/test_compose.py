@@ -20,7 +20,7 @@ NGINX_TEMPLATE = (ROOT / "deploy" / "nginx.conf").read_text()
 
 # os.environ.get("X"), environ.get("X"), os.getenv("X"), environ["X"], _int(environ, "X"), _bool(environ, "X")
 ENVIRONMENT_READ = re.compile(
-    r"""(?:environ\.get|getenv|_int|_bool)\(\s*(?:environ,\s*)?["']([A-Z][A-Z0-9_]*)["']"""
+    r"""(?:environ\.get|getenv|_int|_bool|_choice|_int_list|_name_list)\(\s*(?:environ,\s*)?["']([A-Z][A-Z0-9_]*)["']"""
     r"""|environ\[["']([A-Z][A-Z0-9_]*)["']\]"""
 )
 INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?][^}]*)?\}")
@@ -58,9 +58,11 @@ def test_the_settings_parser_finds_the_settings() -> None:
 
 
 def test_web_worker_and_migrate_run_the_studio_image() -> None:
-    assert APP_SERVICES == ["migrate", "web", "worker"]
+    assert APP_SERVICES == ["migrate", "web", "webhooks", "worker"]
     assert "wsgi:app" in SERVICES["web"]["command"]
     assert SERVICES["worker"]["command"][-2:] == ["rq_worker.py", "--with-scheduler"]
+    # Webhook deliveries on a worker of their own, listening to their queue only.
+    assert SERVICES["webhooks"]["command"][-2:] == ["rq_worker.py", "webhooks"]
     assert SERVICES["migrate"]["command"] == ["flask", "--app", "wsgi", "db", "upgrade"]
 
 

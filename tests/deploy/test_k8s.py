@@ -23,7 +23,7 @@ KUBERNETES_VERSION = "1.30.0"
 # Kinds of operators the cluster may lack; kubernetes-validate has no schema for them (checked by hand below).
 CUSTOM_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 SECRET = "studio-secrets"
-APP_CONTAINERS = ("studio-web", "studio-worker", "studio-scheduler")
+APP_CONTAINERS = ("studio-web", "studio-worker", "studio-scheduler", "studio-webhooks")
 
 
 def kustomizations() -> list[Path]:
@@ -290,3 +290,10 @@ def test_livez_answers_without_its_services_and_readyz_reports_them(tmp_path) ->
     assert ready.status_code == 503
     assert {name: check["status"] for name, check in ready.get_json()["checks"].items()} == {
         "database": "error", "redis": "error", "storage": "ok"}
+
+
+def test_webhook_deliveries_have_a_small_worker_of_their_own() -> None:
+    webhooks = base("Deployment", "studio-webhooks")
+    assert containers(webhooks)[0]["command"] == ["python", "rq_worker.py", "webhooks"]
+    assert settings.from_environment({})["STUDIO_WEBHOOK_QUEUE"] == "webhooks"
+    assert containers(webhooks)[0]["resources"]["requests"]["memory"] == "256Mi"

@@ -147,3 +147,15 @@ def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "PORT must be a number" in result.stderr
+
+
+def test_make_run_starts_one_photo_worker_per_core_and_a_webhook_worker():
+    from studio.launcher import LauncherError, worker_commands, worker_count
+
+    assert worker_count({"STUDIO_WORKERS": 3}) == 3
+    assert worker_count({"STUDIO_WORKERS": 0}) == len(__import__("os").sched_getaffinity(0))
+    with pytest.raises(LauncherError, match="STUDIO_WORKERS must be 0"):
+        worker_count({"STUDIO_WORKERS": -1})
+    commands = [command[1:] for command in worker_commands(3, "hooks")]
+    assert commands == [["rq_worker.py", "--with-scheduler"], ["rq_worker.py"], ["rq_worker.py"],
+                        ["rq_worker.py", "hooks"]]

@@ -31,6 +31,9 @@ def test_a_forged_host_header_is_refused_and_links_use_the_trusted_name(app, mak
     forged_upload = upload(client, {**headers, "Host": "evil.example"}, png_bytes())
     assert forged_upload.status_code == 400 and "Location" not in forged_upload.headers
     assert app.test_client().get("/login", headers={"Host": "evil.example"}).status_code == 400
+    # Probes and scrapes call a pod by its address: those paths build no links and answer under any name.
+    for path in ("/livez", "/healthz"):
+        assert app.test_client().get(path, headers={"Host": "10.1.2.3:8000"}).status_code != 400
 
 
 @pytest.mark.parametrize("body", [
