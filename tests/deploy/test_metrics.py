@@ -271,8 +271,8 @@ def test_counts_add_up_across_gunicorn_workers_and_work_horses(redis_connection,
     assert value(after, "studio_inference_duration_seconds_count", operation="remove_background", model="u2netp") == 2
 
 
-def test_real_uploads_and_jobs_are_counted_by_operation_and_model(redis_connection, tmp_path: Path,
-                                                                    photos_dir: Path) -> None:
+def test_real_uploads_and_jobs_are_counted_by_operation_and_model(
+        redis_connection, tmp_path: Path, photos_dir: Path) -> None:
     import requests
 
     folder = tmp_path / "metrics"
