@@ -156,7 +156,8 @@ def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput]) -> N
         stored[output.name] = StoredOutput(key, output.media_type, len(output.data))
     faults.after_store(task)
     main = stored.pop(operation.result.name)
-    if not lifecycle.completed(task.id, task.user_id, main, stored):
+    pixels = next((output.pixels for output in outputs if output.name == operation.result.name), 0)
+    if not lifecycle.completed(task.id, task.user_id, main, stored, output_pixels=pixels):
         for output in [main, *stored.values()]:
             storage.delete(output.key)
         raise TaskStopped()

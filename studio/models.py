@@ -130,6 +130,8 @@ class Task(db.Model):
     result_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
     result_content_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     result_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Pixels of the main output when it is an image (usage counts megapixels out); 0 for data.
+    output_pixels: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The other outputs, by output name: {"preview": {"key", "media_type", "size"}}.
     extras: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     extras_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -35,6 +35,7 @@ def upgrade():
         batch_op.add_column(sa.Column('attachments_size', sa.BigInteger(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('extras', sa.JSON(), server_default='{}', nullable=False))
         batch_op.add_column(sa.Column('extras_size', sa.BigInteger(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('output_pixels', sa.BigInteger(), server_default='0', nullable=False))
         batch_op.create_index('ix_tasks_operation', ['operation'], unique=False)
     connection = op.get_bind()
     rows = connection.execute(sa.select(tasks.c.id, tasks.c.background_key, tasks.c.background_size)
@@ -74,6 +75,7 @@ def downgrade():
                                .values(background_key=attachment['key'], background_size=attachment['size']))
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_tasks_operation')
+        batch_op.drop_column('output_pixels')
         batch_op.drop_column('extras_size')
         batch_op.drop_column('extras')
         batch_op.drop_column('attachments_size')

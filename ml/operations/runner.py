@@ -52,6 +52,7 @@ class EncodedOutput:
     data: bytes
     media_type: str
     extension: str
+    pixels: int = 0  # width x height of an image output (usage counts megapixels out); 0 for JSON
 
 
 def decode_inputs(photo: bytes, attachments: dict[str, bytes], max_pixels: int = DEFAULT_MAX_PIXELS) -> Inputs:
@@ -87,7 +88,8 @@ def _encode_one(output: Output, value: Any, options: Options, png_compress_level
         raise TypeError(f"output {output.name} must be an image, got {type(value).__name__}")
     image_format = getattr(options, "format", "png") if output.image_format == "options" else output.image_format
     data = encode_image(value, image_format, png_compress_level=png_compress_level)
-    return EncodedOutput(output.name, data, OUTPUT_MEDIA_TYPES[image_format], EXTENSIONS[image_format])
+    return EncodedOutput(output.name, data, OUTPUT_MEDIA_TYPES[image_format], EXTENSIONS[image_format],
+                         value.width * value.height)
 
 
 def process(operation: Operation, photo: bytes, options: Options, *, model_dir: str | Path, limits: Limits,

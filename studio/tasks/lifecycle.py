@@ -109,13 +109,14 @@ def progressed(task_id: str, percent: int, stage: str | None = None) -> bool:
                  stage=(stage or None) and stage[:MAX_STAGE_LENGTH], heartbeat_at=utcnow())
 
 
-def completed(task_id: str, user_id: int, result: StoredOutput, extras: dict[str, StoredOutput]) -> bool:
+def completed(task_id: str, user_id: int, result: StoredOutput, extras: dict[str, StoredOutput],
+              output_pixels: int = 0) -> bool:
     """PROCESSING -> COMPLETED with its outputs, counted in the account's storage; False when the task was deleted
-    or cancelled meanwhile."""
+    or cancelled meanwhile. output_pixels: the main output's, when it is an image."""
     now = utcnow()
     stored = result.size + sum(output.size for output in extras.values())
     moved = _move(task_id, (TaskStatus.PROCESSING,), then=lambda: quota.add_outputs(user_id, stored),
-                  status=TaskStatus.COMPLETED.value, progress=100, stage=None,
+                  status=TaskStatus.COMPLETED.value, progress=100, stage=None, output_pixels=output_pixels,
                   result_key=result.key, result_content_type=result.media_type, result_size=result.size,
                   extras={name: output.to_dict() for name, output in extras.items()},
                   extras_size=sum(output.size for output in extras.values()), finished_at=now, heartbeat_at=now)

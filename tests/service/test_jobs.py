@@ -69,6 +69,7 @@ def test_worker_removes_the_background_of_a_real_photo(app, client, headers, use
     assert response.headers["Content-Disposition"] == "inline; filename=horse.png"
     cutout = Image.open(io.BytesIO(response.data))
     assert cutout.mode == "RGBA" and cutout.size == Image.open(io.BytesIO(data)).size
+    assert task.output_pixels == cutout.width * cutout.height  # what usage counts as megapixels out
     alpha = cutout.getchannel("A").getextrema()
     assert alpha == (0, 255)  # a transparent background around an opaque subject
     download = client.get(f"{body['result_url']}?download=1", headers=headers)

@@ -65,6 +65,7 @@ def test_a_data_operation_gives_json_and_a_preview_through_a_real_worker(
     preview = client.get(task["preview_url"], headers=headers)
     assert preview.status_code == 200 and Image.open(io.BytesIO(preview.data)).format == "JPEG"
     assert load_task(app, body["id"]).extras_size == len(preview.data)
+    assert load_task(app, body["id"]).output_pixels == 0  # the main output is data, not an image
 
 
 def test_without_an_operation_an_upload_removes_the_background_as_before(app, client, headers, photo_bytes):
