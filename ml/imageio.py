@@ -102,7 +102,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)
-                return _to_rgb_or_rgba(image)
+                decoded = _to_rgb_or_rgba(image)
+                # Nothing of the file's metadata (EXIF, ICC, resolution, comments) travels with the pixels.
+                decoded.info = {}
+                return decoded
     except Image.DecompressionBombWarning as error:
         raise TooManyPixels(f"the image is too large ({error})") from None
     except Image.DecompressionBombError as error:
@@ -112,15 +115,20 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
 
 
 def encode_image(image: Image.Image, image_format: str, *, png_compress_level: int = 4) -> bytes:
-    """Encode to PNG, WebP or JPEG with no metadata from the input (no EXIF, no GPS, no ICC)."""
+    """Encode to PNG, WebP or JPEG with no metadata from the input (no EXIF, no GPS, no ICC).
+
+    A resolution an operation set on purpose (info["dpi"], an ID photo's 300 dpi) is written (JPEG's JFIF density,
+    PNG's pHYs); the input's never reaches the output, since decoding starts every image afresh.
+    """
     buffer = io.BytesIO()
+    dpi = {"dpi": image.info["dpi"]} if "dpi" in image.info and image_format in ("png", "jpeg") else {}
     if image_format == "png":
-        image.save(buffer, "PNG", compress_level=png_compress_level)
+        image.save(buffer, "PNG", compress_level=png_compress_level, **dpi)
     elif image_format == "webp":
         image.save(buffer, "WEBP", lossless=True, method=0) if image.mode == "L" else \
             image.save(buffer, "WEBP", quality=90, method=4, exact=image.mode == "RGBA")
     elif image_format == "jpeg":
-        image.convert("RGB" if image.mode != "L" else "L").save(buffer, "JPEG", quality=92, optimize=True)
+        image.convert("RGB" if image.mode != "L" else "L").save(buffer, "JPEG", quality=92, optimize=True, **dpi)
     else:
         raise ValueError(f"unknown output format {image_format!r}")
     return buffer.getvalue()

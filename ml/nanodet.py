@@ -19,18 +19,8 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-# COCO 2017's detection categories in the order of the model's 80 outputs, named as COCO names them.
-COCO_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
-)
+from ml.coco import COCO_CLASSES  # noqa: F401 - re-exported: the class names in the model's output order
+
 STRIDES = (8, 16, 32)
 REG_MAX = 10
 # The authors' evaluation settings (GFLHead.get_bboxes): IoU threshold of the per-class suppression, boxes kept.

@@ -6,7 +6,7 @@ schema and outputs, without torch), added to OPERATIONS below; studio/ and jobs/
 
 from __future__ import annotations
 
-from ml.operations import mask_stats, remove_background
+from ml.operations import faces, mask_stats, objects, remove_background, stylize
 from ml.operations.base import Attachment, InvalidOptions, Limits, Operation, Options, Output
 
 DEFAULT_OPERATION = "remove_background"
@@ -14,6 +14,13 @@ DEFAULT_OPERATION = "remove_background"
 OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (
     remove_background.OPERATION,
     mask_stats.OPERATION,
+    stylize.OPERATION,
+    faces.FIND_FACES,
+    faces.ANONYMIZE,
+    faces.BEAUTIFY,
+    faces.ID_PHOTO,
+    objects.DETECT,
+    objects.SMART_CROP,
 )}
 
 

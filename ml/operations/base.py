@@ -52,7 +52,11 @@ def choice(*values: str, aliases: Mapping[str, str] | None = None) -> Any:
         value = _choice(value)
         return aliases.get(value, value) if isinstance(value, str) else value
 
-    extra = Field(json_schema_extra={"x-aliases": aliases}) if aliases else Field()
+    schema: dict[str, Any] = {"x-aliases": aliases} if aliases else {}
+    if len(values) == 1:
+        # pydantic writes a one-value Literal as "const"; an enum of one keeps every choice listed the same way.
+        schema["enum"] = list(values)
+    extra = Field(json_schema_extra=schema) if schema else Field()
     return Annotated[Literal[values], BeforeValidator(normalise), extra]  # type: ignore[valid-type]
 
 
@@ -174,9 +178,20 @@ class Operation:
         if self.models and "model" in self.options.model_fields:
             values["model"] = self._model(values.get("model"), models, default_model)
         try:
-            return self.options.model_validate(values, context={"attachments": attachments})
+            options = self.options.model_validate(values, context={"attachments": attachments})
         except ValidationError as error:
             raise _invalid(self.options, error) from None
+        if models is not None:
+            self._check_helpers(options, models)
+        return options
+
+    def _check_helpers(self, options: Options, installed: tuple[str, ...]) -> None:
+        """Refuse a helper model (the subject mask's, say) that is not installed, naming the option that chose it."""
+        for name in self.helper_models(options):
+            if name not in installed:
+                field = next((key for key, value in options.model_dump().items() if value == name), "model")
+                raise InvalidOptions(field, f"{name!r} is not installed on this server; installed: "
+                                            f"{', '.join(installed) or 'none'}")
 
     def restore(self, stored: Mapping[str, Any]) -> Options:
         """Validate options as a task stored them (attachment flags included); raise InvalidOptions."""

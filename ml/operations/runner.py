@@ -43,6 +43,10 @@ class RunContext:
         """Report how far the run is (0-100) and what it is doing; may raise to stop the run (cancelled)."""
         self.report(max(0, min(int(percent), 100)), stage)
 
+    def part(self, start: int, end: int) -> Callable[[int, str | None], None]:
+        """Return a progress callback for one step of the run, its 0-100 mapped onto start-end of the whole."""
+        return lambda percent, stage=None: self.progress(start + (end - start) * percent / 100, stage)
+
 
 @dataclass(frozen=True)
 class EncodedOutput:

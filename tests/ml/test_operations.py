@@ -19,6 +19,7 @@ from ml.operations.remove_background import parse_colour
 from ml.operations.runner import RunContext, encode, run
 
 MODELS = ("u2netp", "u2net")
+MODELS_REGISTERED = tuple(__import__("ml.registry", fromlist=["MODELS"]).MODELS)
 REMOVE_BACKGROUND = get_operation("remove_background")
 
 
@@ -51,8 +52,9 @@ def test_every_declaration_is_complete_and_its_schema_describes_its_options(oper
     for name, prop in schema["properties"].items():
         assert prop.get("title") and prop.get("description"), name
         assert "default" in prop, f"{operation.name}.{name} needs a default: the form and the CLI show it"
-    defaults = operation.parse({}, models=MODELS)
+    defaults = operation.parse({}, models=tuple(MODELS_REGISTERED))
     assert operation.restore(defaults.to_dict()) == defaults
+    assert set(operation.models) <= set(MODELS_REGISTERED)
     if operation.models:
         assert schema["properties"]["model"]["enum"] == list(operation.models)
 
@@ -134,11 +136,34 @@ option_names = sorted({name for operation in OPERATIONS.values() for name in ope
        st.dictionaries(st.sampled_from(option_names + ["other"]), json_values, max_size=8))
 def test_any_input_parses_or_raises_invalid_options_naming_a_field(operation, data):
     try:
-        options = operation.parse(data, models=MODELS)
+        options = operation.parse(data, models=MODELS_REGISTERED)
     except InvalidOptions as error:
         assert error.field and error.message
     else:
         assert operation.restore(options.to_dict()) == options
+
+
+def test_the_declarations_agree_with_the_models_they_describe():
+    from ml.id_photo import ID_PRESETS
+    from ml.operations.faces import IdPhotoOptions
+    from ml.operations.stylize import STYLE_NAMES
+    from ml.style_transfer import STYLES
+
+    assert STYLE_NAMES == STYLES
+    assert list(IdPhotoOptions.model_json_schema()["properties"]["preset"]["enum"]) == list(ID_PRESETS)
+
+
+def test_a_helper_model_that_is_not_installed_is_refused_naming_its_option():
+    stylize = get_operation("stylize")
+    with pytest.raises(InvalidOptions, match="mask_model: 'u2net' is not installed"):
+        stylize.parse({"apply_to": "background", "mask_model": "u2net"}, models=("style26", "u2netp"))
+    assert stylize.parse({"apply_to": "all", "mask_model": "u2net"}, models=("style26",)).apply_to == "all"
+    with pytest.raises(InvalidOptions, match="blend_with: choose a second style other than the first"):
+        stylize.parse({"style": "sepia-oils", "blend_with": "sepia-oils"}, models=("style26",))
+    with pytest.raises(InvalidOptions, match="classes: 'unicorn' is not one of COCO's classes"):
+        get_operation("detect").parse({"classes": "dog, unicorn"}, models=("nanodet",))
+    assert get_operation("detect").parse({"classes": " Dog,person,dog "}, models=("nanodet",)).classes == \
+        "dog, person"
 
 
 def test_mask_stats_reports_the_subject_in_photo_pixels(model_dir):

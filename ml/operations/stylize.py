@@ -1,0 +1,83 @@
+"""stylize: the photo painted in one of 26 styles (or a blend of two), all of it, its subject or its background."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
+from ml.operations.remove_background import U2NET_MODELS
+
+# (slug, what it looks like) in the network's order; ml/style_transfer.py's STYLES, kept here without torch (a test
+# checks they agree). The thumbnails are static/img/styles/<slug>.webp, made by tools/style_previews.py.
+STYLE_NAMES = (
+    ("golden-pastel", "Golden pastel"), ("ink-on-yellow", "Bold ink on yellow"),
+    ("charcoal-hatching", "Charcoal hatching"), ("electric-scribbles", "Electric scribbles"),
+    ("crimson-wash", "Crimson and sky wash"), ("autumn-dabs", "Autumn dabs"), ("midnight-dots", "Midnight dots"),
+    ("colour-blocks", "Bold colour blocks"), ("pink-sketch", "Pink and teal sketch"), ("teal-mosaic", "Teal mosaic"),
+    ("sepia-oils", "Sepia oils"), ("gold-etching", "Gold etching"), ("lilac-haze", "Lilac haze"),
+    ("fauve-greens", "Fauve greens"), ("icy-wash", "Icy blue wash"), ("stained-glass", "Stained glass"),
+    ("blue-crayon", "Blue crayon"), ("brick-grid", "Red brick grid"), ("ochre-woodgrain", "Ochre woodgrain"),
+    ("starry-swirls", "Starry blue swirls"), ("ember-red", "Ember red"), ("ink-and-pastel", "Ink and pastel"),
+    ("red-spotted-ink", "Red-spotted ink"), ("smoky-dusk", "Smoky dusk"), ("blue-engraving", "Blue engraving"),
+    ("dark-tapestry", "Dark tapestry"),
+)
+SLUGS = tuple(slug for slug, _ in STYLE_NAMES)
+Style = choice(*SLUGS)
+SecondStyle = choice("none", *SLUGS)
+Region = choice("all", "background", "subject")
+StyleModel = choice("style26")
+MaskModel = choice(*U2NET_MODELS)
+_LABELS = dict(STYLE_NAMES)
+_PREVIEWS = {slug: f"img/styles/{slug}.webp" for slug in SLUGS}
+
+
+class StylizeOptions(Options):
+    """Options of stylize."""
+
+    model: StyleModel = Field("style26", title="Model",
+                              description="the 26-style network (Dumoulin et al., a learned representation for "
+                                          "artistic style)")
+    style: Style = Field("starry-swirls", title="Style", description="the look to paint the photo in",
+                         json_schema_extra={"x-labels": _LABELS, "x-previews": _PREVIEWS})
+    blend_with: SecondStyle = Field("none", title="Blend with",
+                                    description="a second style mixed in, in one pass (it costs nothing extra)",
+                                    json_schema_extra={"x-labels": {"none": "No second style", **_LABELS}})
+    blend: WholeNumber = Field(50, ge=0, le=100, title="Blend (% of the first style)",
+                               description="how much of the first style against the second: 100 is the first alone")
+    strength: WholeNumber = Field(100, ge=0, le=100, title="Strength",
+                                  description="how much painting against the photo: 0 keeps the photo")
+    apply_to: Region = Field("all", title="Paint",
+                             description="the whole photo, only its background (the subject stays sharp) or only "
+                                         "its subject",
+                             json_schema_extra={"x-labels": {"all": "The whole photo",
+                                                             "background": "The background only",
+                                                             "subject": "The subject only"}})
+    mask_model: MaskModel = Field("u2netp", title="Subject model",
+                                  description="finds the subject when only the subject or the background is painted")
+    feather: WholeNumber = Field(6, ge=0, le=200, title="Edge softness (pixels)",
+                                 description="how far the painting fades into the photo at the subject's edge")
+    working_size: WholeNumber = Field(
+        1024, ge=256, le=2048, title="Working size (pixels)",
+        description="the long side the network paints at (strokes have a fixed size in pixels); the result is "
+                    "scaled back to the photo's size")
+    format: ImageFormat = Field("jpeg", title="Format", description="the result's file format",
+                                json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
+
+    @model_validator(mode="after")
+    def _blend_needs_a_second_style(self) -> "StylizeOptions":
+        if self.blend_with == self.style:
+            raise ValueError("blend_with: choose a second style other than the first, or none")
+        return self
+
+
+OPERATION = Operation(
+    name="stylize",
+    title="Paint in a style",
+    description="Repaint the photo in one of 26 artistic styles or a blend of two, all of it, or only its "
+                "background or its subject.",
+    options=StylizeOptions,
+    run="ml.painting:run",
+    outputs=(Output("result", "image", "the painted photo, at the photo's size"),),
+    models=("style26",),
+    helper_models=lambda options: (options.mask_model,) if options.apply_to != "all" else (),
+)

@@ -1,0 +1,24 @@
+"""stylize's run: the style weights, the network at its working size, then the strength and the region."""
+
+from __future__ import annotations
+
+from ml.operations.base import Inputs, Result
+from ml.operations.runner import RunContext
+from ml.operations.stylize import SLUGS, StylizeOptions
+from ml.saliency import predict_mask
+from ml.style_transfer import apply, style_weights, stylize
+
+
+def run(inputs: Inputs, options: StylizeOptions, context: RunContext) -> Result:
+    """Paint the photo as the options say."""
+    second = SLUGS.index(options.blend_with) if options.blend_with != "none" else None
+    weights = style_weights(SLUGS.index(options.style), second, options.blend if second is not None else 100)
+    painted = stylize(inputs.photo, context.session(options.model), weights, working_size=options.working_size,
+                      progress=context.part(10, 80))
+    mask = None
+    if options.apply_to != "all":
+        context.progress(82, "finding the subject")
+        mask = predict_mask(inputs.photo, context.session(options.mask_model))
+    context.progress(90, "blending")
+    return Result(apply(inputs.photo, painted, strength=options.strength, mask=mask, apply_to=options.apply_to,
+                        feather=options.feather))
