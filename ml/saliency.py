@@ -1,7 +1,13 @@
 """Subject masks from the U2Net family: what the authors' reference does, from a decoded photo to an 8-bit mask.
 
-Resize to the model's input, divide by the maximum, normalise with ImageNet's mean and standard deviation, run the
-network, take the fused output, min-max normalise it and resize it back to the photo.
+Sample the photo bilinearly at the model's input size, divide by the maximum, normalise with ImageNet's mean and
+standard deviation, run the network, take the fused output, min-max normalise it, truncate it to 8 bits and resize
+it back to the photo bilinearly.
+
+The authors' reference resized its input with scikit-image 0.14, whose `resize` had no anti-alias filter yet: plain
+bilinear interpolation between the four nearest pixels, in floating point, zero outside the photo. Reproducing that
+(rather than Pillow's anti-aliased resize, or rembg's Lanczos) is what brings the masks to theirs: measured on their
+eight test photos, the worst IoU of U2NetP goes from 0.947 (Pillow bilinear) to 0.994.
 """
 
 from __future__ import annotations
@@ -13,11 +19,38 @@ from PIL import Image
 from ml.sessions import ModelSession
 
 
+def _bilinear_taps(length: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return, for `size` samples over `length` pixels, the two neighbours' indices and weights (half-pixel centres).
+
+    A neighbour outside the photo gets weight zero (scikit-image's constant mode), so only upscaled edges darken a
+    little, as in the reference.
+    """
+    centres = (np.arange(size, dtype=np.float64) + 0.5) * (length / size) - 0.5
+    low = np.floor(centres).astype(np.intp)
+    high_weight = (centres - low).astype(np.float32)
+    low_weight = 1 - high_weight
+    high = low + 1
+    low_weight[low < 0] = 0
+    high_weight[high > length - 1] = 0
+    return np.clip(low, 0, length - 1), np.clip(high, 0, length - 1), low_weight, high_weight
+
+
+def sample_bilinear(image: Image.Image, size: int) -> np.ndarray:
+    """Return the RGB photo sampled at size x size points as float32 HWC in [0, 1], without anti-aliasing."""
+    pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    height, width = pixels.shape[:2]
+    top, bottom, top_weight, bottom_weight = _bilinear_taps(height, size)
+    left, right, left_weight, right_weight = _bilinear_taps(width, size)
+    # Rows first, on the few rows sampled: the photo itself is never converted to floating point.
+    rows = (pixels[top].astype(np.float32) * top_weight[:, None, None]
+            + pixels[bottom].astype(np.float32) * bottom_weight[:, None, None])
+    sampled = rows[:, left] * left_weight[None, :, None] + rows[:, right] * right_weight[None, :, None]
+    return sampled / 255
+
+
 def preprocess(image: Image.Image, session: ModelSession) -> torch.Tensor:
-    """Resize to the model's input, scale by the maximum, normalise with the model's mean and std (NCHW)."""
-    size = session.settings["input_size"]
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    small = np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    """Sample the photo at the model's input size, scale by the maximum, normalise with the model's mean and std."""
+    small = sample_bilinear(image, session.settings["input_size"])
     small = small / max(float(small.max()), 1e-6)
     mean = np.asarray(session.settings["mean"], dtype=np.float32)
     std = np.asarray(session.settings["std"], dtype=np.float32)
@@ -29,7 +62,8 @@ def postprocess(logits: torch.Tensor, size: tuple[int, int]) -> Image.Image:
     prediction = torch.sigmoid(logits[0, 0])
     low, high = prediction.min(), prediction.max()
     prediction = (prediction - low) / torch.clamp(high - low, min=1e-8)
-    # Truncation, not rounding, as the authors' reference saves its masks.
+    # Truncation, not rounding, and a resize of the 8-bit mask, as the authors' reference saves its masks: both
+    # measured closer to their results than rounding, a float resize or rembg's Lanczos.
     small = Image.fromarray((prediction.numpy() * 255).astype(np.uint8), mode="L")
     return small.resize(size, Image.BILINEAR)
 
