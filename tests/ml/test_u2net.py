@@ -58,3 +58,15 @@ def test_release_checkpoint_with_batch_norm_loads(tmp_path):
     with torch.inference_mode():
         expected = original.eval()(batch)
     assert torch.allclose(saliency.logits(batch, session), expected, atol=1e-5)
+
+
+def test_full_precision_stages_stay_float32_under_bfloat16_autocast():
+    model = u2net.u2net(batch_norm=False).eval()
+    dtypes = {}
+    for name in ("stage1", "stage3d", "stage2d", "stage1d"):
+        getattr(model, name).register_forward_hook(
+            lambda _module, _inputs, output, name=name: dtypes.__setitem__(name, output.dtype))
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        model(torch.randn(1, 3, 64, 64))
+    assert dtypes == {"stage1": torch.bfloat16, "stage3d": torch.bfloat16,
+                      "stage2d": torch.float32, "stage1d": torch.float32}
