@@ -1,13 +1,15 @@
-"""Throughput of our pipeline against rembg 2.0.86 on the same photos, side by side, in one run.
+"""U2NetP and U2Net, ours against rembg 2.0.86 on the same ONNX weights and photos, in one run: speed, masks, memory.
 
-Both use U2NetP with the same official weights and a warm session, read each photo from disk and write an encoded
-PNG cutout to disk. Rounds alternate (ours, rembg, ours, ...) so machine noise hits both alike; the figure per side is
-its median round. Also prints output sizes, mask quality against the authors' reference masks, and the peak memory
-of processing one 24-megapixel photo.
+For each model, three warm workers take turns, round after round (ours in bfloat16 where the model allows it, ours
+in float32, rembg), so machine noise hits all alike; each writes PNG cutouts of the same photos, reading them from
+disk, and the figure per side is its median round. Ours goes through the product's batch path (one call, in
+`process_batch`). Then each side's masks are scored photo by photo against the U-2-Net authors' own masks, and a
+fresh process holding both models cuts out a 24-megapixel photo with each to measure its peak memory.
 
-    .venv/bin/python bench/throughput.py [--photos DIR] [--repeat 3] [--rounds 3]
+    .venv/bin/python bench/throughput.py [--fixtures DIR] [--models u2netp,u2net] [--rounds 3] [--repeat 1]
 
-rembg is installed by this script into bench/.rembg-venv (its own virtual environment) on first use.
+rembg runs in its own virtual environment, bench/.rembg-venv (created on first use), with our verified ONNX files
+as its models (U2NET_HOME), so it downloads nothing.
 """
 
 from __future__ import annotations
@@ -15,43 +17,128 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ml.batch import expand_inputs, output_paths, process_files  # noqa: E402
-from ml.options import ProcessingOptions  # noqa: E402
-from studio.settings import from_environment  # noqa: E402
-from ml.weights import ONNX_FILE, fetch_onnx  # noqa: E402
-
 REMBG_VENV = ROOT / "bench" / ".rembg-venv"
-REMBG_REQUIREMENTS = ["rembg==2.0.86", "onnxruntime"]
-DEFAULT_PHOTOS = ROOT.parent / "shared" / "fixtures" / "photos"
+REMBG_REQUIREMENTS = ["rembg==2.0.86", "onnxruntime==1.32.0"]
+DEFAULT_FIXTURES = ROOT.parent / "shared" / "fixtures"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
-# Runs inside rembg's virtual environment: one warm session, a round per line of JSON on stdin.
+# Runs inside rembg's virtual environment: one warm session, a JSON job per line on stdin, its seconds on stdout.
 REMBG_WORKER = r"""
 import json, sys, time
 from pathlib import Path
 from rembg import new_session, remove
-session = new_session("u2netp")
+session = new_session(sys.argv[1])
+print(json.dumps({"bfloat16": False}), flush=True)
 for line in sys.stdin:
     job = json.loads(line)
     started = time.perf_counter()
     for source, target in job["pairs"]:
-        Path(target).write_bytes(remove(Path(source).read_bytes(), session=session))
+        Path(target).write_bytes(remove(Path(source).read_bytes(), session=session, only_mask=job["masks"]))
     print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
 """
 
 
-def ensure_rembg() -> Path:
+# --- our side: these run in worker processes started from this same file ---
+
+def process_batch(sources: list[Path], targets: list[Path], model: str, model_dir: Path) -> None:
+    """Cut out photos through the product's batch path, as the CLI does (the bench's only call to it)."""
+    from ml.batch import process_files
+    from ml.imageio import DEFAULT_MAX_PIXELS
+    from ml.operations import Limits, get_operation
+
+    operation = get_operation("remove_background")
+    options = operation.parse({"model": model})
+    limits = Limits(DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS)
+    for result in process_files(operation, sources, targets, options, model_dir=model_dir, limits=limits):
+        if result.error:
+            raise RuntimeError(f"{result.source}: {result.error}")
+
+
+def write_masks(sources: list[Path], targets: list[Path], model: str, model_dir: Path) -> None:
+    """Write our masks of the photos, as the product computes them."""
+    from ml.imageio import decode_image
+    from ml.saliency import predict_mask
+    from ml.sessions import get_session
+
+    session = get_session(model, model_dir)
+    for source, target in zip(sources, targets):
+        predict_mask(decode_image(source.read_bytes()), session).save(target)
+
+
+def serve(model: str, bfloat16: str, model_dir: Path) -> None:
+    """Answer jobs on stdin as rembg's worker does, with our model in the given bfloat16 setting."""
+    import time
+
+    from ml.sessions import configure, get_session
+
+    configure(bfloat16=bfloat16)
+    print(json.dumps({"bfloat16": get_session(model, model_dir).bfloat16}), flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        sources, targets = ([Path(pair[index]) for pair in job["pairs"]] for index in (0, 1))
+        started = time.perf_counter()
+        (write_masks if job["masks"] else process_batch)(sources, targets, model, model_dir)
+        print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+
+
+def high_water_mib() -> int:
+    """Return this process's peak resident memory (VmHWM: ru_maxrss carries a parent's over across fork and exec)."""
+    status = Path("/proc/self/status").read_text().split("VmHWM:")[1]
+    return int(status.split()[0]) // 1024
+
+
+def measure_peak(photo: Path, model_dir: Path, work: Path) -> None:
+    """Load both models, then cut out one photo with each; print the peak memory before and after as JSON."""
+    from ml.sessions import preload
+
+    preload(["u2netp", "u2net"], model_dir)
+    loaded = high_water_mib()
+    for model in ("u2netp", "u2net"):
+        process_batch([photo], [work / f"{model}.png"], model, model_dir)
+    print(json.dumps({"loaded": loaded, "peak": high_water_mib()}))
+
+
+# --- the conductor ---
+
+@dataclass
+class Side:
+    """One worker process and the rounds it ran."""
+
+    label: str
+    process: subprocess.Popen
+    bfloat16: bool
+    rounds: list[float]
+
+    def run(self, pairs: list[tuple[str, str]], masks: bool = False) -> float:
+        """Send one job and return its seconds."""
+        self.process.stdin.write(json.dumps({"pairs": pairs, "masks": masks}) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())["seconds"]
+
+    def close(self) -> None:
+        """End the worker."""
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def start(label: str, command: list[str], environment: dict[str, str]) -> Side:
+    """Start a worker and wait until its model is loaded."""
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment)
+    return Side(label, process, json.loads(process.stdout.readline())["bfloat16"], [])
+
+
+def rembg_python() -> Path:
     """Create rembg's own virtual environment on first use and return its python."""
     python = REMBG_VENV / "bin" / "python"
     if not python.exists():
@@ -60,137 +147,153 @@ def ensure_rembg() -> Path:
     return python
 
 
-def start_rembg(python: Path, model_dir: Path, warm_pairs: list[tuple[str, str]]) -> subprocess.Popen:
-    """Start rembg's worker with our u2netp.onnx as its U2NET_HOME model, warmed up on one photo."""
-    home = Path(tempfile.mkdtemp(prefix="rembg-home-"))
-    shutil.copy(fetch_onnx(model_dir), home / ONNX_FILE)
-    environment = {**os.environ, "U2NET_HOME": str(home), "OMP_NUM_THREADS": str(os.cpu_count())}
-    worker = subprocess.Popen([str(python), "-c", REMBG_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env=environment)
-    run_rembg(worker, warm_pairs)
-    return worker
+def rembg_home(model_dir: Path, work: Path) -> Path:
+    """Return a U2NET_HOME holding our verified ONNX files under the names rembg looks for."""
+    from ml.registry import MODELS
+    from ml.weights import fetch
+
+    home = work / "rembg-home"
+    home.mkdir(exist_ok=True)
+    for name in ("u2netp", "u2net"):
+        (original,) = fetch(model_dir, MODELS[name].source).values()
+        link = home / f"{name}.onnx"
+        if not link.exists():
+            link.symlink_to(original.resolve())
+    return home
 
 
-def run_rembg(worker: subprocess.Popen, pairs: list[tuple[str, str]]) -> float:
-    """Run one rembg round; return its seconds."""
-    worker.stdin.write(json.dumps({"pairs": pairs}) + "\n")
-    worker.stdin.flush()
-    return json.loads(worker.stdout.readline())["seconds"]
+def start_sides(model: str, model_dir: Path, work: Path) -> list[Side]:
+    """Start ours in bfloat16 (when the model and this CPU run it), ours in float32, and rembg."""
+    threads = str(os.cpu_count())
+    ours = [sys.executable, str(Path(__file__).resolve()), "--serve", model, "--model-dir", str(model_dir)]
+    sides = [start("ours", [*ours, "--bfloat16", "auto"], dict(os.environ))]
+    if sides[0].bfloat16:
+        sides[0].label = "ours, bfloat16"
+        sides.append(start("ours, float32", [*ours, "--bfloat16", "off"], dict(os.environ)))
+    environment = {**os.environ, "U2NET_HOME": str(rembg_home(model_dir, work)), "OMP_NUM_THREADS": threads}
+    sides.append(start("rembg 2.0.86", [str(rembg_python()), "-c", REMBG_WORKER, model], environment))
+    return sides
 
 
-def run_ours(sources: list[Path], targets: list[Path], model_dir: Path) -> float:
-    """Run one round of our pipeline; return its seconds."""
-    started = time.perf_counter()
-    for result in process_files(sources, targets, ProcessingOptions(), model_dir=model_dir):
-        if result.error:
-            raise RuntimeError(result.error)
-    return time.perf_counter() - started
-
-
-def folder_bytes(folder: Path) -> int:
-    """Return the total size of the files in a folder."""
-    return sum(path.stat().st_size for path in folder.iterdir())
-
-
-def mask_quality(photos: Path, model_dir: Path) -> str:
-    """Compare our masks with the authors' reference masks beside the photos, as the parity test does."""
+def mask_scores(mask: Path, reference: Path) -> tuple[float, float]:
+    """Return the mean absolute error and the IoU at 0.5 of a mask against the authors' mask."""
     import numpy as np
     from PIL import Image
 
-    from ml.imageio import decode_image
-    from ml.saliency import predict_mask
-    from ml.sessions import get_session
-
-    references = photos.parent / "u2netp_reference"
-    if not references.is_dir():
-        return "reference masks not found"
-    session = get_session("u2netp", model_dir)
-    errors, overlaps = [], []
-    for reference in sorted(references.glob("*.png")):
-        photo = next(photos.glob(reference.stem + ".*"))
-        mask = np.asarray(predict_mask(decode_image(photo.read_bytes()), session), dtype=np.float32) / 255
-        expected = np.asarray(Image.open(reference).convert("L"), dtype=np.float32) / 255
-        errors.append(float(np.abs(mask - expected).mean()))
-        ours, theirs = mask > 0.5, expected > 0.5
-        overlaps.append(float((ours & theirs).sum() / max((ours | theirs).sum(), 1)))
-    return (f"MAE {statistics.mean(errors):.4f} (bound 0.008), IoU min {min(overlaps):.3f} (bound 0.85), "
-            f"median {statistics.median(overlaps):.3f} (bound 0.98) over {len(errors)} photos")
+    ours = np.asarray(Image.open(mask).convert("L"), dtype=np.float32) / 255
+    theirs = np.asarray(Image.open(reference).convert("L"), dtype=np.float32) / 255
+    union = ((ours > 0.5) | (theirs > 0.5)).sum()
+    return float(np.abs(ours - theirs).mean()), float(((ours > 0.5) & (theirs > 0.5)).sum() / max(union, 1))
 
 
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
-PEAK_SCRIPT = r"""
-import sys
-from pathlib import Path
-def high_water_mib():
-    status = Path("/proc/self/status").read_text().split("VmHWM:")[1]
-    return int(status.split()[0]) // 1024
-sys.path.insert(0, sys.argv[1])
-from ml.options import ProcessingOptions
-from ml.pipeline import process_image
-from ml.sessions import get_session
-get_session("u2netp", sys.argv[2])
-data = Path(sys.argv[3]).read_bytes()
-before = high_water_mib()
-result = process_image(data, ProcessingOptions(), model_dir=sys.argv[2], max_pixels=30_000_000)
-after = high_water_mib()
-print(before, after, result.width, result.height, len(result.data))
-"""
+def quality_table(sides: list[Side], model: str, fixtures: Path, work: Path) -> list[str]:
+    """Have every side mask the photos the authors published masks of; return the per-photo scores as a table."""
+    references = sorted((fixtures / f"{model}_reference").glob("*.png"))
+    photos = [next((fixtures / "photos").glob(reference.stem + ".*")) for reference in references]
+    scores = {}
+    for side in sides:
+        folder = work / f"masks-{model}-{side.label}"
+        folder.mkdir()
+        side.run([(str(photo), str(folder / f"{photo.stem}.png")) for photo in photos], masks=True)
+        scores[side.label] = [mask_scores(folder / f"{photo.stem}.png", reference)
+                              for photo, reference in zip(photos, references)]
+    lines = [f"| {model}: IoU / MAE | " + " | ".join(side.label for side in sides) + " |",
+             "|---" * (len(sides) + 1) + "|"]
+    for index, photo in enumerate(photos):
+        cells = [f"{scores[side.label][index][1]:.3f} / {scores[side.label][index][0]:.4f}" for side in sides]
+        lines.append(f"| {photo.stem} | " + " | ".join(cells) + " |")
+    summary = []
+    for side in sides:
+        errors, overlaps = zip(*scores[side.label])
+        summary.append(f"{min(overlaps):.3f}, {statistics.median(overlaps):.3f} / {statistics.mean(errors):.4f}")
+    lines.append("| IoU min, median / MAE mean | " + " | ".join(summary) + " |")
+    lines.append("")
+    rembg = scores[sides[-1].label]
+    for side in sides[:-1]:
+        closer = all(ours[1] >= theirs[1] and ours[0] <= theirs[0] for ours, theirs in zip(scores[side.label], rembg))
+        lines.append(f"{side.label}: at least as close as rembg on every photo (IoU and MAE): {closer}")
+    return lines
+
+
+def speed_table(sides: list[Side], model: str, count: int) -> list[str]:
+    """Return images per second per side and the ratio to rembg."""
+    rates = [count / statistics.median(side.rounds) for side in sides]
+    lines = [f"| {model} | images/s | ratio to rembg | rounds (s) |", "|---|---|---|---|"]
+    for side, rate in zip(sides, rates):
+        rounds = ", ".join(f"{seconds:.1f}" for seconds in side.rounds)
+        lines.append(f"| {side.label} | {rate:.2f} | {rate / rates[-1]:.2f}x | {rounds} |")
+    return lines
+
+
+def bench_model(model: str, photos: list[Path], arguments: argparse.Namespace, model_dir: Path,
+                work: Path) -> list[str]:
+    """Time the sides in alternating rounds, score their masks, and return both tables."""
+    sides = start_sides(model, model_dir, work)
+    try:
+        pairs = {}
+        for side in sides:
+            folder = work / f"cutouts-{model}-{side.label}"
+            folder.mkdir()
+            pairs[side.label] = [(str(photo), str(folder / f"{index}-{photo.stem}.png"))
+                                 for index, photo in enumerate(photos)]
+            side.run(pairs[side.label][:1])  # warm-up
+        for _ in range(arguments.rounds):
+            for side in sides:
+                side.rounds.append(side.run(pairs[side.label]))
+        return [*speed_table(sides, model, len(photos)), "", *quality_table(sides, model, arguments.fixtures, work)]
+    finally:
+        for side in sides:
+            side.close()
 
 
 def peak_memory(photo: Path, model_dir: Path, work: Path) -> str:
-    """Process a 24-megapixel photo in a fresh process and report its peak resident memory."""
+    """Cut out a 24-megapixel photo with each model in a fresh process holding both; describe its peak memory."""
     from PIL import Image
 
     large = work / "24-megapixels.jpg"
     Image.open(photo).convert("RGB").resize((6000, 4000)).save(large, "JPEG", quality=90)
-    output = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(ROOT), str(model_dir), str(large)],
-                            capture_output=True, text=True, check=True).stdout.split()
-    before, after, width, height, size = (int(value) for value in output)
-    return (f"{width}x{height} photo: peak RSS {after} MiB (model loaded and JPEG in memory: {before} MiB, "
-            f"so {after - before} MiB for the photo; RGBA at this size alone is {width * height * 4 >> 20} MiB); "
-            f"PNG {size >> 20} MiB")
+    command = [sys.executable, str(Path(__file__).resolve()), "--peak-memory", str(large),
+               "--model-dir", str(model_dir)]
+    figures = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    return (f"a process holding both models: {figures['loaded']} MiB loaded, {figures['peak']} MiB peak after "
+            f"cutting out a 6000x4000 photo with each (RGBA at that size alone is {6000 * 4000 * 4 >> 20} MiB)")
 
 
 def main() -> int:
-    """Run the benchmark and print the figures side by side."""
+    """Run the benchmark and print its tables (Markdown)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
-    parser.add_argument("--repeat", type=int, default=3, help="use each photo this many times per round")
+    parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES,
+                        help="folder with photos/ and the authors' <model>_reference/ masks")
+    parser.add_argument("--models", default="u2netp,u2net")
+    parser.add_argument("--repeat", type=int, default=1, help="use each photo this many times per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model-dir", type=Path, help="default: the app's STUDIO_MODEL_DIR")
+    parser.add_argument("--serve", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--bfloat16", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--peak-memory", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    model_dir = Path(from_environment()["STUDIO_MODEL_DIR"])
-    photos = expand_inputs([arguments.photos]) * arguments.repeat
+    if arguments.model_dir is None:
+        from studio.settings import from_environment
+
+        arguments.model_dir = Path(from_environment()["STUDIO_MODEL_DIR"])
+    model_dir = arguments.model_dir.resolve()
+    if arguments.serve:
+        serve(arguments.serve, arguments.bfloat16, model_dir)
+        return 0
     work = Path(tempfile.mkdtemp(prefix="studio-bench-"))
-    ours_dir, rembg_dir = work / "ours", work / "rembg"
-    ours_dir.mkdir()
-    rembg_dir.mkdir()
-    ours_targets = output_paths(photos, ours_dir, "png")
-    rembg_pairs = [(str(source), str(rembg_dir / target.name)) for source, target in zip(photos, ours_targets)]
-
-    print(f"{len(photos)} photos per round ({len(photos) // arguments.repeat} distinct from {arguments.photos}), "
-          f"{arguments.rounds} alternating rounds each, {os.cpu_count()} cores", flush=True)
-    worker = start_rembg(ensure_rembg(), model_dir, rembg_pairs[:1])
-    run_ours(photos[:1], ours_targets[:1], model_dir)  # warm-up, as rembg's
-    ours_rounds, rembg_rounds = [], []
-    for _ in range(arguments.rounds):
-        ours_rounds.append(run_ours(photos, ours_targets, model_dir))
-        rembg_rounds.append(run_rembg(worker, rembg_pairs))
-    worker.stdin.close()
-    worker.wait()
-
-    ours_rate = len(photos) / statistics.median(ours_rounds)
-    rembg_rate = len(photos) / statistics.median(rembg_rounds)
-    ours_bytes, rembg_bytes = folder_bytes(ours_dir), folder_bytes(rembg_dir)
-    print(f"{'':<22}{'ours':>12}{'rembg 2.0.86':>16}{'ratio':>10}")
-    print(f"{'images per second':<22}{ours_rate:>12.2f}{rembg_rate:>16.2f}{ours_rate / rembg_rate:>9.2f}x")
-    print(f"{'output MiB (distinct)':<22}{ours_bytes / arguments.repeat / 2**20:>12.2f}"
-          f"{rembg_bytes / arguments.repeat / 2**20:>16.2f}{ours_bytes / rembg_bytes:>9.2f}x")
-    print(f"rounds (s): ours {[round(value, 2) for value in ours_rounds]}, "
-          f"rembg {[round(value, 2) for value in rembg_rounds]}")
-    print("mask quality (ours):", mask_quality(arguments.photos, model_dir))
-    print("memory:", peak_memory(photos[0], model_dir, work))
-    print(f"own RSS peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
-    shutil.rmtree(work)
+    try:
+        if arguments.peak_memory:
+            measure_peak(arguments.peak_memory, model_dir, work)
+            return 0
+        photos = sorted(path for path in (arguments.fixtures / "photos").iterdir()
+                        if path.suffix.lower() in IMAGE_SUFFIXES) * arguments.repeat
+        print(f"{len(photos)} photos per round from {arguments.fixtures / 'photos'}, {arguments.rounds} alternating "
+              f"rounds, {os.cpu_count()} cores\n", flush=True)
+        for model in arguments.models.split(","):
+            print("\n".join(bench_model(model, photos, arguments, model_dir, work)) + "\n", flush=True)
+        print("memory:", peak_memory(photos[0], model_dir, work))
+    finally:
+        shutil.rmtree(work)
     return 0
 
 
