@@ -147,3 +147,43 @@ def test_a_background_picture_and_a_size_preset_from_the_upload_form(
     assert image.getpixel((1, 1)) == pytest.approx((0, 200, 0), abs=8)  # the corner is the uploaded picture
     page.screenshot(path=str(screenshots / "08-task-background.png"), full_page=True)
     context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.integration
+def test_choosing_an_operation_shows_its_options_and_its_results_as_a_table(
+        live_server, browser, photos_dir, screenshots):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(live_server + "/register")
+    page.get_by_label("Email").fill("operations@example.com")
+    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
+    page.get_by_label("Repeat the password").fill("a long browser passphrase")
+    page.locator("main").get_by_role("button", name="Create account").click()
+    expect(page.locator("#upload-form")).to_be_visible()
+
+    # An option that needs another shows only with it: the crop margin with the crop.
+    margin = page.get_by_label("Margin (pixels)")
+    expect(margin).to_be_hidden()
+    page.get_by_label("Crop to the subject").check()
+    expect(margin).to_be_visible()
+
+    # Another operation: its own options replace the cutout's.
+    page.get_by_label("What to do").select_option("faces")
+    expect(page.get_by_label("Smallest face (pixels)")).to_be_visible()
+    expect(page.get_by_label("Background colour")).to_have_count(0)
+    page.locator("#photo").set_input_files(str(photos_dir / "Two_dancers.jpg"))
+    page.screenshot(path=str(screenshots / "09-upload-faces.png"), full_page=True)
+    page.get_by_role("button", name="Upload and process").click()
+    done = page.locator('#upload-results tr.task-row[data-status="COMPLETED"]')
+    expect(done).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
+    expect(done).to_contain_text("Find faces")
+
+    done.get_by_role("link", name="Two_dancers.jpg", exact=True).click()
+    expect(page.get_by_text("Faces (2)")).to_be_visible()
+    expect(page.locator("#task-status img")).to_have_attribute("src", re.compile(r"/outputs/preview$"))
+    page.screenshot(path=str(screenshots / "10-task-faces.png"), full_page=True)
+    assert errors == []
+    context.close()
