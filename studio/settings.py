@@ -166,7 +166,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "RATELIMIT_AUTH": environ.get("STUDIO_RATELIMIT_AUTH") or "10 per minute",
         "RATELIMIT_UPLOAD": environ.get("STUDIO_RATELIMIT_UPLOAD") or "60 per minute",
         "RATELIMIT_READ": environ.get("STUDIO_RATELIMIT_READ") or "600 per minute",
-        # Observability (studio/metrics.py, studio/logs.py, docs/operations.md). /metrics answers only a request
+        # Observability (studio/metrics.py, studio/logs.py, docs/production.md). /metrics answers only a request
         # bearing STUDIO_METRICS_TOKEN, and is a 404 while it is unset.
         "STUDIO_METRICS_TOKEN": environ.get("STUDIO_METRICS_TOKEN") or None,
         "STUDIO_METRICS_DIR": metrics_dir(environ),
