@@ -233,7 +233,7 @@ def test_app_containers_take_their_secrets_from_the_secret_and_the_docs_say_whic
             assert variables[needed]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": needed}, name
     config_map = base("ConfigMap", "studio-config")["data"]
     assert not [key for key in config_map if re.search(r"SECRET|PASSWORD|TOKEN|_URL$|ACCESS_KEY", key)]
-    docs = (ROOT / "docs" / "operations.md").read_text()
+    docs = (ROOT / "docs" / "production.md").read_text()
     command = docs[docs.index(f"kubectl create secret generic {SECRET}"):].split("\n\n")[0]
     assert secret_keys() and all(f"--from-literal={key}=" in command for key in secret_keys()), secret_keys()
 
