@@ -6,7 +6,7 @@ schema and outputs, without torch), added to OPERATIONS below; studio/ and jobs/
 
 from __future__ import annotations
 
-from ml.operations import faces, mask_stats, objects, remove_background, stylize
+from ml.operations import faces, mask_stats, objects, remove_background, stylize, upscale
 from ml.operations.base import Attachment, InvalidOptions, Limits, Operation, Options, Output
 
 DEFAULT_OPERATION = "remove_background"
@@ -15,6 +15,7 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (
     remove_background.OPERATION,
     mask_stats.OPERATION,
     stylize.OPERATION,
+    upscale.OPERATION,
     faces.FIND_FACES,
     faces.ANONYMIZE,
     faces.BEAUTIFY,

@@ -106,3 +106,16 @@ def test_detect_and_smart_crop_find_the_horse_and_frame_it(model_dir, photos_dir
     assert crop["basis"] == "object" and crop["label"] == "horse"
     width, height = image(cropped["result"]).size
     assert abs(width / height - 4 / 5) < 0.01
+
+
+def test_upscale_makes_a_cutout_twice_the_size_with_progress_per_tile(model_dir, photos_dir):
+    crop = Image.open(photos_dir / "rifle2.jpeg").convert("RGB").crop((100, 40, 196, 104))
+    buffer = io.BytesIO()
+    crop.save(buffer, "PNG")
+    outputs, stages = run("upscale", buffer.getvalue(), model_dir, scale="2", remove_background="true",
+                          mask_model="u2netp")
+    upscaled = image(outputs["result"])
+    assert upscaled.size == (192, 128) and upscaled.mode == "RGBA"
+    assert any(stage and stage.startswith("tile 1 of") for _, stage in stages)
+    alpha = np.asarray(upscaled.getchannel("A"))
+    assert alpha.min() == 0 and alpha.max() == 255

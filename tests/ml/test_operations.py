@@ -190,3 +190,17 @@ def test_mask_stats_says_when_there_is_no_subject():
     stats = measure(Image.fromarray(np.zeros((10, 20), dtype=np.uint8)), 128)
     assert stats == {"width": 20, "height": 10, "subject": {"found": False, "box": None, "area": 0,
                                                             "area_fraction": 0.0, "centroid": None}}
+
+
+def test_an_upscale_too_large_for_the_servers_limit_is_refused_before_anything_runs():
+    upscale = get_operation("upscale")
+    options = upscale.parse({"scale": "4"}, models=MODELS_REGISTERED)
+    limits = Limits(max_pixels=50_000_000, max_output_pixels=64_000_000)
+    upscale.check(options, 2000, 2000, limits)  # 8000x8000 = 64 MP: just within
+    with pytest.raises(InvalidOptions, match=r"scale: a 4x upscale of this 2001x2000 photo would be 8004x8000 "
+                                             r"\(64.0 MP\), above this server's limit of 64.0 MP"):
+        upscale.check(options, 2001, 2000, limits)
+    # The job's time follows the photo's size: minutes per megapixel on one thread.
+    assert upscale.timeout(options, 2_000_000) > 10 * upscale.timeout(options, 100_000) / 4
+    with pytest.raises(InvalidOptions, match="format: JPEG has no transparency"):
+        upscale.parse({"remove_background": "true", "format": "jpeg"}, models=MODELS_REGISTERED)

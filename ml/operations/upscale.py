@@ -1,0 +1,70 @@
+"""upscale: the photo 2x or 4x larger with Real-ESRGAN, alone or as a cutout (the subject on transparency)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from ml.operations.base import (IMAGE_FORMAT_LABELS, ImageFormat, InvalidOptions, Limits, Operation, Options,
+                                Output, choice)
+from ml.operations.remove_background import U2NET_MODELS
+
+UpscaleModel = choice("realesrgan_x4plus")
+Scale = choice("2", "4")
+MaskModel = choice(*U2NET_MODELS)
+# What a job is allowed per megapixel of the photo, from ml/upscale.py's measurements: 400 CPU seconds a megapixel
+# the network runs on, about 1.8 times the photo with the tiles' context, on one thread (STUDIO_TORCH_THREADS), with
+# a margin of 3 for a busy machine. ml/upscale.py's timeout_seconds says the same (tests/ml/test_upscale.py).
+TIMEOUT_SECONDS_PER_MEGAPIXEL = 3 * 400 * 1.8
+TIMEOUT_FLOOR_SECONDS = 300
+
+
+class UpscaleOptions(Options):
+    """Options of upscale."""
+
+    model: UpscaleModel = Field("realesrgan_x4plus", title="Model",
+                                description="Real-ESRGAN x4plus (RRDBNet, 23 blocks), for photos")
+    scale: Scale = Field("2", title="Scale", description="how many times wider and taller: 2 or 4",
+                         json_schema_extra={"x-labels": {"2": "2x", "4": "4x"}})
+    remove_background: bool = Field(False, title="Cut the subject out",
+                                    description="a transparent cutout, its edge upscaled cleanly")
+    mask_model: choice(*U2NET_MODELS) = Field(
+        "u2net", title="Subject model", description="finds the subject for the cutout",
+        json_schema_extra={"x-requires": {"remove_background": True}})
+    format: ImageFormat = Field("png", title="Format", description="JPEG has no transparency: not for a cutout",
+                                json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
+
+    @model_validator(mode="after")
+    def _cutouts_need_transparency(self) -> "UpscaleOptions":
+        if self.remove_background and self.format == "jpeg":
+            raise ValueError("format: JPEG has no transparency: a cutout needs png or webp")
+        return self
+
+
+def check(options: UpscaleOptions, width: int, height: int, limits: Limits) -> None:
+    """Refuse, before anything runs, a result above STUDIO_MAX_OUTPUT_PIXELS."""
+    scale = int(options.scale)
+    pixels = width * scale * height * scale
+    if pixels > limits.max_output_pixels:
+        raise InvalidOptions("scale", f"a {scale}x upscale of this {width}x{height} photo would be "
+                                      f"{width * scale}x{height * scale} ({pixels / 1e6:.1f} MP), above this "
+                                      f"server's limit of {limits.max_output_pixels / 1e6:.1f} MP; use a smaller "
+                                      "photo or scale")
+
+
+def timeout(options: UpscaleOptions, pixels: int) -> int:
+    """Return the seconds a job may take for a photo of this many pixels."""
+    return int(TIMEOUT_FLOOR_SECONDS + TIMEOUT_SECONDS_PER_MEGAPIXEL * pixels / 1e6)
+
+
+OPERATION = Operation(
+    name="upscale", title="Upscale",
+    description="Make the photo 2x or 4x larger with Real-ESRGAN, sharper than resizing; optionally as a transparent "
+                "cutout of its subject.",
+    options=UpscaleOptions, run="ml.upscaling:run",
+    outputs=(Output("result", "image", "the photo (or the cutout) 2 or 4 times wider and taller"),),
+    models=("realesrgan_x4plus",),
+    helper_models=lambda options: (options.mask_model,) if options.remove_background else (),
+    timeout=timeout, check=check,
+    # Minutes per photo: one at a time on every core, not one per core.
+    photo_parallel=False,
+)
