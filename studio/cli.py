@@ -161,8 +161,14 @@ studio_cli.add_command(_command(
 
 
 @studio_cli.command("operations")
-def operations_command() -> None:
+@click.option("--markdown", is_flag=True, help="Print the full reference (docs/operations.md) instead.")
+def operations_command(markdown: bool) -> None:
     """List the operations, their models and options."""
+    if markdown:
+        from ml.operations.reference import markdown as reference
+
+        click.echo(reference(OPERATIONS), nl=False)
+        return
     for operation in OPERATIONS.values():
         click.echo(f"{operation.name:<20} {operation.description}")
         if operation.models:
