@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 TFJS_STAMP := tests/ml/tfjs/node_modules/.package-lock.json
 
-.PHONY: install run worker test test-fast lint bench clean
+.PHONY: install run worker test test-fast lint bench pictures clean
 
 install: $(STAMP) $(TFJS_STAMP)
 	@$(BIN)/python -m flask --app wsgi studio install-models
@@ -35,10 +35,17 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/python -m flake8 studio jobs ml tests bench wsgi.py rq_worker.py
+	$(BIN)/python -m flake8 studio jobs ml tests bench tools wsgi.py rq_worker.py
 
+# Each benchmark runs ours and its peer (rembg, onnxruntime, ncnn, TF.js) side by side: `make bench` runs them all,
+# `make bench BENCH=upscale` one of them (bench/NAME.py).
+BENCH ?= throughput stylize upscale faces detect
 bench: install
-	$(BIN)/python bench/throughput.py
+	@for name in $(BENCH); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
+
+# The README's pictures (docs/pictures), made by the studio's own command line from the fixture photos.
+pictures: install
+	$(BIN)/python tools/readme_pictures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

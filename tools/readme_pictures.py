@@ -1,0 +1,85 @@
+"""Make the README's pictures with the studio's own command line, from the shared fixture photos.
+
+Each picture is what `flask studio process` writes for a fixture photo of an animal or an object, shrunk to at most
+480 pixels wide (small derived pictures; the fixtures themselves stay outside the repository):
+
+    .venv/bin/python tools/readme_pictures.py [--fixtures ../shared/fixtures] [--out docs/pictures]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_WIDTH = 480
+# (picture, photo, operation and options); the photos are the U-2-Net authors' test photos (Apache-2.0).
+PICTURES = (
+    ("horse.jpg", "horse.jpg", None),
+    ("horse-cutout.png", "horse.jpg", ["--operation", "remove_background", "--model", "u2net"]),
+    ("horse-on-blur.jpg", "horse.jpg", ["--operation", "remove_background", "--model", "u2net", "--blur", "12",
+                                        "--format", "jpeg"]),
+    ("horse-painted-background.jpg", "horse.jpg", ["--operation", "stylize", "--style", "starry-swirls",
+                                                   "--apply-to", "background", "--mask-model", "u2net"]),
+    ("horse-objects.jpg", "horse.jpg", ["--operation", "detect"]),
+    ("horse-banner.jpg", "horse.jpg", ["--operation", "smart_crop", "--aspect", "16:9", "--classes", "horse"]),
+    ("rifle-upscaled-cutout.png", "rifle2.jpeg", ["--operation", "upscale", "--scale", "2",
+                                                  "--remove-background", "--model", "realesrgan_x4plus"]),
+)
+OUTPUT_SUFFIX = {"horse-objects.jpg": "-preview"}
+
+
+def make(fixtures: Path, out: Path) -> list[Path]:
+    """Run the command line for every picture and write the shrunk results into out."""
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    environment = {**os.environ, "STUDIO_LOG_LEVEL": "warning"}
+    with tempfile.TemporaryDirectory() as scratch:
+        for picture, photo, arguments in PICTURES:
+            source = fixtures / "photos" / photo
+            if arguments is None:
+                result = source
+            else:
+                folder = Path(scratch) / picture
+                folder.mkdir()
+                command = [sys.executable, "-m", "flask", "--app", "wsgi", "studio", "process", *arguments,
+                           "--out", str(folder), str(source)]
+                subprocess.run(command, cwd=ROOT, env=environment, check=True)
+                suffix = OUTPUT_SUFFIX.get(picture, "")
+                result = next(path for path in folder.iterdir() if path.stem == source.stem + suffix)
+            made.append(shrink(result, out / picture))
+    return made
+
+
+def shrink(source: Path, target: Path) -> Path:
+    """Save the image at most MAX_WIDTH pixels wide, in the target's format, without metadata."""
+    with Image.open(source) as image:
+        image.load()
+        if image.width > MAX_WIDTH:
+            image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
+        if target.suffix == ".jpg":
+            image.convert("RGB").save(target, "JPEG", quality=85, optimize=True)
+        else:
+            image.save(target, "PNG", optimize=True)
+    return target
+
+
+def main() -> int:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "pictures")
+    arguments = parser.parse_args()
+    for path in make(arguments.fixtures, arguments.out):
+        print(path.relative_to(ROOT), f"{path.stat().st_size // 1024} KB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
