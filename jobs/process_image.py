@@ -30,10 +30,11 @@ from ml.operations import InvalidOptions, Limits, Operation, Options, UnknownOpe
 from ml.operations.runner import EncodedOutput, OperationFailed, process
 from studio import logs, metrics
 from studio.extensions import db
-from studio.models import Task
+from studio.models import Task, TaskStatus
 from studio.storage import ObjectNotFound, get_storage, result_key
 from studio.tasks import lifecycle
 from studio.tasks.lifecycle import StoredOutput
+from studio.tasks.service import delete_unrecorded_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,8 @@ def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
 
     RQ calls it too, with AbandonedJobError, for a job whose worker vanished (StartedJobRegistry.cleanup).
     """
+    if _cancelled_or_gone(job):
+        return
     if job.retries_left:
         logger.warning("task %s: attempt failed (%s: %s); %s retries left", job.id,
                        exc_type.__name__ if exc_type else "error", exc_value, job.retries_left)
@@ -221,6 +224,8 @@ def on_work_horse_killed(job: Job, pid: int | None, status: int | None, rusage: 
     object only (Job.save writes fields with HSET, so the stored intervals stay for later failures).
     """
     overran = _overran_timeout(job)
+    if _cancelled_or_gone(job):
+        return
     if job.retries_left:
         job.retry_intervals = None
         _count_retry(job.id)
@@ -230,6 +235,47 @@ def on_work_horse_killed(job: Job, pid: int | None, status: int | None, rusage: 
     logger.error("task %s: work horse %s died (status %s) on the last attempt", job.id, pid, status)
     # A horse that ignored its timeout alarm (stuck in native code) is killed by RQ at the timeout plus 60 s.
     mark_failed(job, JobTimeoutException if overran else None, None)
+
+
+def _cancelled_or_gone(job: Job) -> bool:
+    """Return True, and take the job's retries away, when its task was cancelled or deleted: nothing is left to do.
+
+    RQ calls the failure callback and the work-horse-killed hook before it decides on a retry, with the same job
+    object, so no retry is scheduled then. (A job stopped through RQ's stop-job command reaches neither: RQ marks
+    it STOPPED, never retried, and calls on_stopped instead.)
+    """
+    try:
+        with app_context():
+            task = db.session.get(Task, job.id)
+            finished = task is None or task.task_status == TaskStatus.CANCELLED
+            db.session.remove()
+    except Exception:  # noqa: BLE001 - the database may be the reason the attempt failed: carry on as usual
+        return False
+    if finished:
+        job.retries_left = 0
+        logger.info("task %s: cancelled or deleted; its job is not retried", job.id)
+    return finished
+
+
+def on_stopped(job: Job, connection: Any) -> None:
+    """RQ stopped callback, run by the worker once it has killed the work horse of a stopped job.
+
+    The task was cancelled before the stop was sent (studio.tasks.service.cancel_task); the horse may have stored
+    an output just before it died, so the outputs it could have stored are deleted now that nothing writes them.
+    A job stopped some other way (an operator's rq command) cancels its task, so the task does not hang PROCESSING.
+    """
+    with app_context(), logs.bind(task_id=job.id):
+        try:
+            task = db.session.get(Task, job.id)
+            if task is None:
+                return
+            if not task.task_status.finished:
+                lifecycle.cancelled(task.id, "Stopped by an administrator.")
+                db.session.refresh(task)
+            delete_unrecorded_outputs(task)
+            logger.info("task %s: its job was stopped; the task is %s", task.id, task.status)
+        finally:
+            db.session.remove()
 
 
 def _count_retry(task_id: str) -> None:

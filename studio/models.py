@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Date, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from studio.extensions import db
@@ -58,6 +58,12 @@ class User(UserMixin, db.Model):
     # Signs this account's webhook deliveries (Standard Webhooks "whsec_..."); made on first use, rotatable.
     webhook_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set by an administrator: the account cannot sign in, its sessions and API tokens are refused meanwhile.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The account's own storage quota in bytes (0: none); None: STUDIO_USER_QUOTA_BYTES.
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # A plan named in STUDIO_PLANS (studio/plans.py); None: STUDIO_DEFAULT_PLAN, whatever it is at the time.
+    plan: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
@@ -167,3 +173,41 @@ class Task(db.Model):
         keys += [item["key"] for item in (self.attachments or {}).values()]
         keys += [item["key"] for item in (self.extras or {}).values()]
         return [key for key in keys if key]
+
+
+class DailyUsage(db.Model):
+    """What one account used on one day (UTC) with one operation: counted once per task, at its final transition
+    (studio/usage.py), and kept when the task itself is deleted."""
+
+    __tablename__ = "daily_usage"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
+    operation: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Finished tasks (completed, failed or cancelled), and those of them that completed.
+    tasks: Mapped[int] = mapped_column(Integer, default=0)
+    completed_tasks: Mapped[int] = mapped_column(Integer, default=0)
+    # Pixels, not megapixels: integers add up exactly; the API and the CSV divide by a million.
+    pixels_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    pixels_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    processing_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AuditEntry(db.Model):
+    """One administrator action: who, what, on which account or task, when, and a short detail."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    # The email is copied: the entry must stay readable if an account is ever removed.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    actor_email: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True,
+                                                       index=True)
+    # No foreign key: tasks are deleted by their owners and by retention, the record of what was done to one stays.
+    target_task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    detail: Mapped[str] = mapped_column(String(500), default="")
+
+    target_user: Mapped[User | None] = relationship(foreign_keys=[target_user_id])

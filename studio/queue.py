@@ -11,17 +11,19 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry as RedisRetry
 from rq import Callback, Queue, Retry
+from rq.command import send_stop_job_command
 from rq.rate_limit import RateLimit
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from studio import logs
+from studio import logs, plans
 from studio.models import Task, WebhookStatus
 
 logger = logging.getLogger(__name__)
 
 JOB_FUNCTION = "jobs.process_image.process_task"
 FAILURE_CALLBACK = "jobs.process_image.on_failure"
+STOPPED_CALLBACK = "jobs.process_image.on_stopped"
 WEBHOOK_FUNCTION = "jobs.webhooks.deliver_webhook"
 WEBHOOK_FAILURE_CALLBACK = "jobs.webhooks.on_delivery_failure"
 _EXTENSION_KEY = "studio.redis"
@@ -106,7 +108,8 @@ def enqueue_task(task: Task) -> bool:
         retry=retry_policy(config),
         job_timeout=job_timeout(task, config),
         on_failure=Callback(FAILURE_CALLBACK),
-        rate_limit=account_share(task.user_id, config),
+        on_stopped=Callback(STOPPED_CALLBACK),
+        rate_limit=account_share(task.user_id, config, plans.concurrency(task.user_id)),
         # The job's log lines carry the id of the request that uploaded the photo (None for the reconciler).
         meta={"request_id": logs.current_request_id()},
     )
@@ -128,16 +131,18 @@ def job_timeout(task: Task, config: Mapping[str, Any]) -> int:
     return max(floor, int(operation.timeout(options, (task.input_width or 1) * (task.input_height or 1))))
 
 
-def account_share(user_id: int, config: Mapping[str, Any]) -> RateLimit:
+def account_share(user_id: int, config: Mapping[str, Any], concurrency: int | None = None) -> RateLimit:
     """Return RQ's concurrency limit that keeps one account from holding more than its share of the workers.
 
     RQ serves a queue first in, first out, so 40 photos from one account used to stand in front of everyone else's.
     With this limit at most STUDIO_ACCOUNT_CONCURRENCY of an account's jobs are queued or running at a time; the rest
     wait (status rate_limited) in RQ's own registry and are promoted, oldest first, as the account's jobs finish.
     Another account's photo therefore waits behind at most that many of them. The work queue's length stays the
-    number of jobs that could start now: what an autoscaler should read.
+    number of jobs that could start now: what an autoscaler should read. concurrency: the account's plan's own
+    share (studio/plans.py), instead of STUDIO_ACCOUNT_CONCURRENCY.
     """
-    return RateLimit(f"account:{user_id}", max(int(config["STUDIO_ACCOUNT_CONCURRENCY"]), 1))
+    share = concurrency if concurrency is not None else config["STUDIO_ACCOUNT_CONCURRENCY"]
+    return RateLimit(f"account:{user_id}", max(int(share), 1))
 
 
 def webhook_job_id(task_id: str) -> str:
@@ -218,4 +223,25 @@ def cancel_task_job(task_id: str) -> bool:
         logger.warning("task %s: could not cancel its job: %s", task_id, error)
         return False
     logger.info("task %s: cancelled its waiting job", task_id)
+    return True
+
+
+def stop_task_job(task_id: str) -> bool:
+    """Stop the task's job if a worker is running it now; return True when the stop was sent.
+
+    RQ's stop-job command: the worker kills the work horse, marks the job STOPPED (never retried) and runs its
+    stopped callback (jobs.process_image.on_stopped). Call it once the task is CANCELLED, so nothing records a
+    result meanwhile. A SimpleWorker has no horse to kill: its job stops at its next progress report instead.
+    """
+    connection = get_redis()
+    try:
+        if job_status(task_id, connection) != JobStatus.STARTED:
+            return False
+        send_stop_job_command(connection, task_id)
+    except (NoSuchJobError, InvalidJobOperation):
+        return False  # it ended meanwhile
+    except RedisError as error:
+        logger.warning("task %s: could not stop its running job: %s", task_id, error)
+        return False
+    logger.info("task %s: asked its worker to stop the running job", task_id)
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Mapping
@@ -43,6 +44,20 @@ def _name_list(environ: Mapping[str, str], name: str) -> list[str] | None:
     if value.lower() == "all":
         return None
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _json_object(environ: Mapping[str, str], name: str, default: dict) -> dict:
+    """Return a JSON object setting (studio/plans.py checks what is inside)."""
+    value = environ.get(name)
+    if not value:
+        return default
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise ValueError(f"setting {name} must be a JSON object: {error}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"setting {name} must be a JSON object, got {value[:40]!r}")
+    return parsed
 
 
 def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -121,6 +136,12 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_MAX_OUTPUT_PIXELS": _int(environ, "STUDIO_MAX_OUTPUT_PIXELS", 64_000_000),
         "STUDIO_USER_QUOTA_BYTES": _int(environ, "STUDIO_USER_QUOTA_BYTES", 1024 ** 3),  # photos + results; 0: none
         "STUDIO_RETENTION_DAYS": _int(environ, "STUDIO_RETENTION_DAYS", 30),  # tasks older are deleted; 0: never
+        # Plans (studio/plans.py): {"free": {"tasks_per_month": 100, "megapixels_per_month": 500,
+        # "max_unfinished_tasks": 20, "concurrency": 1}, "pro": {...}}; a limit left out is no limit (or, for the
+        # last two, the site-wide setting). An account without a plan of its own has STUDIO_DEFAULT_PLAN (unset:
+        # the first plan listed).
+        "STUDIO_PLANS": _json_object(environ, "STUDIO_PLANS", {"standard": {}}),
+        "STUDIO_DEFAULT_PLAN": environ.get("STUDIO_DEFAULT_PLAN") or None,
         "STUDIO_JOB_RETRIES": _int(environ, "STUDIO_JOB_RETRIES", 3),
         "STUDIO_JOB_RETRY_INTERVALS": _int_list(environ, "STUDIO_JOB_RETRY_INTERVALS", [5, 30, 120]),
         "STUDIO_JOB_TIMEOUT": _int(environ, "STUDIO_JOB_TIMEOUT", 300),

@@ -3,12 +3,14 @@
     created -> PENDING --started--> PROCESSING --completed--> COMPLETED
                   ^                    |  |  `--failed-----> FAILED
                   `--released/taken over  `-----cancelled--> CANCELLED (from PENDING too)
+    FAILED --retried (an administrator's retry)--> PENDING
 
 Each transition names the statuses it may leave and changes the row only if the task is still in one of them, so
 the web app, the job and the reconciler may race without a lost update: the loser's UPDATE matches no row and it
 learns so from the return value (a job whose task was deleted or cancelled meanwhile discards its result). Nothing
 else writes a task's status (tests/service/test_lifecycle.py reads the code to check). Once a task is finished its
-webhook is queued here, whoever finished it.
+webhook is queued here, whoever finished it, and its usage is counted (studio/usage.py) in the transaction that
+finishes it: once per task, whatever retries came before.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import func, update
+from sqlalchemy import case, func, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from studio import metrics
+from studio import metrics, usage
 from studio.extensions import db
-from studio.models import Task, TaskStatus, utcnow
+from studio.models import Task, TaskStatus, WebhookStatus, utcnow
 from studio.tasks import quota
 
 logger = logging.getLogger(__name__)
@@ -115,7 +117,12 @@ def completed(task_id: str, user_id: int, result: StoredOutput, extras: dict[str
     or cancelled meanwhile. output_pixels: the main output's, when it is an image."""
     now = utcnow()
     stored = result.size + sum(output.size for output in extras.values())
-    moved = _move(task_id, (TaskStatus.PROCESSING,), then=lambda: quota.add_outputs(user_id, stored),
+
+    def count() -> None:
+        quota.add_outputs(user_id, stored)
+        usage.record(task_id)
+
+    moved = _move(task_id, (TaskStatus.PROCESSING,), then=count,
                   status=TaskStatus.COMPLETED.value, progress=100, stage=None, output_pixels=output_pixels,
                   result_key=result.key, result_content_type=result.media_type, result_size=result.size,
                   extras={name: output.to_dict() for name, output in extras.items()},
@@ -127,8 +134,8 @@ def completed(task_id: str, user_id: int, result: StoredOutput, extras: dict[str
 
 def failed(task_id: str, reason: str) -> bool:
     """PENDING or PROCESSING -> FAILED with a readable reason; False when it had finished already."""
-    moved = _move(task_id, UNFINISHED, status=TaskStatus.FAILED.value, error=reason[:MAX_ERROR_LENGTH], stage=None,
-                  finished_at=utcnow())
+    moved = _move(task_id, UNFINISHED, then=lambda: usage.record(task_id), status=TaskStatus.FAILED.value,
+                  error=reason[:MAX_ERROR_LENGTH], stage=None, finished_at=utcnow())
     if moved:
         _finished(task_id, TaskStatus.FAILED)
     return moved
@@ -136,9 +143,9 @@ def failed(task_id: str, reason: str) -> bool:
 
 def cancelled(task_id: str, reason: str = "Cancelled.") -> bool:
     """PENDING or PROCESSING -> CANCELLED; False when it had finished already. A running job stops at its next
-    progress report."""
-    moved = _move(task_id, UNFINISHED, status=TaskStatus.CANCELLED.value, error=reason[:MAX_ERROR_LENGTH],
-                  stage=None, finished_at=utcnow())
+    progress report (or at once, when studio.queue.stop_task_job kills it). Usage counts only what ran."""
+    moved = _move(task_id, UNFINISHED, then=lambda: usage.record(task_id), status=TaskStatus.CANCELLED.value,
+                  error=reason[:MAX_ERROR_LENGTH], stage=None, finished_at=utcnow())
     if moved:
         _finished(task_id, TaskStatus.CANCELLED)
     return moved
@@ -162,8 +169,25 @@ def taken_over(task_id: str, stalled_before: datetime, *, retry: bool, reason: s
     if retry:
         return _move(task_id, (TaskStatus.PROCESSING,), _stalled(stalled_before), status=TaskStatus.PENDING.value,
                      stage=None)
-    moved = _move(task_id, (TaskStatus.PROCESSING,), _stalled(stalled_before), status=TaskStatus.FAILED.value,
-                  error=reason[:MAX_ERROR_LENGTH], stage=None, finished_at=utcnow())
+    moved = _move(task_id, (TaskStatus.PROCESSING,), _stalled(stalled_before), then=lambda: usage.record(task_id),
+                  status=TaskStatus.FAILED.value, error=reason[:MAX_ERROR_LENGTH], stage=None, finished_at=utcnow())
     if moved:
         _finished(task_id, TaskStatus.FAILED)
+    return moved
+
+
+def retried(task_id: str) -> bool:
+    """FAILED -> PENDING, to run again from the start (an administrator's retry; the caller queues it): attempts,
+    error and times reset, the webhook due again. Its failure is taken back from the usage, so the task counts
+    once. False when it is not FAILED (any more)."""
+    # Read before the UPDATE clears finished_at. A FAILED row changes only here, so it cannot go stale meanwhile;
+    # of two retries at once, only the one whose UPDATE moves the row takes the failure back.
+    failure = usage.finished_outcome(task_id)
+    moved = _move(task_id, (TaskStatus.FAILED,), then=lambda: usage.take_back(failure),
+                  status=TaskStatus.PENDING.value, attempts=0, progress=0, stage=None, error=None, started_at=None,
+                  finished_at=None, heartbeat_at=None,
+                  webhook_status=case((Task.webhook_url.is_not(None), WebhookStatus.PENDING.value), else_=None),
+                  webhook_attempts=0, webhook_response=None, webhook_delivered_at=None)
+    if moved:
+        logger.info("task %s: retried", task_id)
     return moved

@@ -12,19 +12,28 @@ from __future__ import annotations
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from studio import plans
 from studio.extensions import db
 from studio.models import Task, TaskStatus, User
 from studio.tasks.uploads import UploadRejected
 
 
 def quota_bytes(user: User | None = None) -> int:
-    """Return the storage quota in bytes (0: none)."""
+    """Return the storage quota in bytes (0: none): the account's own when an administrator set one."""
+    if user is not None and user.quota_bytes is not None:
+        return user.quota_bytes
     return current_app.config.get("STUDIO_USER_QUOTA_BYTES") or 0
+
+
+def account_quota_bytes(user_id: int) -> int:
+    """Return the storage quota of the account with this id (0: none)."""
+    own = db.session.scalar(select(User.quota_bytes).where(User.id == user_id))
+    return own if own is not None else quota_bytes()
 
 
 def reserve(user_id: int, size: int) -> None:
     """Reserve bytes for an upload or a re-run; refuse (413) when they would take the account over its quota."""
-    quota = quota_bytes()
+    quota = account_quota_bytes(user_id)
     statement = update(User).where(User.id == user_id).values(storage_bytes=User.storage_bytes + size)
     if quota > 0:
         statement = statement.where(User.storage_bytes + size <= quota)
@@ -64,8 +73,9 @@ def storage_used(user_id: int) -> int:
 
 
 def check_unfinished(user_id: int) -> None:
-    """Refuse (429) a new task while the account has STUDIO_MAX_UNFINISHED_TASKS waiting or processing (0: no cap)."""
-    cap = current_app.config.get("STUDIO_MAX_UNFINISHED_TASKS") or 0
+    """Refuse (429) a new task while the account has STUDIO_MAX_UNFINISHED_TASKS (or its plan's cap) waiting or
+    processing (0: no cap)."""
+    cap = plans.max_unfinished_tasks(user_id)
     if cap <= 0:
         return
     unfinished = db.session.scalar(select(func.count()).select_from(Task).where(

@@ -22,11 +22,13 @@ from werkzeug.exceptions import NotFound
 
 from ml.operations import DEFAULT_OPERATION, InvalidOptions, Limits, Operation, Options, UnknownOperation, \
     get_operation
+from ml.imageio import EXTENSIONS
 from ml.registry import available_model_names
+from studio import plans
 from studio.extensions import db
-from studio.models import Task, User, WebhookStatus
-from studio.queue import cancel_task_job, enqueue_task
-from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key
+from studio.models import Task, TaskStatus, User, WebhookStatus
+from studio.queue import cancel_task_job, enqueue_task, stop_task_job
+from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key, result_key
 from studio.tasks import lifecycle, quota, uploads
 from studio.tasks.uploads import CleanPhoto, UploadRejected
 from studio.webhooks import check_webhook_url, ensure_secret
@@ -126,6 +128,7 @@ def create_task(user: User, upload: FileStorage | None, submitted: Mapping[str, 
     options = parse_options(operation, fields, set(attachments))
     check_for_photo(operation, options, header.width, header.height)
     quota.check_unfinished(user.id)
+    plans.check_monthly_limits(user.id, header.width * header.height)
     photo = uploads.clean_photo(data, max_pixels)
     task = Task(id=str(uuid.uuid4()), user_id=user.id, operation=operation.name, model=_model(options),
                 options=options.to_dict(), original_filename=display_filename(upload.filename),
@@ -186,6 +189,7 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
     options = parse_options(operation, fields, set(kept))
     check_for_photo(operation, options, task.input_width, task.input_height)
     quota.check_unfinished(task.user_id)
+    plans.check_monthly_limits(task.user_id, task.input_width * task.input_height)
     new_id = str(uuid.uuid4())
     new_task = Task(id=new_id, user_id=task.user_id, operation=operation.name, model=_model(options),
                     options=options.to_dict(), original_filename=task.original_filename,
@@ -219,13 +223,39 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
     return new_task
 
 
-def cancel_task(task: Task) -> bool:
-    """Cancel a waiting or running task; False when it had finished. A running job stops at its next report."""
-    if not lifecycle.cancelled(task.id, "Cancelled by its owner."):
+def cancel_task(task: Task, reason: str = "Cancelled by its owner.") -> bool:
+    """Cancel a waiting or running task; False when it had finished.
+
+    A waiting job is deleted; a running one is stopped through RQ's stop-job command (its work horse killed, the
+    job never retried). The photo stays, so the task can be re-run; outputs an interrupted run may have stored are
+    deleted (again by the job's stopped callback, once the horse is dead: it may have been writing one just now).
+    """
+    if not lifecycle.cancelled(task.id, reason):
         return False
     cancel_task_job(task.id)
+    stop_task_job(task.id)
     db.session.refresh(task)
+    if task.started_at is not None:
+        delete_unrecorded_outputs(task)
     return True
+
+
+def possible_output_keys(task: Task) -> list[str]:
+    """Return every key an output of the task could have been stored under (a run stores them before it records
+    them, so a run cut short leaves them unrecorded)."""
+    try:
+        names = [output.name for output in get_operation(task.operation).outputs]
+    except UnknownOperation:
+        names = ["result"]
+    extensions = sorted(set(EXTENSIONS.values()) | {".json"})
+    return [result_key(task.user_id, task.id, extension, name) for name in names for extension in extensions]
+
+
+def delete_unrecorded_outputs(task: Task) -> None:
+    """Delete whatever outputs a cancelled task's run stored before it was stopped (a finished run recorded its
+    own, and they are the task's until it is deleted)."""
+    if task.status == TaskStatus.CANCELLED.value:
+        _delete_objects(possible_output_keys(task))
 
 
 def display_filename(filename: str | None) -> str:
