@@ -97,8 +97,19 @@ def create_user(email: str, password: str, *, is_admin: bool = False) -> User:
     return user
 
 
-def authenticate(email: str, password: str) -> User | None:
-    """Return the account when the password matches, else None, taking similar time either way."""
+def authenticate(email: str, password: str, *, allow_disabled: bool = False) -> User | None:
+    """Return the account when the password matches, else None, taking similar time either way.
+
+    A disabled account is None too, unless allow_disabled: the sign-in form then says it is disabled (only to
+    someone who knows its password).
+    """
+    user = _check_credentials(email, password)
+    if user is not None and user.disabled_at is not None and not allow_disabled:
+        return None
+    return user
+
+
+def _check_credentials(email: str, password: str) -> User | None:
     user = find_user(email) if isinstance(email, str) else None
     if user is None or not isinstance(password, str):
         # Verify against a dummy hash so an unknown email costs as much as a wrong password.
@@ -160,7 +171,7 @@ def load_session_user(identity: str) -> User | None:
     if not user_id.isdigit() or not version.isdigit():
         return None
     user = db.session.get(User, int(user_id))
-    if user is None or user.session_version != int(version):
+    if user is None or user.session_version != int(version) or user.disabled_at is not None:
         return None
     return user
 
@@ -189,7 +200,7 @@ def user_for_token(plaintext: str) -> User | None:
     token = db.session.scalar(
         select(ApiToken).where(ApiToken.token_hash == _token_digest(plaintext), ApiToken.revoked_at.is_(None))
     )
-    if token is None:
+    if token is None or token.user.disabled_at is not None:
         return None
     token.last_used_at = utcnow()
     db.session.commit()

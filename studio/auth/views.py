@@ -8,6 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from studio import plans
 from studio.auth import devices, service, sessions
 from studio.auth.service import AccountError
 from studio.errors import error_response, wants_json
@@ -91,11 +92,15 @@ def login() -> Response | str:
         return redirect(_safe_next(next_url))
     email = request.form.get("email", "")
     if request.method == "POST":
-        user = service.authenticate(email, request.form.get("password", ""))
+        user = service.authenticate(email, request.form.get("password", ""), allow_disabled=True)
         if user is None:
             # One message for unknown email and wrong password: the form must not reveal who has an account.
             return render_template("auth/login.html", error="Invalid email or password.", email=email,
                                    next_url=next_url), 401
+        if user.disabled_at is not None:
+            # Said only after the right password: nobody learns from this form which accounts are disabled.
+            return render_template("auth/login.html", error="This account is disabled. Ask the site's "
+                                   "administrator to enable it again.", email=email, next_url=next_url), 403
         sessions.start(user)
         devices.remember(user.email)
         return redirect(_safe_next(next_url))
@@ -116,8 +121,9 @@ def logout() -> Response:
 @login_required
 @read_limit
 def account() -> str:
-    """Show the account page: password change and API tokens."""
-    return render_template("auth/account.html", tokens=service.list_api_tokens(current_user))
+    """Show the account page: usage this month, password change and API tokens."""
+    return render_template("auth/account.html", tokens=service.list_api_tokens(current_user),
+                           usage=plans.month_summary(current_user))
 
 
 @bp.post("/account/password")
