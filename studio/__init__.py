@@ -14,6 +14,7 @@ from studio.extensions import csrf, db, limiter, login_manager, migrate
 from studio import auth, errors, security
 from studio.tasks import views as task_views
 from studio import api
+from studio import admin
 
 
 def _secret_key(instance_dir: Path) -> str:
@@ -63,4 +64,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     app.register_blueprint(health.bp)
     dashboard.init_app(app)
+    admin.init_app(app)
     return app

@@ -33,6 +33,8 @@ STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 TASK_ARGUMENTS = {"task_id"}
 SAMPLE_ARGUMENTS: dict[str, Any] = {
     "token_id": 1,
+    # An account, on the admin dashboard's pages (administrators only: a 404 for everyone else).
+    "user_id": 1,
     # An output of a task, or an operation: neither is a task id, so ownership comes from the task id.
     "name": "preview",
     "filename": "css/studio.css",
