@@ -8,6 +8,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Bearer tokens are not sent by browsers on their own, so cross-site requests cannot ride on them: no CSRF token.
 csrf.exempt(bp)
 
-from studio.api import auth, errors, operations, tasks, tokens, webhooks  # noqa: E402,F401  (routes register on bp)
+# noqa: E402,F401 below: the routes register on bp.
+from studio.api import auth, errors, operations, tasks, tokens, usage, webhooks  # noqa: E402,F401
 
 __all__ = ["bp"]

@@ -3,6 +3,7 @@ them (studio/api/document.py), and the tests check real answers against that doc
 
 from __future__ import annotations
 
+from datetime import date as date_type
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -21,10 +22,19 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PlanLimit(Body):
+    plan: str
+    limit: Literal["tasks_per_month", "megapixels_per_month"]
+    allowed: float = Field(ge=0, description="what the plan allows in a month")
+    used: float = Field(ge=0, description="used this month, tasks still waiting or processing included")
+    resets_at: datetime = Field(description="when the month's count starts again: the 1st, 00:00 UTC")
+
+
 class ErrorDetail(Body):
     status: int
     code: str = Field(description="stable, for programs: invalid_option, quota_exceeded, ...")
     message: str = Field(description="for people: what went wrong and what to do")
+    plan_limit: PlanLimit | None = Field(None, description="with plan_limit_reached only: which monthly limit")
 
 
 class Error(Body):
@@ -125,5 +135,38 @@ class OperationList(Body):
     items: list[OperationInfo]
 
 
+class UsageAmounts(Body):
+    tasks: int = Field(description="tasks that finished (completed, failed or cancelled)")
+    completed_tasks: int = Field(ge=0)
+    megapixels_in: float = Field(description="of the photos processed")
+    megapixels_out: float = Field(description="of the main outputs made")
+    processing_seconds: float = Field(description="time the workers ran: each task's last attempt")
+
+
+class UsageDay(UsageAmounts):
+    date: date_type = Field(description="the day (UTC) the tasks finished")
+    operation: str
+
+
+class PlanUsage(Body):
+    name: str
+    tasks_per_month: int | None = Field(description="null: no monthly limit")
+    megapixels_per_month: float | None = Field(description="null: no monthly limit")
+    max_unfinished_tasks: int = Field(ge=0, description="tasks waiting or processing at once (0: no cap)")
+    concurrency: int = Field(ge=1, description="tasks processed at once")
+    tasks_this_month: int = Field(description="finished this month, as the limit counts them")
+    megapixels_this_month: float
+    unfinished_tasks: int = Field(ge=0, description="waiting or processing now: the limits count them too")
+    resets_at: datetime = Field(description="the 1st of next month, 00:00 UTC")
+
+
+class Usage(Body):
+    from_: date_type = Field(alias="from", description="first day included (UTC)")
+    to: date_type = Field(description="last day included (UTC)")
+    items: list[UsageDay] = Field(description="per day and operation, days without tasks left out")
+    totals: UsageAmounts
+    plan: PlanUsage
+
+
 MODELS: tuple[type[BaseModel], ...] = (Error, TokenRequest, Token, Task, TaskList, WebhookSecret, OperationInfo,
-                                       OperationList)
+                                       OperationList, Usage)
