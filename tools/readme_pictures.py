@@ -1,7 +1,9 @@
 """Make the README's pictures with the studio's own command line, from the shared fixture photos.
 
 Each picture is what `flask studio process` writes for a fixture photo of an animal or an object, shrunk to at most
-480 pixels wide (small derived pictures; the fixtures themselves stay outside the repository):
+480 pixels wide (small derived pictures; the fixtures themselves stay outside the repository). For upscaling, a
+small crop of a photo (the horse's head, halved to 120x90) is made 4x larger by Real-ESRGAN and, to compare, by
+bicubic resizing:
 
     .venv/bin/python tools/readme_pictures.py [--fixtures ../shared/fixtures] [--out docs/pictures]
 """
@@ -31,7 +33,11 @@ PICTURES = (
     ("horse-banner.jpg", "horse.jpg", ["--operation", "smart_crop", "--aspect", "16:9", "--classes", "horse"]),
     ("rifle-upscaled-cutout.png", "rifle2.jpeg", ["--operation", "upscale", "--scale", "2",
                                                   "--remove-background", "--model", "realesrgan_x4plus"]),
+    ("horse-head-bicubic.png", "horse-head-small.png", "bicubic"),
+    ("horse-head-upscaled.png", "horse-head-small.png", ["--operation", "upscale", "--scale", "4"]),
 )
+# Small inputs cut from a fixture photo: (photo, box, shrink factor).
+SMALL_INPUTS = {"horse-head-small.png": ("horse.jpg", (60, 100, 300, 280), 2)}
 OUTPUT_SUFFIX = {"horse-objects.jpg": "-preview"}
 
 
@@ -41,10 +47,18 @@ def make(fixtures: Path, out: Path) -> list[Path]:
     made = []
     environment = {**os.environ, "STUDIO_LOG_LEVEL": "warning"}
     with tempfile.TemporaryDirectory() as scratch:
+        for name, (photo, box, factor) in SMALL_INPUTS.items():
+            with Image.open(fixtures / "photos" / photo) as image:
+                small = image.convert("RGB").crop(box)
+            small.resize((small.width // factor, small.height // factor), Image.BICUBIC).save(Path(scratch) / name)
         for picture, photo, arguments in PICTURES:
-            source = fixtures / "photos" / photo
+            source = Path(scratch) / photo if photo in SMALL_INPUTS else fixtures / "photos" / photo
             if arguments is None:
                 result = source
+            elif arguments == "bicubic":
+                result = Path(scratch) / picture
+                with Image.open(source) as image:
+                    image.resize((image.width * 4, image.height * 4), Image.BICUBIC).save(result)
             else:
                 folder = Path(scratch) / picture
                 folder.mkdir()
