@@ -20,7 +20,8 @@ NGINX_TEMPLATE = (ROOT / "deploy" / "nginx.conf").read_text()
 
 # os.environ.get("X"), environ.get("X"), os.getenv("X"), environ["X"], _int(environ, "X"), _bool(environ, "X")
 ENVIRONMENT_READ = re.compile(
-    r"""(?:environ\.get|getenv|_int|_bool|_choice|_int_list|_name_list|_json_object)\(\s*(?:environ,\s*)?["']([A-Z][A-Z0-9_]*)["']"""
+    r"""(?:environ\.get|getenv|_int|_bool|_choice|_int_list|_name_list|_json_object)"""
+    r"""\(\s*(?:environ,\s*)?["']([A-Z][A-Z0-9_]*)["']"""
     r"""|environ\[["']([A-Z][A-Z0-9_]*)["']\]"""
 )
 INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?][^}]*)?\}")
