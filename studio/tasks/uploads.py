@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from PIL import Image, ImageCms
+from PIL import ExifTags, Image, ImageCms
 from werkzeug.datastructures import FileStorage
 
 from ml.imageio import (
@@ -24,6 +24,7 @@ from ml.imageio import (
     decode_image,
     inspect_image,
 )
+from studio.tasks.strip import strip_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,12 @@ logger = logging.getLogger(__name__)
 MAX_OPTION_LENGTH = 100
 SUPPORTED = "Upload a JPEG, PNG or WebP photo."
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# What Pillow reads from the parts a stripped copy keeps (JFIF, Adobe APP14, PNG colour chunks, WebP defaults).
+_PIXEL_INFO = {"jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi", "adobe", "adobe_transform", "progressive",
+               "progression", "gamma", "chromaticity", "srgb", "transparency", "loop", "background", "duration",
+               "timestamp"}
+# Rows compared at a time: the check never holds a third full copy of a large photo in memory.
+_COMPARED_ROWS = 256
 
 
 class UploadRejected(Exception):
@@ -45,7 +52,9 @@ class UploadRejected(Exception):
 
 @dataclass(frozen=True)
 class CleanPhoto:
-    """The photo as stored: decoded, turned upright, in sRGB and re-encoded, with no metadata left."""
+    """The photo as stored, with no metadata or trailing bytes left: the upload's own compressed pixels when they
+    are already upright, sRGB, 8-bit RGB or RGBA; otherwise the decoded photo turned upright, converted and
+    re-encoded in its own format."""
 
     data: bytes
     media_type: str
@@ -92,7 +101,12 @@ def inspect_upload(data: bytes, max_pixels: int) -> ImageInfo:
 
 
 def clean_photo(data: bytes, max_pixels: int) -> CleanPhoto:
-    """Check an upload and return its clean copy: upright, sRGB, re-encoded, no EXIF, GPS or trailing bytes."""
+    """Decode a whole upload and return its clean copy: no EXIF, GPS, XMP, IPTC, comments, profile or trailing bytes.
+
+    When decoding changes nothing (no EXIF rotation, no colour profile to convert, 8-bit RGB or RGBA), the copy is
+    the upload with its metadata cut out, pixels untouched and checked by decoding it again; otherwise, or if that
+    check fails, it is the upright sRGB photo re-encoded (JPEG and WebP at quality 95, PNG).
+    """
     info = inspect_upload(data, max_pixels)
     try:
         image = decode_image(data, max_pixels)
@@ -101,11 +115,17 @@ def clean_photo(data: bytes, max_pixels: int) -> CleanPhoto:
     except ImageDecodeError as error:
         logger.info("refused a damaged %s upload: %s", info.format, error)
         raise _damaged() from None
-    image = _as_srgb(image, _icc_profile(data))
-    extension, encode = _ENCODERS[info.format]
+    mode, icc_profile, rotated = _source_facts(data)
+    converted = _as_srgb(image, icc_profile)
+    extension = _ENCODERS[info.format][0]
+    if converted is image and not rotated and mode in ("RGB", "RGBA"):
+        copy = _stripped_copy(data, info.format, image, max_pixels)
+        if copy is not None:
+            return CleanPhoto(copy, MEDIA_TYPES[info.format], extension, image.width, image.height)
+        logger.info("re-encoding a %s upload: its metadata could not be cut out losslessly", info.format)
     buffer = io.BytesIO()
-    encode(image, buffer)
-    return CleanPhoto(buffer.getvalue(), MEDIA_TYPES[info.format], extension, image.width, image.height)
+    _ENCODERS[info.format][1](converted, buffer)
+    return CleanPhoto(buffer.getvalue(), MEDIA_TYPES[info.format], extension, converted.width, converted.height)
 
 
 def option_fields(raw_options: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,9 +164,38 @@ def _sentence(text: str) -> str:
     return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
-def _icc_profile(data: bytes) -> bytes | None:
+def _source_facts(data: bytes) -> tuple[str, bytes | None, bool]:
+    """Return the file's own mode, its colour profile, and whether its EXIF or XMP orientation turns it."""
     with Image.open(io.BytesIO(data)) as image:
-        return image.info.get("icc_profile") or None
+        # A PNG's own getexif() decodes every pixel again to look for EXIF after them; the header's is enough here,
+        # since a stripped copy is only stored once its pixels equal the upright decoded ones.
+        exif = Image.Image.getexif(image) if image.format == "PNG" else image.getexif()
+        rotated = exif.get(ExifTags.Base.Orientation, 1) in range(2, 9)
+        return image.mode, image.info.get("icc_profile") or None, rotated
+
+
+def _stripped_copy(data: bytes, image_format: str, decoded: Image.Image, max_pixels: int) -> bytes | None:
+    """Return the upload without metadata if it decodes to exactly the decoded pixels and reads back clean."""
+    copy = strip_metadata(data, image_format)
+    if copy is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(copy), formats=(image_format,)) as reopened:
+            if not set(reopened.info) <= _PIXEL_INFO:
+                return None
+        again = decode_image(copy, max_pixels)
+    except (ImageDecodeError, OSError, ValueError, SyntaxError, EOFError):
+        return None
+    return copy if _same_pixels(again, decoded) else None
+
+
+def _same_pixels(first: Image.Image, second: Image.Image) -> bool:
+    if (first.mode, first.size) != (second.mode, second.size):
+        return False
+    width, height = first.size
+    return all(first.crop((0, top, width, min(top + _COMPARED_ROWS, height))).tobytes()
+               == second.crop((0, top, width, min(top + _COMPARED_ROWS, height))).tobytes()
+               for top in range(0, height, _COMPARED_ROWS))
 
 
 def _as_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
@@ -159,9 +208,13 @@ def _as_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         # A broken or non-RGB profile (CMYK, grey): keep the decoded pixels, as every browser without it would.
         return image
-    if image.mode == "RGBA" and converted is not None:
+    if converted is None:
+        return image
+    if image.mode == "RGBA":
         converted.putalpha(image.getchannel("A"))
-    return converted if converted is not None else image
+    # ImageCms tags its result with the sRGB profile, which the PNG and WebP encoders would write out.
+    converted.info = {}
+    return converted
 
 
 def _jpeg(image: Image.Image, buffer: io.BytesIO) -> None:
