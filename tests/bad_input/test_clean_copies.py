@@ -1,4 +1,7 @@
-"""Accepted uploads are stored as clean copies under generated keys: re-encoded, upright, no metadata, no payload."""
+"""Accepted uploads are stored as clean copies under generated keys: upright, no metadata, no payload.
+
+Which copies keep the upload's own compressed pixels and which are re-encoded: test_lossless_copies.py.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +38,15 @@ def mean_difference(first: Image.Image, second: Image.Image) -> float:
                         - np.asarray(second.convert("RGB"), dtype=np.int16)).mean())
 
 
-def test_jpeg_with_html_appended_is_stored_and_served_re_encoded(uploader, app, user):
-    data = samples.jpeg((96, 64)) + samples.SCRIPT
+def test_jpeg_with_html_appended_is_stored_and_served_without_it(uploader, app, user):
+    photo = samples.jpeg((96, 64))
+    data = photo + samples.SCRIPT
     assert data.endswith(samples.SCRIPT)
     task_id = uploader.task_id(uploader.send(data, "innocent.jpg", "image/jpeg"))
     task, stored = stored_input(app, task_id)
     assert b"<script" not in stored and stored.endswith(b"\xff\xd9")
+    # Cut at the JPEG's end, not re-encoded: the photo itself carries nothing else to remove.
+    assert stored == photo
     assert task.input_content_type == "image/jpeg" and task.input_size == len(stored)
     assert Image.open(io.BytesIO(stored)).format == "JPEG"
     browser = app.test_client()

@@ -45,7 +45,8 @@ def test_upload_stores_photo_under_generated_key_and_queues_job(app, client, hea
     assert (task.input_content_type, task.input_width, task.input_height) == ("image/jpeg", *Image.open(
         io.BytesIO(data)).size)
     with app.app_context():
-        # A clean re-encoded copy is stored, never the uploaded bytes (tests/bad_input checks what it holds).
+        # A clean copy is stored: the upload cut of its metadata and trailing bytes, or re-encoded where its
+        # pixels must change (tests/bad_input checks what it holds).
         stored = get_storage().get(task.input_key)
         assert Image.open(io.BytesIO(stored)).size == Image.open(io.BytesIO(data)).size
         assert task.input_size == len(stored)

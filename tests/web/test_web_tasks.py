@@ -270,7 +270,7 @@ def test_upload_one_photo_opens_its_page(signed_in, photo):
     original = signed_in.get(task_page + "/input")
     assert original.status_code in (200, 302)
     if original.status_code == 200:
-        # The stored photo is a clean re-encoded copy (tests/bad_input), the same picture.
+        # The stored photo is a clean copy (tests/bad_input), the same picture.
         assert original.data.startswith(b"\xff\xd8") and len(original.data) > 1000
 
 
