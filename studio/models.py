@@ -19,6 +19,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """Return a stored time as an aware UTC time: SQLite drops the zone, and every time we store is UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
 class TaskStatus(str, enum.Enum):
     """Where a task is in its life: PENDING -> PROCESSING -> COMPLETED, FAILED or CANCELLED.
 

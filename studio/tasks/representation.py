@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from studio.models import Task, TaskStatus
+from studio.models import Task, TaskStatus, as_utc
 
 
 def isoformat(moment: datetime | None) -> str | None:
     """Return an ISO 8601 time with its zone, or None."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        # SQLite drops the zone; every time we store is UTC.
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.isoformat()
+    return None if moment is None else as_utc(moment).isoformat()
 
 
 def task_fields(task: Task) -> dict[str, Any]:

@@ -287,3 +287,21 @@ def test_create_user_raises_account_error_with_readable_text(app):
             service.create_user("ada@example.com", "short")
         admin = service.create_user("Root@Example.com", PASSWORD, is_admin=True)
         assert admin.is_admin and admin.email == "root@example.com"
+
+
+def test_a_tokens_last_use_is_recorded_to_the_minute_without_a_write_on_every_request(app, make_user):
+    make_user()
+    with app.app_context():
+        user = db.session.scalar(select(User))
+        token, plaintext = service.create_api_token(user, "script")
+        assert token.last_used_at is None
+        assert service.user_for_token(plaintext).id == user.id
+        first = db.session.scalar(select(ApiToken)).last_used_at
+        assert first is not None
+        assert service.user_for_token(plaintext).id == user.id
+        assert db.session.scalar(select(ApiToken)).last_used_at == first  # within the minute: not written again
+        token = db.session.scalar(select(ApiToken))
+        token.last_used_at = first - service.LAST_USED_PRECISION
+        db.session.commit()
+        service.user_for_token(plaintext)
+        assert db.session.scalar(select(ApiToken)).last_used_at > first - service.LAST_USED_PRECISION
