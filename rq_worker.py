@@ -10,9 +10,9 @@ fork and are handled explicitly:
 - SQLAlchemy's pool: the horse would share the parent's PostgreSQL sockets, so it disposes of the inherited pool
   (close=False leaves the parent's connections open) and opens its own.
 - libgomp, torch's CPU thread pool: once a parallel region has run in a process, a forked child that computes
-  with more than one thread deadlocks. The parent therefore loads the models with one thread (it never infers)
-  and each horse sets STUDIO_TORCH_THREADS threads (default: all cores; give each worker cores/workers when
-  several workers share a machine).
+  with more than one thread deadlocks. The parent therefore loads the models, and runs its one warm-up photo
+  (warm_up), with one thread: no parallel region ever runs in it. Each horse sets STUDIO_TORCH_THREADS threads
+  (default 1, with one worker per core).
 On a CUDA machine the CUDA context cannot be used after fork, so the worker runs jobs in-process (SimpleWorker),
 as `--simple` does everywhere.
 
@@ -30,13 +30,17 @@ Crash recovery (see jobs/maintenance.py for the other half):
 from __future__ import annotations
 
 import argparse
+import gc
+import io
 import logging
 import multiprocessing
 import sys
+import time
 from types import FrameType
 
 import torch
 from flask import Flask
+from PIL import Image
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
@@ -47,6 +51,8 @@ from rq.queue import Queue
 from jobs.context import bind_app
 from jobs.process_image import on_work_horse_killed, release_interrupted_task
 from jobs.scheduled import run_scheduler
+from ml.operations import DEFAULT_OPERATION, Limits, get_operation
+from ml.operations.runner import process
 from ml.registry import available_model_names
 from ml.sessions import configure, preload
 from studio import create_app, logs, metrics, settings
@@ -55,6 +61,10 @@ from studio.queue import outage_tolerant_redis
 from studio.storage import get_storage
 
 logger = logging.getLogger("rq_worker")
+
+# The warm-up's made-up photo: small, so it takes a fraction of a real photo's time (U2Net's input is 320x320 whatever
+# the photo's size, so its kernels are the ones real photos need).
+WARM_UP_PHOTO_SIZE = (160, 120)
 
 
 class PreloadedWorker(Worker):
@@ -143,6 +153,45 @@ def preload_models(app: Flask) -> list[str]:
     return names
 
 
+def warm_up(app: Flask) -> bool:
+    """Run the default operation with the default model once, on a made-up photo; return False when it could not.
+
+    Each job runs in a new process (the forked horse), and what a process does the first time it runs an operation
+    (oneDNN creates and compiles the kernel of each convolution, PIL loads its codecs, the operation's modules are
+    imported) cost every job again: about 45 ms of CPU on a 520 ms cutout of the fixture photos (with gc.freeze in
+    main). Done here once, the horses inherit it. Always on one thread, whatever the caller set: a parallel region
+    run here would deadlock every horse that computes with more than one (see the module docstring). Other
+    operations still pay their first run in each horse.
+    """
+    config = app.config
+    operation = get_operation(DEFAULT_OPERATION)
+    started, threads = time.perf_counter(), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        options = operation.parse({}, models=tuple(available_model_names(config["STUDIO_MODEL_DIR"])),
+                                  default_model=config["STUDIO_DEFAULT_MODEL"])
+        process(operation, made_up_photo(), options, model_dir=config["STUDIO_MODEL_DIR"],
+                limits=Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"]),
+                png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
+    except Exception as error:  # noqa: BLE001 - a slower first run in each horse is no reason to stop the worker
+        logger.warning("warm-up skipped, each job pays for its first run: %s", error)
+        return False
+    finally:
+        torch.set_num_threads(threads)
+    logger.info("warmed up: %s in %.2f s", ", ".join(f"{operation.name} {model}" for model in
+                                                     operation.models_for(options)), time.perf_counter() - started)
+    return True
+
+
+def made_up_photo() -> bytes:
+    """Return a small JPEG with gradients in it (the most common upload format, so its decoder is loaded)."""
+    linear, radial = Image.linear_gradient("L"), Image.radial_gradient("L")
+    photo = Image.merge("RGB", (linear, radial, linear.transpose(Image.Transpose.ROTATE_90)))
+    buffer = io.BytesIO()
+    photo.resize(WARM_UP_PHOTO_SIZE).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def processes_photos(app: Flask, arguments: argparse.Namespace) -> bool:
     """Return True when this worker takes processing jobs (a webhook-only worker needs no model)."""
     return not arguments.queues or app.config["STUDIO_QUEUE"] in arguments.queues
@@ -212,8 +261,12 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("cannot load the models from %s: %s", app.config["STUDIO_MODEL_DIR"], error)
             return 1
         logger.info("models loaded: %s; %s torch threads per job", ", ".join(names) or "none", torch_threads)
+        warm_up(app)
     warn_if_redis_is_down(app)
     worker = build_worker(app, arguments, torch_threads)
+    # Everything built so far lives as long as the worker: out of the garbage collector's way, a horse's collections
+    # no longer write into those objects' pages, which it would otherwise copy from the parent (copy-on-write).
+    gc.freeze()
     worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO")
     return 0
 
