@@ -38,9 +38,11 @@ from studio.tasks.service import delete_unrecorded_outputs
 
 logger = logging.getLogger(__name__)
 
-# Progress reaches the database in steps of at least this many points (or with a new stage): enough for a
-# progress bar, few writes.
+# Progress reaches the database in steps of at least this many points (or with a new stage), and at most this
+# often (the task page polls every second): enough for a progress bar, few writes (a one-second cutout reports
+# four times, and writes twice).
 PROGRESS_STEP = 5
+PROGRESS_INTERVAL_SECONDS = 0.5
 
 
 class PermanentFailure(Exception):
@@ -132,13 +134,15 @@ def _progress_reporter(task: Task) -> Callable[[int, str | None], None]:
     """Return a callback that records progress in job.meta and, in steps, in the database; it stops the run
     (TaskStopped) once the task is no longer PROCESSING: cancelled or deleted."""
     job = get_current_job()
-    recorded: dict[str, Any] = {"percent": task.progress, "stage": None}
+    recorded: dict[str, Any] = {"percent": task.progress, "stage": None, "at": float("-inf")}
 
     def report(percent: int, stage: str | None) -> None:
-        percent = max(0, min(int(percent), 99))
+        percent, now = max(0, min(int(percent), 99)), time.monotonic()
         if percent - recorded["percent"] < PROGRESS_STEP and stage == recorded["stage"]:
             return
-        recorded.update(percent=percent, stage=stage)
+        if now - recorded["at"] < PROGRESS_INTERVAL_SECONDS:
+            return
+        recorded.update(percent=percent, stage=stage, at=now)
         if job is not None:
             job.meta["progress"] = percent
             job.save_meta()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,33 @@ def test_progress_reaches_job_meta_and_database_while_running(app, client, heade
     monkeypatch.setattr(job_module, "process", fake_pipeline)
     run_worker(app)
     assert seen == {"meta": 40, "row": ("PROCESSING", 40, "thinking")}
+    assert load_task(app, task_id).progress == 100
+
+
+def test_progress_reaches_the_database_at_most_every_half_second(app, client, headers, photo_bytes, monkeypatch):
+    task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
+    rows = []
+
+    def read_row() -> None:
+        engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+        with engine.connect() as connection:
+            rows.append(tuple(connection.execute(text("SELECT progress, stage FROM tasks WHERE id = :id"),
+                                                 {"id": task_id}).one()))
+        engine.dispose()
+
+    def fake_pipeline(operation, data, options, *, model_dir, limits, attachments, progress, png_compress_level):
+        progress(10, "decoded")
+        progress(50, "halfway")  # at once: too soon after the last write
+        read_row()
+        time.sleep(job_module.PROGRESS_INTERVAL_SECONDS)
+        progress(12, "decoded")  # later, but less than a step on, at the same stage
+        progress(90, "encoding")
+        read_row()
+        return _fake_result()
+
+    monkeypatch.setattr(job_module, "process", fake_pipeline)
+    run_worker(app)
+    assert rows == [(10, "decoded"), (90, "encoding")]
     assert load_task(app, task_id).progress == 100
 
 
