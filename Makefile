@@ -37,9 +37,9 @@ test-fast: install
 lint: install
 	$(BIN)/python -m flake8 studio jobs ml tests bench tools wsgi.py rq_worker.py
 
-# Each benchmark runs ours and its peer (rembg, onnxruntime, ncnn, TF.js) side by side: `make bench` runs them all,
-# `make bench BENCH=upscale` one of them (bench/NAME.py).
-BENCH ?= throughput stylize upscale faces detect
+# Each benchmark runs ours and its peer (rembg, onnxruntime, ncnn, TF.js; the service against our own CLI) side by
+# side: `make bench` runs them all, `make bench BENCH=upscale` one of them (bench/NAME.py).
+BENCH ?= throughput stylize upscale faces detect service
 bench: install
 	@for name in $(BENCH); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
 

@@ -13,8 +13,10 @@ fork and are handled explicitly:
   with more than one thread deadlocks. The parent therefore loads the models, and runs its one warm-up photo
   (warm_up), with one thread: no parallel region ever runs in it. Each horse sets STUDIO_TORCH_THREADS threads
   (default 1, with one worker per core).
-On a CUDA machine the CUDA context cannot be used after fork, so the worker runs jobs in-process (SimpleWorker),
-as `--simple` does everywhere.
+On a CUDA machine the CUDA context cannot be used after fork, so the worker runs jobs in-process (ReusingWorker,
+RQ's SimpleWorker), as `--simple` does everywhere. STUDIO_WORKER_JOBS_PER_PROCESS=N does so too, for N jobs,
+then replaces the process with a fresh start: no fork per job (15-20% more photos a second on 2 cores,
+bench/service.py), without the horse's isolation (docs/production.md).
 
 Crash recovery (see jobs/maintenance.py for the other half):
 - RQ marks a started job abandoned once its worker has missed its heartbeat for a fixed 60 s; the grace here is
@@ -34,9 +36,12 @@ import gc
 import io
 import logging
 import multiprocessing
+import os
 import sys
+import threading
 import time
 from types import FrameType
+from typing import Any
 
 import torch
 from flask import Flask
@@ -47,6 +52,7 @@ from rq import SimpleWorker, Worker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.worker import WorkerStatus
 
 from jobs.context import bind_app
 from jobs.process_image import on_work_horse_killed, release_interrupted_task
@@ -65,24 +71,18 @@ logger = logging.getLogger("rq_worker")
 # The warm-up's made-up photo: small, so it takes a fraction of a real photo's time (U2Net's input is 320x320 whatever
 # the photo's size, so its kernels are the ones real photos need).
 WARM_UP_PHOTO_SIZE = (160, 120)
+# Set in the environment of a worker that replaced itself after STUDIO_WORKER_JOBS_PER_PROCESS jobs.
+RECYCLED = "STUDIO_WORKER_RECYCLED"
 
 
-class PreloadedWorker(Worker):
-    """RQ's forking worker whose horses reset what must not be shared with the preloaded parent."""
+class StudioWorker:
+    """What both workers share: short heartbeats kept fresh while a job runs, and a cold shutdown that puts the job
+    it interrupts back on its queue, uncounted."""
 
-    app: Flask
-    torch_threads: int
+    connection: Redis
+    job_monitoring_interval: int
     heartbeat_grace_seconds: int = 60
     cold_shutdown_started: bool = False
-
-    def main_work_horse(self, job: Job, queue: Queue) -> None:
-        """Prepare the freshly forked horse, then run the job as RQ does."""
-        # Its metrics go to its worker's files, not to new ones per horse (one per job would pile up).
-        metrics.work_horse_started()
-        with self.app.app_context():
-            db.engine.dispose(close=False)
-        torch.set_num_threads(self.torch_threads)
-        super().main_work_horse(job, queue)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Return how long the job's execution stays alive without a heartbeat (RQ adds a fixed 60 s)."""
@@ -90,19 +90,6 @@ class PreloadedWorker(Worker):
         if job.timeout and job.timeout > 0:
             remaining = min(job.timeout - working_time, remaining)
         return int(max(remaining, 1)) + self.heartbeat_grace_seconds
-
-    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Cold shutdown: RQ kills the horse and exits; hand the interrupted job back first."""
-        if self.cold_shutdown_started:
-            return  # a third signal must not interrupt the hand-back
-        interrupted = list(self.executions.values())
-        try:
-            super().request_force_stop(signum, frame)
-        except SystemExit:
-            self.cold_shutdown_started = True
-            for execution in interrupted:
-                self.requeue_interrupted(execution)
-            raise
 
     def requeue_interrupted(self, execution: Execution) -> None:
         """Put a job whose horse this worker killed back at the front of its queue, without using a retry."""
@@ -125,6 +112,115 @@ class PreloadedWorker(Worker):
             logger.warning("task %s: interrupted by a cold shutdown; queued again", job.id)
         except Exception:  # noqa: BLE001 - shutting down: RQ's abandoned-job check and the reconciler remain
             logger.exception("could not queue the interrupted job %s again", execution.job_id)
+
+
+class PreloadedWorker(StudioWorker, Worker):
+    """RQ's forking worker whose horses reset what must not be shared with the preloaded parent."""
+
+    app: Flask
+    torch_threads: int
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        """Prepare the freshly forked horse, then run the job as RQ does."""
+        # Its metrics go to its worker's files, not to new ones per horse (one per job would pile up).
+        metrics.work_horse_started()
+        with self.app.app_context():
+            db.engine.dispose(close=False)
+        torch.set_num_threads(self.torch_threads)
+        super().main_work_horse(job, queue)
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Cold shutdown: RQ kills the horse and exits; hand the interrupted job back first."""
+        if self.cold_shutdown_started:
+            return  # a third signal must not interrupt the hand-back
+        interrupted = list(self.executions.values())
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            self.cold_shutdown_started = True
+            for execution in interrupted:
+                self.requeue_interrupted(execution)
+            raise
+
+
+class ReusingWorker(StudioWorker, SimpleWorker):
+    """RQ's SimpleWorker: jobs run one after another in this process, no fork (STUDIO_WORKER_JOBS_PER_PROCESS > 1,
+    --simple, CUDA).
+
+    It saves what a new process per job costs (about 100-150 ms of CPU a photo, see docs/production.md) and gives
+    up what only a separate process gives: a job that blocks its timeout alarm in native code is not killed at RQ's
+    hard limit, and a crash takes the worker down with the job (its supervisor starts it again; RQ and the
+    reconciler find the job abandoned). main() replaces the process after its jobs, so a leak cannot grow.
+    """
+
+    app: Flask
+    jobs_done: int = 0
+    _beating: threading.Event | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._beat_lock = threading.Lock()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run the job here, as SimpleWorker does, its heartbeats kept from a thread; count it."""
+        execution = self.prepare_execution(job)
+        # A forking worker's parent refreshes the heartbeats while its horse works; here the job holds the main
+        # thread, so a thread does it (the same short TTLs, so a killed worker's job is found as soon).
+        self._beating = threading.Event()
+        threading.Thread(target=self._keep_alive, args=(job, execution, self._beating), daemon=True,
+                         name=f"rq-heartbeat-{job.id}").start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            self._stop_beating()
+        self.set_state(WorkerStatus.IDLE)
+        self.jobs_done += 1
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """Stop the heartbeats before RQ records the end: a late one would put the job back among the started."""
+        self._stop_beating()
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def _keep_alive(self, job: Job, execution: Execution, stopped: threading.Event) -> None:
+        while not stopped.wait(self.job_monitoring_interval):
+            with self._beat_lock:
+                if stopped.is_set():
+                    return
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except RedisError as error:  # the next beat tries again; the job goes on
+                    logger.warning("job %s: could not refresh its heartbeat: %s", job.id, error)
+
+    def _stop_beating(self) -> None:
+        """Stop the heartbeat thread; once this returns no beat is under way or to come."""
+        if self._beating is not None:
+            self._beating.set()
+            with self._beat_lock:
+                self._beating = None
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Cold shutdown: the job runs in this very process, so hand it back and exit at once.
+
+        RQ's SimpleWorker raises SystemExit from the signal handler, inside the job, where RQ's own handler takes
+        it for the job's failure and spends an attempt on it. Exiting here never returns into the job.
+        """
+        if self.cold_shutdown_started:
+            return
+        interrupted = list(self.executions.values())
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            self.cold_shutdown_started = True
+            # A context (and so a database session) of its own: the job's may be in the middle of a query.
+            with self.app.app_context():
+                for execution in interrupted:
+                    self.requeue_interrupted(execution)
+            try:
+                self.teardown()
+            except Exception:  # noqa: BLE001 - RQ's worker key expires on its own
+                logger.exception("could not unregister the worker")
+            logging.shutdown()
+            os._exit(0)
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -197,20 +293,30 @@ def processes_photos(app: Flask, arguments: argparse.Namespace) -> bool:
     return not arguments.queues or app.config["STUDIO_QUEUE"] in arguments.queues
 
 
+def jobs_per_process(app: Flask, arguments: argparse.Namespace) -> int | None:
+    """Return how many jobs one process runs: 1 forks a process per job; None runs them all in this one."""
+    if arguments.simple or torch.cuda.is_available():
+        return None
+    return app.config["STUDIO_WORKER_JOBS_PER_PROCESS"]
+
+
 def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int) -> Worker:
-    """Return the worker for the queues, forking unless CUDA or --simple says otherwise."""
+    """Return the worker for the queues: forking, or running the jobs in this process (see jobs_per_process)."""
     queues = arguments.queues or [app.config["STUDIO_QUEUE"]]
     connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
-    if arguments.simple or torch.cuda.is_available():
+    if jobs_per_process(app, arguments) != 1:
         torch.set_num_threads(torch_threads)
-        return SimpleWorker(queues, name=arguments.name, connection=connection,
-                            maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
-    worker = PreloadedWorker(queues, name=arguments.name, connection=connection,
-                             work_horse_killed_handler=on_work_horse_killed,
-                             job_monitoring_interval=app.config["STUDIO_WORKER_MONITOR_SECONDS"],
-                             maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
+        worker: ReusingWorker | PreloadedWorker = ReusingWorker(
+            queues, name=arguments.name, connection=connection,
+            job_monitoring_interval=app.config["STUDIO_WORKER_MONITOR_SECONDS"],
+            maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
+    else:
+        worker = PreloadedWorker(queues, name=arguments.name, connection=connection,
+                                 work_horse_killed_handler=on_work_horse_killed,
+                                 job_monitoring_interval=app.config["STUDIO_WORKER_MONITOR_SECONDS"],
+                                 maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
+        worker.torch_threads = torch_threads
     worker.app = app
-    worker.torch_threads = torch_threads
     worker.heartbeat_grace_seconds = app.config["STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS"]
     return worker
 
@@ -244,15 +350,15 @@ def main(argv: list[str] | None = None) -> int:
     """Build the app, preload the models, then work the queues."""
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     logs.configure_from(settings.from_environment())
-    if arguments.with_scheduler:
-        start_periodic_scheduler(arguments)
+    scheduler = start_periodic_scheduler(arguments) if arguments.with_scheduler else None
     torch_threads = torch.get_num_threads()
     # One thread while loading: see the module docstring (libgomp and fork).
     torch.set_num_threads(1)
     app = create_app()
     torch_threads = app.config.get("STUDIO_TORCH_THREADS") or torch_threads
     bind_app(app)
-    metrics.init_worker(app)
+    # A replaced process (recycle) keeps the metrics its predecessor counted.
+    metrics.init_worker(app, clean=RECYCLED not in os.environ)
     get_storage(app)
     if processes_photos(app, arguments):
         try:
@@ -262,13 +368,32 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         logger.info("models loaded: %s; %s torch threads per job", ", ".join(names) or "none", torch_threads)
         warm_up(app)
+    limit = jobs_per_process(app, arguments)
+    if limit is not None and limit < 1:
+        logger.error("STUDIO_WORKER_JOBS_PER_PROCESS must be 1 (a process per job) or more, got %s", limit)
+        return 2
     warn_if_redis_is_down(app)
     worker = build_worker(app, arguments, torch_threads)
     # Everything built so far lives as long as the worker: out of the garbage collector's way, a horse's collections
     # no longer write into those objects' pages, which it would otherwise copy from the parent (copy-on-write).
     gc.freeze()
-    worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO")
+    worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO",
+                max_jobs=limit if limit != 1 else None)
+    if limit not in (1, None) and worker.jobs_done >= limit and not worker._stop_requested:
+        recycle(worker.jobs_done, scheduler)
     return 0
+
+
+def recycle(jobs_done: int, scheduler: multiprocessing.Process | None) -> None:
+    """Replace this process by a fresh start of the same worker (same pid, so its supervisor sees no exit)."""
+    logger.info("ran %s jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS): starting afresh", jobs_done)
+    if scheduler is not None:  # the new process starts its own
+        scheduler.terminate()
+        scheduler.join(10)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, RECYCLED: "1"})
 
 
 if __name__ == "__main__":

@@ -209,8 +209,9 @@ def _count_request(response: Response) -> Response:
     return response
 
 
-def init_worker(app: Flask) -> ThreadingWSGIServer | None:
-    """In an RQ worker before it works: serve its metrics on STUDIO_WORKER_METRICS_PORT (cleaning its folder).
+def init_worker(app: Flask, clean: bool = True) -> ThreadingWSGIServer | None:
+    """In an RQ worker before it works: serve its metrics on STUDIO_WORKER_METRICS_PORT (cleaning its folder
+    unless told otherwise: a worker that replaced itself keeps what it counted).
 
     Off (None) when the port is 0: the worker then shares the folder of a web server that serves and cleans it
     (`make run`). A worker in a container or on a machine of its own needs the port, and a folder of its own.
@@ -223,7 +224,8 @@ def init_worker(app: Flask) -> ThreadingWSGIServer | None:
         logger.warning("STUDIO_WORKER_METRICS_PORT is set but STUDIO_METRICS_TOKEN or STUDIO_METRICS_DIR is not: "
                        "this worker's metrics are not served")
         return None
-    prepare_directory(MULTIPROCESS_DIR)
+    if clean:
+        prepare_directory(MULTIPROCESS_DIR)
     exporter = CollectorRegistry(auto_describe=False)
     multiprocess.MultiProcessCollector(exporter, path=MULTIPROCESS_DIR)
     server = serve(exporter, token, port)

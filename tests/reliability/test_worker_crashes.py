@@ -20,13 +20,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HANG = "sleep=600"  # far longer than any bounded wait here: only a kill or a timeout ends it
 
+# STUDIO_WORKER_JOBS_PER_PROCESS: a work horse forked for each job (the default), or jobs run in the worker's own
+# process. Where both must hold, a test runs with each.
+BOTH_MODES = pytest.mark.parametrize("jobs_per_process", ["1", "100"], ids=["fork", "reuse"])
 
-def test_a_killed_worker_and_horse_leave_a_task_that_the_next_worker_completes(make_studio, photo):
-    studio = make_studio()
-    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
-    task_id = studio.upload(photo)
+
+def wait_until_sleeping(worker, studio, task_id: str) -> None:
+    """Wait until the job of the task is inside its injected sleep (in the horse, or in the worker itself)."""
     studio.wait_for_status(task_id, "PROCESSING")
-    wait_until(first.horse_pid, "the horse runs", diagnostics=first.output)
+    wait_until(lambda: f"task {task_id}: fault injection: sleeping" in worker.output(), "the job sleeps",
+               diagnostics=worker.output)
+
+
+@BOTH_MODES
+def test_a_killed_worker_and_horse_leave_a_task_that_the_next_worker_completes(make_studio, photo, jobs_per_process):
+    studio = make_studio()
+    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+    task_id = studio.upload(photo)
+    wait_until_sleeping(first, studio, task_id)
 
     first.kill()
 
@@ -76,9 +87,12 @@ def test_a_killed_horse_is_retried_at_once_not_after_the_backoff(make_studio, ph
     assert "retrying at once" in worker.output()
 
 
-def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(make_studio, photo):
+@BOTH_MODES
+def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
+        make_studio, photo, jobs_per_process):
     studio = make_studio(STUDIO_JOB_RETRIES=0, STUDIO_JOB_TIMEOUT=2)
-    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"{HANG}@slow.jpeg")
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"{HANG}@slow.jpeg",
+                                 STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     slow = studio.upload(photo, filename="slow.jpeg")
     studio.wait_for_status(slow, "PROCESSING")
 
@@ -140,9 +154,10 @@ def test_a_running_job_keeps_its_heartbeat_fresh(make_studio, photo):
     assert studio.wait_for_status(task_id, "COMPLETED").attempts == 1
 
 
-def test_sigterm_lets_the_current_job_finish_then_stops_the_worker(make_studio, photo):
+@BOTH_MODES
+def test_sigterm_lets_the_current_job_finish_then_stops_the_worker(make_studio, photo, jobs_per_process):
     studio = make_studio()
-    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep=3")
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep=3", STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     task_id = studio.upload(photo)
     studio.wait_for_status(task_id, "PROCESSING")
 
@@ -154,12 +169,13 @@ def test_sigterm_lets_the_current_job_finish_then_stops_the_worker(make_studio, 
     assert (task.status, task.attempts) == ("COMPLETED", 1)
 
 
-def test_a_second_sigterm_stops_the_job_and_the_next_worker_runs_it_without_counting_it(make_studio, photo):
+@BOTH_MODES
+def test_a_second_sigterm_stops_the_job_and_the_next_worker_runs_it_without_counting_it(make_studio, photo,
+                                                                                        jobs_per_process):
     studio = make_studio()
-    worker = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     task_id = studio.upload(photo)
-    studio.wait_for_status(task_id, "PROCESSING")
-    wait_until(worker.horse_pid, "the horse runs", diagnostics=worker.output)
+    wait_until_sleeping(worker, studio, task_id)
 
     worker.terminate()
 
@@ -179,3 +195,28 @@ def test_a_second_sigterm_stops_the_job_and_the_next_worker_runs_it_without_coun
     studio.start_worker()
     task = studio.wait_for_status(task_id, "COMPLETED")
     assert (task.attempts, task.error) == (1, None)
+
+
+def test_a_reusing_worker_runs_its_jobs_in_its_own_process_then_starts_afresh(make_studio, photo):
+    studio = make_studio(STUDIO_HEARTBEAT_SECONDS=1)
+    # Two jobs a process; the first sleeps past several heartbeat intervals (STUDIO_WORKER_MONITOR_SECONDS=1, a
+    # 2 s grace): its heartbeats come from the worker's thread, or RQ would take the job for abandoned.
+    worker = studio.start_worker(STUDIO_WORKER_JOBS_PER_PROCESS="2", STUDIO_FAULT_INJECTION="sleep=6@slow.jpeg")
+    ids = [studio.upload(photo, filename="slow.jpeg")] + [studio.upload(photo) for _ in range(2)]
+    wait_until_sleeping(worker, studio, ids[0])
+    assert worker.horse_pid() is None  # no work horse: the job runs in the worker
+    reconcile_tasks()  # RQ's abandoned-job check among the rest
+    with studio.app.app_context():
+        assert Job.fetch(ids[0], connection=get_redis()).get_status() == JobStatus.STARTED
+
+    tasks = [studio.wait_for_status(task_id, "COMPLETED") for task_id in ids]
+
+    assert [task.attempts for task in tasks] == [1, 1, 1]
+    wait_until(lambda: worker.log.read_text().count("Listening on") == 2, "the worker starts afresh after 2 jobs",
+               diagnostics=worker.output)
+    log = worker.log.read_text()
+    assert "ran 2 jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS): starting afresh" in log
+    assert log.count("loading model u2netp") == 2  # the fresh process loads its models again
+    assert worker.exited() is None  # the same process (pid) all along, as its supervisor sees it
+    assert worker.horse_pid() is None
+    assert [path.name for path in studio.result_files()] == sorted(f"{task_id}.png" for task_id in ids)
