@@ -231,7 +231,8 @@ def stop_task_job(task_id: str) -> bool:
 
     RQ's stop-job command: the worker kills the work horse, marks the job STOPPED (never retried) and runs its
     stopped callback (jobs.process_image.on_stopped). Call it once the task is CANCELLED, so nothing records a
-    result meanwhile. A SimpleWorker has no horse to kill: its job stops at its next progress report instead.
+    result meanwhile. A SimpleWorker (STUDIO_WORKER_JOBS_PER_PROCESS > 1) has no horse to kill: its job stops at its
+    next progress report that reaches the database (written at most every half second) instead.
     """
     connection = get_redis()
     try:

@@ -4,6 +4,7 @@ task's status, and the reconciler finds lost tasks however long the backlog."""
 from __future__ import annotations
 
 import ast
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -116,6 +117,7 @@ def test_cancelling_a_running_task_stops_its_job_at_the_next_progress_report(
         progress(10, "first step")
         reports.append("first")
         client.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers)
+        time.sleep(job_module.PROGRESS_INTERVAL_SECONDS)  # the next report goes to the database, and finds it
         progress(60, "second step")
         reports.append("second")  # never reached: the task was cancelled
         return [EncodedOutput("result", b"\x89PNG", "image/png", ".png")]
