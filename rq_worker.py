@@ -79,7 +79,9 @@ class StudioWorker:
     """What both workers share: short heartbeats kept fresh while a job runs, and a cold shutdown that puts the job
     it interrupts back on its queue, uncounted."""
 
+    app: Flask
     connection: Redis
+    executions: dict[str, Execution]
     job_monitoring_interval: int
     heartbeat_grace_seconds: int = 60
     cold_shutdown_started: bool = False
@@ -90,6 +92,25 @@ class StudioWorker:
         if job.timeout and job.timeout > 0:
             remaining = min(job.timeout - working_time, remaining)
         return int(max(remaining, 1)) + self.heartbeat_grace_seconds
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Cold shutdown: RQ stops the job (kills the horse, if any); hand the interrupted job back, then exit."""
+        if self.cold_shutdown_started:
+            return  # a third signal must not interrupt the hand-back
+        interrupted = list(self.executions.values())
+        try:
+            super().request_force_stop(signum, frame)  # type: ignore[misc] - RQ's, next in the workers' MRO
+        except SystemExit:
+            self.cold_shutdown_started = True
+            # A context (and so a database session) of its own: a job in this process may be inside a query.
+            with self.app.app_context():
+                for execution in interrupted:
+                    self.requeue_interrupted(execution)
+            self.exit_after_cold_shutdown()
+
+    def exit_after_cold_shutdown(self) -> None:
+        """End the worker once the interrupted job is back on its queue."""
+        raise NotImplementedError
 
     def requeue_interrupted(self, execution: Execution) -> None:
         """Put a job whose horse this worker killed back at the front of its queue, without using a retry."""
@@ -117,7 +138,6 @@ class StudioWorker:
 class PreloadedWorker(StudioWorker, Worker):
     """RQ's forking worker whose horses reset what must not be shared with the preloaded parent."""
 
-    app: Flask
     torch_threads: int
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
@@ -129,31 +149,21 @@ class PreloadedWorker(StudioWorker, Worker):
         torch.set_num_threads(self.torch_threads)
         super().main_work_horse(job, queue)
 
-    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Cold shutdown: RQ kills the horse and exits; hand the interrupted job back first."""
-        if self.cold_shutdown_started:
-            return  # a third signal must not interrupt the hand-back
-        interrupted = list(self.executions.values())
-        try:
-            super().request_force_stop(signum, frame)
-        except SystemExit:
-            self.cold_shutdown_started = True
-            for execution in interrupted:
-                self.requeue_interrupted(execution)
-            raise
+    def exit_after_cold_shutdown(self) -> None:
+        """RQ has killed the horse: exit as RQ does."""
+        raise SystemExit()
 
 
 class ReusingWorker(StudioWorker, SimpleWorker):
     """RQ's SimpleWorker: jobs run one after another in this process, no fork (STUDIO_WORKER_JOBS_PER_PROCESS > 1,
     --simple, CUDA).
 
-    It saves what a new process per job costs (about 100-150 ms of CPU a photo, see docs/production.md) and gives
+    It saves what a new process per job costs (about 100-200 ms of CPU a photo, see docs/production.md) and gives
     up what only a separate process gives: a job that blocks its timeout alarm in native code is not killed at RQ's
     hard limit, and a crash takes the worker down with the job (its supervisor starts it again; RQ and the
     reconciler find the job abandoned). main() replaces the process after its jobs, so a leak cannot grow.
     """
 
-    app: Flask
     jobs_done: int = 0
     _beating: threading.Event | None = None
 
@@ -198,29 +208,18 @@ class ReusingWorker(StudioWorker, SimpleWorker):
             with self._beat_lock:
                 self._beating = None
 
-    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Cold shutdown: the job runs in this very process, so hand it back and exit at once.
+    def exit_after_cold_shutdown(self) -> None:
+        """The job runs in this very process: exit at once, never back into it.
 
         RQ's SimpleWorker raises SystemExit from the signal handler, inside the job, where RQ's own handler takes
-        it for the job's failure and spends an attempt on it. Exiting here never returns into the job.
+        it for the job's failure and spends an attempt on it.
         """
-        if self.cold_shutdown_started:
-            return
-        interrupted = list(self.executions.values())
         try:
-            super().request_force_stop(signum, frame)
-        except SystemExit:
-            self.cold_shutdown_started = True
-            # A context (and so a database session) of its own: the job's may be in the middle of a query.
-            with self.app.app_context():
-                for execution in interrupted:
-                    self.requeue_interrupted(execution)
-            try:
-                self.teardown()
-            except Exception:  # noqa: BLE001 - RQ's worker key expires on its own
-                logger.exception("could not unregister the worker")
-            logging.shutdown()
-            os._exit(0)
+            self.teardown()
+        except Exception:  # noqa: BLE001 - RQ's worker key expires on its own
+            logger.exception("could not unregister the worker")
+        logging.shutdown()
+        os._exit(0)
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -300,11 +299,11 @@ def jobs_per_process(app: Flask, arguments: argparse.Namespace) -> int | None:
     return app.config["STUDIO_WORKER_JOBS_PER_PROCESS"]
 
 
-def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int) -> Worker:
-    """Return the worker for the queues: forking, or running the jobs in this process (see jobs_per_process)."""
+def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int, limit: int | None) -> Worker:
+    """Return the worker for the queues: forking, or running the jobs in this process (limit: jobs_per_process)."""
     queues = arguments.queues or [app.config["STUDIO_QUEUE"]]
     connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
-    if jobs_per_process(app, arguments) != 1:
+    if limit != 1:
         torch.set_num_threads(torch_threads)
         worker: ReusingWorker | PreloadedWorker = ReusingWorker(
             queues, name=arguments.name, connection=connection,
@@ -356,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     app = create_app()
     torch_threads = app.config.get("STUDIO_TORCH_THREADS") or torch_threads
+    limit = jobs_per_process(app, arguments)
+    if limit is not None and limit < 1:
+        logger.error("STUDIO_WORKER_JOBS_PER_PROCESS must be 1 (a process per job) or more, got %s", limit)
+        return 2
     bind_app(app)
     # A replaced process (recycle) keeps the metrics its predecessor counted.
     metrics.init_worker(app, clean=RECYCLED not in os.environ)
@@ -368,12 +371,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         logger.info("models loaded: %s; %s torch threads per job", ", ".join(names) or "none", torch_threads)
         warm_up(app)
-    limit = jobs_per_process(app, arguments)
-    if limit is not None and limit < 1:
-        logger.error("STUDIO_WORKER_JOBS_PER_PROCESS must be 1 (a process per job) or more, got %s", limit)
-        return 2
     warn_if_redis_is_down(app)
-    worker = build_worker(app, arguments, torch_threads)
+    worker = build_worker(app, arguments, torch_threads, limit)
     # Everything built so far lives as long as the worker: out of the garbage collector's way, a horse's collections
     # no longer write into those objects' pages, which it would otherwise copy from the parent (copy-on-write).
     gc.freeze()
