@@ -55,6 +55,14 @@ def test_worker_refuses_to_start_without_model_weights(app, tmp_path):
     assert "cannot load the models" in finished.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_worker_refuses_a_jobs_per_process_below_one_before_loading_any_model(app, value):
+    finished = _run_worker(app, "--burst", STUDIO_WORKER_JOBS_PER_PROCESS=value)
+    assert finished.returncode == 2
+    assert f"STUDIO_WORKER_JOBS_PER_PROCESS must be 1 (a process per job) or more, got {value}" in finished.stderr
+    assert "loading model" not in finished.stderr
+
+
 def test_a_worker_says_at_once_that_redis_does_not_answer_and_gives_up_after_the_outage_budget(app, model_ready):
     finished = _run_worker(app, "--burst", REDIS_URL="redis://127.0.0.1:1/0", STUDIO_WORKER_REDIS_OUTAGE_SECONDS="2")
     assert "Redis does not answer" in finished.stderr and "waiting up to 2 s for it" in finished.stderr
