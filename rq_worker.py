@@ -61,7 +61,7 @@ from ml.operations import DEFAULT_OPERATION, Limits, get_operation
 from ml.operations.runner import process
 from ml.registry import available_model_names
 from ml.sessions import configure, preload
-from studio import create_app, logs, metrics, settings
+from studio import create_app, logs, memory, metrics, settings
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis
 from studio.storage import get_storage
@@ -349,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     """Build the app, preload the models, then work the queues."""
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     logs.configure_from(settings.from_environment())
+    if not memory.uses_huge_pages(os.environ):
+        logger.info("%s does not hold %s: each photo costs about 10%% more CPU (docs/production.md, \"Memory and "
+                    "huge pages\"); python -m studio.launcher and the Docker image set it", memory.TUNABLES,
+                    memory.HUGE_PAGES_TUNABLE)
     scheduler = start_periodic_scheduler(arguments) if arguments.with_scheduler else None
     torch_threads = torch.get_num_threads()
     # One thread while loading: see the module docstring (libgomp and fork).
@@ -376,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     # Everything built so far lives as long as the worker: out of the garbage collector's way, a horse's collections
     # no longer write into those objects' pages, which it would otherwise copy from the parent (copy-on-write).
     gc.freeze()
+    if limit == 1:
+        # What loading and the warm-up freed goes back to the kernel: each horse then maps fresh pages for its
+        # photo instead of copying the parent's (studio/memory.py).
+        memory.return_free_memory()
     worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO",
                 max_jobs=limit if limit != 1 else None)
     if limit not in (1, None) and worker.jobs_done >= limit and not worker._stop_requested:

@@ -62,6 +62,10 @@ import requests
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from studio import memory  # noqa: E402 - the bench runs as a script from the repository
+
 PYTHON = ROOT / ".venv" / "bin" / "python"
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "fixtures" / "photos"
 MODEL_DIR = ROOT / "instance" / "models"
@@ -140,9 +144,12 @@ def _counts(value: str) -> list[int]:
 
 def stack_environment(arguments: argparse.Namespace, work: Path, port: int, workers: int,
                       jobs_per_process: int) -> dict[str, str]:
-    """Return the environment of the bench's stack and CLI: `make run`'s defaults, in a temporary instance."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("STUDIO_") and name not in {"DATABASE_URL", "REDIS_URL", "PORT"}}
+    """Return the environment of the bench's stack and CLI: `make run`'s defaults, in a temporary instance. The
+    CLI gets the malloc tuning that the launcher gives the stack's processes (studio/memory.py), so both compute
+    alike."""
+    outside = {"DATABASE_URL", "REDIS_URL", "PORT"}
+    env = memory.with_huge_pages({name: value for name, value in os.environ.items()
+                                  if not name.startswith("STUDIO_") and name not in outside})
     env.update({
         "STUDIO_INSTANCE_DIR": str(work / "instance"),
         "STUDIO_MODEL_DIR": str(arguments.model_dir),

@@ -111,6 +111,10 @@ def test_the_launcher_serves_on_embedded_services_and_stops_everything_on_ctrl_c
 
     assert health["status"] == "ok"
     assert "redis-server" in names and "gunicorn" in names and "rq_worker.py --with-scheduler" in names
+    # Its children's malloc maps huge pages (studio/memory.py), on top of the environment it was given.
+    for process in children:
+        if "redis-server" not in " ".join(process.cmdline()):
+            assert process.environ().get("GLIBC_TUNABLES") == "glibc.malloc.hugetlb=1", process.cmdline()
     assert f"http://127.0.0.1:{studio.port}" in studio.output()
     # SQLite and the embedded Redis live in the instance folder it was given.
     assert (studio.instance / "studio.sqlite3").is_file()
