@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from flask import Flask
@@ -73,6 +73,9 @@ logger = logging.getLogger("rq_worker")
 WARM_UP_PHOTO_SIZE = (160, 120)
 # Set in the environment of a worker that replaced itself after STUDIO_WORKER_JOBS_PER_PROCESS jobs.
 RECYCLED = "STUDIO_WORKER_RECYCLED"
+# RQ's forking worker kills a horse still running this many seconds past its job's timeout; ReusingWorker does the
+# same to itself.
+HARD_LIMIT_MARGIN = 60
 
 
 class StudioWorker:
@@ -158,14 +161,18 @@ class ReusingWorker(StudioWorker, SimpleWorker):
     """RQ's SimpleWorker: jobs run one after another in this process, no fork (STUDIO_WORKER_JOBS_PER_PROCESS > 1,
     --simple, CUDA).
 
-    It saves what a new process per job costs (about 100-200 ms of CPU a photo, see docs/production.md) and gives
-    up what only a separate process gives: a job that blocks its timeout alarm in native code is not killed at RQ's
-    hard limit, and a crash takes the worker down with the job (its supervisor starts it again; RQ and the
-    reconciler find the job abandoned). main() replaces the process after its jobs, so a leak cannot grow.
+    It saves what a new process per job costs (about 100-150 ms of CPU a photo, see docs/production.md). What a
+    forking worker does for a job stuck where its timeout alarm cannot reach it (native code), killing the horse at
+    RQ's hard limit (the timeout + 60 s), this worker's heartbeat thread does to the whole process: it records the
+    attempt as a killed horse's (retried, or failed with the timeout as reason) and starts the worker afresh (exec,
+    the same pid). A crash takes the worker down with the job (its supervisor starts it again; RQ and the reconciler
+    find the job abandoned). main() replaces the process after its jobs, so a leak cannot grow.
     """
 
     jobs_done: int = 0
     _beating: threading.Event | None = None
+    # Called, from the heartbeat thread, to replace this process by a fresh start (main sets it).
+    start_afresh: Callable[[str], None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -177,8 +184,8 @@ class ReusingWorker(StudioWorker, SimpleWorker):
         # A forking worker's parent refreshes the heartbeats while its horse works; here the job holds the main
         # thread, so a thread does it (the same short TTLs, so a killed worker's job is found as soon).
         self._beating = threading.Event()
-        threading.Thread(target=self._keep_alive, args=(job, execution, self._beating), daemon=True,
-                         name=f"rq-heartbeat-{job.id}").start()
+        threading.Thread(target=self._keep_alive, args=(job, queue, execution, self._beating, time.monotonic()),
+                         daemon=True, name=f"rq-heartbeat-{job.id}").start()
         try:
             self.perform_job(job, queue, execution)
         finally:
@@ -191,15 +198,32 @@ class ReusingWorker(StudioWorker, SimpleWorker):
         self._stop_beating()
         super().handle_execution_ended(job, queue, heartbeat_ttl)
 
-    def _keep_alive(self, job: Job, execution: Execution, stopped: threading.Event) -> None:
+    def _keep_alive(self, job: Job, queue: Queue, execution: Execution, stopped: threading.Event,
+                    started: float) -> None:
         while not stopped.wait(self.job_monitoring_interval):
             with self._beat_lock:
                 if stopped.is_set():
                     return
+                if job.timeout and job.timeout > 0 and time.monotonic() - started > job.timeout + HARD_LIMIT_MARGIN:
+                    self._give_up_stuck_job(job, queue, execution)
                 try:
                     self.maintain_heartbeats(job, execution)
                 except RedisError as error:  # the next beat tries again; the job goes on
                     logger.warning("job %s: could not refresh its heartbeat: %s", job.id, error)
+
+    def _give_up_stuck_job(self, job: Job, queue: Queue, execution: Execution) -> None:
+        """End a job that ignored its timeout alarm as RQ ends a horse it kills: record the attempt, retry or fail
+        its task, then replace this process (the job's thread cannot be stopped any other way)."""
+        logger.error("task %s: still running %s s past its %s s timeout, where the alarm cannot stop it; ending this "
+                     "attempt and starting the worker afresh", job.id, HARD_LIMIT_MARGIN, job.timeout)
+        try:
+            self.handle_work_horse_killed(job, os.getpid(), None, None)
+            self.handle_job_failure(job, queue=queue, execution=execution,
+                                    exc_string=f"Stuck past the hard limit (the timeout + {HARD_LIMIT_MARGIN} s)")
+            self.teardown()
+        except Exception:  # noqa: BLE001 - starting afresh matters most: RQ and the reconciler find the job
+            logger.exception("could not record the end of the stuck job %s", job.id)
+        self.start_afresh(f"job {job.id} was stuck past its hard time limit")
 
     def _stop_beating(self) -> None:
         """Stop the heartbeat thread; once this returns no beat is under way or to come."""
@@ -303,17 +327,14 @@ def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int, 
     """Return the worker for the queues: forking, or running the jobs in this process (limit: jobs_per_process)."""
     queues = arguments.queues or [app.config["STUDIO_QUEUE"]]
     connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
+    options = dict(name=arguments.name, connection=connection, work_horse_killed_handler=on_work_horse_killed,
+                   job_monitoring_interval=app.config["STUDIO_WORKER_MONITOR_SECONDS"],
+                   maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
     if limit != 1:
         torch.set_num_threads(torch_threads)
-        worker: ReusingWorker | PreloadedWorker = ReusingWorker(
-            queues, name=arguments.name, connection=connection,
-            job_monitoring_interval=app.config["STUDIO_WORKER_MONITOR_SECONDS"],
-            maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
+        worker: ReusingWorker | PreloadedWorker = ReusingWorker(queues, **options)
     else:
-        worker = PreloadedWorker(queues, name=arguments.name, connection=connection,
-                                 work_horse_killed_handler=on_work_horse_killed,
-                                 job_monitoring_interval=app.config["STUDIO_WORKER_MONITOR_SECONDS"],
-                                 maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
+        worker = PreloadedWorker(queues, **options)
         worker.torch_threads = torch_threads
     worker.app = app
     worker.heartbeat_grace_seconds = app.config["STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS"]
@@ -377,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(app)
     warn_if_redis_is_down(app)
     worker = build_worker(app, arguments, torch_threads, limit)
+    if isinstance(worker, ReusingWorker):
+        worker.start_afresh = lambda reason: recycle(reason, scheduler)
     # Everything built so far lives as long as the worker: out of the garbage collector's way, a horse's collections
     # no longer write into those objects' pages, which it would otherwise copy from the parent (copy-on-write).
     gc.freeze()
@@ -387,13 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO",
                 max_jobs=limit if limit != 1 else None)
     if limit not in (1, None) and worker.jobs_done >= limit and not worker._stop_requested:
-        recycle(worker.jobs_done, scheduler)
+        recycle(f"ran {worker.jobs_done} jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS)", scheduler)
     return 0
 
 
-def recycle(jobs_done: int, scheduler: multiprocessing.Process | None) -> None:
+def recycle(reason: str, scheduler: multiprocessing.Process | None) -> None:
     """Replace this process by a fresh start of the same worker (same pid, so its supervisor sees no exit)."""
-    logger.info("ran %s jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS): starting afresh", jobs_done)
+    logger.info("%s: starting afresh", reason)
     if scheduler is not None:  # the new process starts its own
         scheduler.terminate()
         scheduler.join(10)

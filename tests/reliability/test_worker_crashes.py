@@ -105,25 +105,31 @@ def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
     assert worker.exited() is None
 
 
-@pytest.mark.slow
-def test_a_horse_that_ignores_its_timeout_alarm_is_killed_at_rqs_hard_limit_and_the_worker_carries_on(
-        make_studio, photo):
+@BOTH_MODES
+def test_a_job_that_ignores_its_timeout_alarm_is_ended_at_rqs_hard_limit_and_the_worker_carries_on(
+        make_studio, photo, jobs_per_process):
     studio = make_studio(STUDIO_JOB_RETRIES=0, STUDIO_JOB_TIMEOUT=2)
     # As a job stuck in native code: the alarm that normally ends it at the timeout never gets through.
-    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"ignore-timeout@slow.jpeg,{HANG}@slow.jpeg")
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"ignore-timeout@slow.jpeg,{HANG}@slow.jpeg",
+                                 STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     slow = studio.upload(photo, filename="slow.jpeg")
     studio.wait_for_status(slow, "PROCESSING")
     time.sleep(2 + 5)
     assert studio.status(slow) == "PROCESSING", studio.logs()  # past its timeout: the alarm was ignored
     assert "fault injection: blocking the timeout alarm" in studio.logs()
 
-    # RQ's worker kills a horse still running 60 s past the timeout; the margin covers the failure handling.
+    # RQ's worker kills a horse still running 60 s past the timeout; a worker running the job in its own process
+    # ends the attempt alike and starts afresh. The margin covers the failure handling.
     task = studio.wait_for_status(slow, "FAILED", timeout=60 + 30)
     assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
 
     after = studio.upload(photo)
     assert studio.wait_for_status(after, "COMPLETED").attempts == 1
-    assert worker.exited() is None
+    assert worker.exited() is None  # the same process all along, as its supervisor sees it
+    if jobs_per_process != "1":
+        log = worker.log.read_text()
+        assert f"job {slow} was stuck past its hard time limit: starting afresh" in log
+        assert log.count("Listening on") == 2
 
 
 def test_a_horse_that_dies_after_storing_the_result_is_retried_onto_the_same_object(make_studio, photo):
