@@ -1,7 +1,8 @@
 """`make run`: migrate, then run the web server, the workers and (when REDIS_URL is unset) an embedded Redis.
 
-Everything a user needs on one machine, supervised together: Ctrl-C or SIGTERM stops all of it, and if one
-process dies the others are stopped too, so nothing is left half-running.
+Everything a user needs on one machine, supervised together: Ctrl-C or SIGTERM stops all of it. A worker that
+dies is started again (its job is retried), up to RESTART_LIMIT times in RESTART_WINDOW_SECONDS; if the web
+server, Redis, or a worker past that limit dies, the others are stopped too, so nothing is left half-running.
 
 One RQ worker per core by default (STUDIO_WORKERS), each job on one torch thread: more throughput than one
 worker with many threads. Web server and workers share one metrics folder (STUDIO_METRICS_DIR, default
@@ -35,6 +36,10 @@ GRACE_SECONDS = 10.0
 COLD_SHUTDOWN_SECONDS = 5.0
 REDIS_START_SECONDS = 15.0
 POLL_SECONDS = 0.2
+# A worker that dies (a job that crashed it, the OOM killer) is started again, RESTART_LIMIT times in the window at
+# most; its job is found abandoned and retried (rq_worker.py).
+RESTART_LIMIT = 5
+RESTART_WINDOW_SECONDS = 300.0
 
 
 class LauncherError(RuntimeError):
@@ -42,13 +47,31 @@ class LauncherError(RuntimeError):
 
 
 class Child:
-    """One supervised process, started in a process group of its own."""
+    """One supervised process, started in a process group of its own; `restartable` ones are started again when
+    they die (at most RESTART_LIMIT times in RESTART_WINDOW_SECONDS)."""
 
-    def __init__(self, name: str, command: list[str], env: Mapping[str, str]) -> None:
-        self.name = name
+    def __init__(self, name: str, command: list[str], env: Mapping[str, str], restartable: bool = False) -> None:
+        self.name, self.command, self.env, self.restartable = name, command, dict(env), restartable
+        self.restarts: list[float] = []
+        self.start()
+
+    def start(self) -> None:
+        """Start the process."""
         # A group of its own: the terminal's Ctrl-C reaches only the launcher, which stops the children in order
         # (web and worker first, Redis last, since the worker still talks to Redis while it shuts down).
-        self.process = subprocess.Popen(command, env=dict(env), cwd=settings.PROJECT_ROOT, process_group=0)
+        self.process = subprocess.Popen(self.command, env=self.env, cwd=settings.PROJECT_ROOT, process_group=0)
+
+    def restart(self) -> bool:
+        """Start a restartable process again after it died; False when it may not (not restartable, or it keeps
+        dying: a worker that cannot start is a problem to show, not to hide)."""
+        now = time.monotonic()
+        self.restarts = [moment for moment in self.restarts if now - moment < RESTART_WINDOW_SECONDS]
+        if not self.restartable or len(self.restarts) >= RESTART_LIMIT:
+            return False
+        self.restarts.append(now)
+        self.kill_group()  # what it left in its group (its periodic scheduler)
+        self.start()
+        return True
 
     def exited(self) -> int | None:
         """Return the exit status when the process has ended, else None."""
@@ -222,16 +245,22 @@ class StopRequested:
 
 def supervise(children: list[Child], port: int, stop: StopRequested,
               when_serving: Callable[[], None] = lambda: None) -> int:
-    """Wait until a stop signal (return 0) or until a child dies (return 1); once the port answers, call
-    when_serving (it may add children to the list) and announce the URL."""
+    """Wait until a stop signal (return 0) or until a child dies that may not be restarted (return 1), restarting
+    those that may; once the port answers, call when_serving (it may add children to the list) and announce the
+    URL."""
     announced = False
     while stop.signal is None:
         for child in children:
             status = child.exited()
-            if status is not None:
-                print(f"studio: {child.name} exited unexpectedly with status {status}; stopping everything",
+            if status is None:
+                continue
+            if child.restart():
+                print(f"studio: {child.name} exited unexpectedly with status {status}; started it again",
                       file=sys.stderr, flush=True)
-                return 1
+                continue
+            print(f"studio: {child.name} exited unexpectedly with status {status}; stopping everything",
+                  file=sys.stderr, flush=True)
+            return 1
         if not announced and listening(port):
             when_serving()
             print(f"Photo Studio is running at http://127.0.0.1:{port}  (Ctrl-C to stop)", flush=True)
@@ -276,7 +305,7 @@ def run(environ: Mapping[str, str]) -> int:
         # Each would clean the shared folder and claim the same port: here the web server serves their metrics.
         worker_env = dict(env, STUDIO_WORKER_METRICS_PORT="0")
         commands = worker_commands(workers, settings.from_environment(env)["STUDIO_WEBHOOK_QUEUE"])
-        started = [Child("worker", command, worker_env) for command in commands]
+        started = [Child("worker", command, worker_env, restartable=True) for command in commands]
         services.extend(started)
         supervised.extend(started)
 

@@ -20,6 +20,7 @@ from redis import Redis
 from tests.conftest import MODEL_DIR
 from studio import settings
 from tests.deploy.conftest import free_port
+from tests.reliability.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -132,16 +133,43 @@ def test_the_launcher_serves_on_embedded_services_and_stops_everything_on_ctrl_c
     assert psutil.wait_procs(still_running(children), timeout=10)[1] == []
 
 
-def test_the_launcher_stops_everything_when_one_part_dies(studio: RunningStudio) -> None:
+def test_the_launcher_starts_a_dead_worker_again_and_stops_everything_when_the_web_server_dies(
+        studio: RunningStudio) -> None:
     studio.wait_until_serving()
-    children = studio.descendants()
-    worker = next(process for process in children if "rq_worker.py" in " ".join(process.cmdline()))
+    launched = psutil.Process(studio.process.pid).children()
+    worker = next(process for process in launched if "--with-scheduler" in process.cmdline())
 
-    worker.kill()
+    worker.kill()  # as a job that crashes a worker running it in its own process, or the OOM killer
+
+    wait_until(lambda: "worker exited unexpectedly with status -9; started it again" in studio.output(),
+               "the worker started again", diagnostics=studio.output)
+    replacement = next(process for process in still_running(psutil.Process(studio.process.pid).children())
+                       if "--with-scheduler" in process.cmdline())
+    assert replacement.pid != worker.pid
+    assert studio.process.poll() is None
+    children = studio.descendants()
+    web = next(process for process in launched if "gunicorn" in " ".join(process.cmdline()))
+
+    web.kill()
 
     assert studio.wait_for_exit() == 1
-    assert "worker exited unexpectedly" in studio.output()
+    assert "web server exited unexpectedly" in studio.output()
     assert psutil.wait_procs(still_running(children), timeout=10)[1] == []
+
+
+def test_a_worker_that_keeps_dying_is_not_restarted_for_ever(monkeypatch) -> None:
+    from studio import launcher
+
+    monkeypatch.setattr(launcher, "RESTART_LIMIT", 2)
+    child = launcher.Child("worker", [sys.executable, "-c", "raise SystemExit(3)"], os.environ, restartable=True)
+    statuses = []
+    for _ in range(3):
+        statuses.append(child.process.wait(timeout=60))
+        if not child.restart():
+            break
+
+    assert statuses == [3, 3, 3]  # started, and started again twice: the limit
+    assert not launcher.Child("web server", [sys.executable, "-c", ""], os.environ).restart()
 
 
 def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
