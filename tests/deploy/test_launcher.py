@@ -77,7 +77,17 @@ class RunningStudio:
         return self.process.wait(timeout=120)
 
     def kill(self) -> None:
-        """Kill whatever is left (only after a failed test)."""
+        """Kill whatever is left (only after a failed test): the launcher and what it started, each child being in
+        a process group of its own."""
+        try:
+            left = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            left = []
+        for process in left:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
