@@ -2,21 +2,24 @@
 
 It builds the Flask app and loads the model sessions once, before taking any job, so no job loads weights.
 
-Why RQ's forking Worker (the default here) and not SimpleWorker: each job runs in a work horse forked from this
-preloaded process, so the model weights are shared copy-on-write and cost nothing per job, while a job that
-leaks memory, crashes in native code or overruns its timeout only takes its horse down (the parent kills it and
-RQ retries the job); fork costs milliseconds against about a second of inference. Two things do not survive
-fork and are handled explicitly:
-- SQLAlchemy's pool: the horse would share the parent's PostgreSQL sockets, so it disposes of the inherited pool
-  (close=False leaves the parent's connections open) and opens its own.
-- libgomp, torch's CPU thread pool: once a parallel region has run in a process, a forked child that computes
-  with more than one thread deadlocks. The parent therefore loads the models, and runs its one warm-up photo
-  (warm_up), with one thread: no parallel region ever runs in it. Each horse sets STUDIO_TORCH_THREADS threads
-  (default 1, with one worker per core).
-On a CUDA machine the CUDA context cannot be used after fork, so the worker runs jobs in-process (ReusingWorker,
-RQ's SimpleWorker), as `--simple` does everywhere. STUDIO_WORKER_JOBS_PER_PROCESS=N does so too, for N jobs,
-then replaces the process with a fresh start: no fork per job (15-20% more photos a second on 2 cores,
-bench/service.py), without the horse's isolation (docs/production.md).
+How it runs its jobs (STUDIO_WORKER_JOBS_PER_PROCESS, docs/production.md "One process per job, or many"):
+- By default (1000) in its own process, one after another (ReusingWorker, RQ's SimpleWorker), and after that many
+  jobs it replaces itself with a fresh start (exec, the same pid), so a leak cannot grow. A thread keeps RQ's
+  heartbeats fresh while a job runs; a job that ignores its timeout alarm (stuck in native code) or RQ's stop-job
+  command is ended by starting the worker afresh, as a forking worker kills a horse; a crash ends the worker with
+  the job (its supervisor starts it again, and the job is found abandoned and retried). No fork per job: 15-20%
+  more photos a second on 2 cores than a horse per job (bench/service.py).
+- With 1, RQ's forking Worker (PreloadedWorker): each job runs in a work horse forked from this preloaded process,
+  so the model weights are shared copy-on-write and a job that crashes in native code takes down only its horse.
+  Two things do not survive fork and are handled explicitly:
+  - SQLAlchemy's pool: the horse would share the parent's PostgreSQL sockets, so it disposes of the inherited pool
+    (close=False leaves the parent's connections open) and opens its own.
+  - libgomp, torch's CPU thread pool: once a parallel region has run in a process, a forked child that computes
+    with more than one thread deadlocks. The parent therefore loads the models, and runs its one warm-up photo
+    (warm_up), with one thread: no parallel region ever runs in it. Each horse sets STUDIO_TORCH_THREADS threads
+    (default 1, with one worker per core).
+- On a CUDA machine the CUDA context cannot be used after fork, so the worker runs every job in-process without
+  replacing itself, as `--simple` does everywhere.
 
 Crash recovery (see jobs/maintenance.py for the other half):
 - RQ marks a started job abandoned once its worker has missed its heartbeat for a fixed 60 s; the grace here is
@@ -37,6 +40,7 @@ import io
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -76,6 +80,9 @@ RECYCLED = "STUDIO_WORKER_RECYCLED"
 # RQ's forking worker kills a horse still running this many seconds past its job's timeout; ReusingWorker does the
 # same to itself.
 HARD_LIMIT_MARGIN = 60
+# How long a job in the worker's own process has to stop by itself after RQ's stop-job command (it does at its next
+# progress report) before the worker ends it by starting afresh.
+STOP_GRACE_SECONDS = 5
 
 
 class StudioWorker:
@@ -171,6 +178,8 @@ class ReusingWorker(StudioWorker, SimpleWorker):
 
     jobs_done: int = 0
     _beating: threading.Event | None = None
+    # The job running now, with its queue and execution (None between jobs); guarded by _beat_lock.
+    _current: tuple[Job, Queue, Execution] | None = None
     # Called, from the heartbeat thread, to replace this process by a fresh start (main sets it).
     start_afresh: Callable[[str], None]
 
@@ -181,6 +190,7 @@ class ReusingWorker(StudioWorker, SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the job here, as SimpleWorker does, its heartbeats kept from a thread; count it."""
         execution = self.prepare_execution(job)
+        self._current = (job, queue, execution)
         # A forking worker's parent refreshes the heartbeats while its horse works; here the job holds the main
         # thread, so a thread does it (the same short TTLs, so a killed worker's job is found as soon).
         self._beating = threading.Event()
@@ -211,6 +221,38 @@ class ReusingWorker(StudioWorker, SimpleWorker):
                 except RedisError as error:  # the next beat tries again; the job goes on
                     logger.warning("job %s: could not refresh its heartbeat: %s", job.id, error)
 
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """RQ's stop-job command for the job running in this process, which has no horse to kill.
+
+        A cancelled task's job stops by itself at its next progress report (studio.queue.stop_task_job); one still
+        running STOP_GRACE_SECONDS later (a long step that reports nothing) is ended as a forking worker ends a
+        stopped horse's job: STOPPED, its stopped callback run, and this process started afresh.
+        """
+        job_id = self._stopped_job_id
+        if job_id:
+            timer = threading.Timer(STOP_GRACE_SECONDS, self._force_stop, args=(job_id,))
+            timer.daemon = True
+            timer.start()
+
+    def _force_stop(self, job_id: str) -> None:
+        with self._beat_lock:
+            if self._current is None or self._current[0].id != job_id:
+                return  # it stopped by itself
+            job, queue, execution = self._current
+            logger.warning("task %s: still running %s s after its job was stopped; ending it and starting the worker "
+                           "afresh", job_id, STOP_GRACE_SECONDS)
+            try:
+                # What RQ's forking worker does once it has killed a stopped job's horse; the stopped callback runs
+                # without RQ's alarm, which only the main thread may set (this is a timer's thread).
+                if job.stopped_callback is not None:
+                    job.stopped_callback(job, self.connection)
+                self.handle_job_failure(job, queue=queue, execution=execution,
+                                        exc_string="Job stopped by user; the worker started afresh.")
+                self.teardown()
+            except Exception:  # noqa: BLE001 - starting afresh matters most: the task is CANCELLED already
+                logger.exception("could not record the end of the stopped job %s", job_id)
+            self.start_afresh(f"job {job_id} was stopped")
+
     def _give_up_stuck_job(self, job: Job, queue: Queue, execution: Execution) -> None:
         """End a job that ignored its timeout alarm as RQ ends a horse it kills: record the attempt, retry or fail
         its task, then replace this process (the job's thread cannot be stopped any other way)."""
@@ -229,8 +271,8 @@ class ReusingWorker(StudioWorker, SimpleWorker):
         """Stop the heartbeat thread; once this returns no beat is under way or to come."""
         if self._beating is not None:
             self._beating.set()
-            with self._beat_lock:
-                self._beating = None
+        with self._beat_lock:
+            self._beating = self._current = None
 
     def exit_after_cold_shutdown(self) -> None:
         """The job runs in this very process: exit at once, never back into it.
@@ -275,12 +317,12 @@ def preload_models(app: Flask) -> list[str]:
 def warm_up(app: Flask) -> bool:
     """Run the default operation with the default model once, on a made-up photo; return False when it could not.
 
-    Each job runs in a new process (the forked horse), and what a process does the first time it runs an operation
-    (oneDNN creates and compiles the kernel of each convolution, PIL loads its codecs, the operation's modules are
-    imported) cost every job again: about 45 ms of CPU on a 520 ms cutout of the fixture photos (with gc.freeze in
-    main). Done here once, the horses inherit it. Always on one thread, whatever the caller set: a parallel region
-    run here would deadlock every horse that computes with more than one (see the module docstring). Other
-    operations still pay their first run in each horse.
+    What a process does the first time it runs an operation (oneDNN creates and compiles the kernel of each
+    convolution, PIL loads its codecs, the operation's modules are imported) would otherwise cost the first job, and,
+    with a horse forked per job, every job: about 45 ms of CPU on a 520 ms cutout of the fixture photos (with
+    gc.freeze in main). Done here once, the horses inherit it. Always on one thread, whatever the caller set: a
+    parallel region run here would deadlock every horse that computes with more than one (see the module
+    docstring). Other operations still pay their first run in each horse.
     """
     config = app.config
     operation = get_operation(DEFAULT_OPERATION)

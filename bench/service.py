@@ -25,12 +25,12 @@ finished task, the download, and how busy the workers were (the jobs' time over 
 the CPU each side spent per photo: the stack's processes by role (from /proc; the work horses through their
 workers' ended-children times), the bench's own client, and the CLI over its clocked span.
 
-    .venv/bin/python bench/service.py [--rounds 3] [--workers 0] [--jobs-per-process 1,100] [--poll 0.25]
+    .venv/bin/python bench/service.py [--rounds 3] [--workers 0] [--jobs-per-process 1000,1] [--poll 0.25]
         [--uploaders 1] [--database-url postgresql://...] [--redis-url redis://127.0.0.1:6379/11] [--keep]
 
-It runs the rounds on one stack per --jobs-per-process (STUDIO_WORKER_JOBS_PER_PROCESS): by default first with a
-new process per job (the default: RQ forks a work horse for each), then with 100 jobs in each worker's own process
-(no fork; the jobs' CPU then counts under "workers"), and ends with both medians.
+It runs the rounds on one stack per --jobs-per-process (STUDIO_WORKER_JOBS_PER_PROCESS): by default first as
+`make run` does, 1000 jobs in each worker's own process (no fork; the jobs' CPU counts under "workers"), then with a
+new process per job (RQ forks a work horse for each; their CPU counts under "jobs"), and ends with both medians.
 
 The bench's stack has the rate limits raised (not off: the limiter's cost stays in the figure), and an account
 concurrency equal to the workers, so one account can keep every worker busy.
@@ -114,9 +114,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="REDIS_URL for the stack (default: the embedded Redis); give it a "
                                             "database of its own")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
-    parser.add_argument("--jobs-per-process", type=_counts, default=[1, 100],
-                        help="STUDIO_WORKER_JOBS_PER_PROCESS of each stack, one after the other (default 1,100: a new "
-                             "process per job, the default, then 100 jobs in each worker's own process)")
+    parser.add_argument("--jobs-per-process", type=_counts, default=[1000, 1],
+                        help="STUDIO_WORKER_JOBS_PER_PROCESS of each stack, one after the other (default 1000,1: the "
+                             "default, 1000 jobs in each worker's own process, then a new process per job)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, results)")
     return parser.parse_args(argv)
 

@@ -231,8 +231,10 @@ def stop_task_job(task_id: str) -> bool:
 
     RQ's stop-job command: the worker kills the work horse, marks the job STOPPED (never retried) and runs its
     stopped callback (jobs.process_image.on_stopped). Call it once the task is CANCELLED, so nothing records a
-    result meanwhile. A SimpleWorker (STUDIO_WORKER_JOBS_PER_PROCESS > 1) has no horse to kill: its job stops at its
-    next progress report that reaches the database (written at most every half second) instead.
+    result meanwhile. A worker that runs its jobs in its own process (STUDIO_WORKER_JOBS_PER_PROCESS > 1, the
+    default) has no horse to kill: the job stops by itself at its next progress report that reaches the database
+    (written at most every half second), or, still running a few seconds later, the worker ends it as above and
+    starts afresh (rq_worker.ReusingWorker.kill_horse).
     """
     connection = get_redis()
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import NotFound
 
 from studio.extensions import db
@@ -201,7 +202,8 @@ def user_for_token(plaintext: str) -> User | None:
     if not isinstance(plaintext, str) or not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
         return None
     token = db.session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == _token_digest(plaintext), ApiToken.revoked_at.is_(None))
+        select(ApiToken).options(joinedload(ApiToken.user))  # the account in the same query: one per request
+        .where(ApiToken.token_hash == _token_digest(plaintext), ApiToken.revoked_at.is_(None))
     )
     if token is None or token.user.disabled_at is not None:
         return None

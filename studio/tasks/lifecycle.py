@@ -71,9 +71,8 @@ def _finished(task_id: str, status: TaskStatus) -> None:
     """Count the finished task and queue its webhook (the delivery job reads the task again)."""
     from studio.queue import enqueue_webhook
 
-    task = db.session.get(Task, task_id)
+    task = db.session.get(Task, task_id, populate_existing=True)  # one SELECT, whatever the session held
     if task is not None:
-        db.session.refresh(task)
         ran = (task.finished_at - task.started_at).total_seconds() if task.started_at and task.finished_at else None
         metrics.task_finished(task.operation, task.model, status.value.lower(), ran)
         enqueue_webhook(task)
@@ -99,9 +98,7 @@ def started(task_id: str) -> Task | None:
     if not _move(task_id, UNFINISHED, status=TaskStatus.PROCESSING.value, attempts=Task.attempts + 1,
                  started_at=now, heartbeat_at=now, error=None, progress=0, stage=None):
         return None
-    task = db.session.get(Task, task_id)
-    db.session.refresh(task)
-    return task
+    return db.session.get(Task, task_id, populate_existing=True)
 
 
 def progressed(task_id: str, percent: int, stage: str | None = None) -> bool:

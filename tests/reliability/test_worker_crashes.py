@@ -20,9 +20,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HANG = "sleep=600"  # far longer than any bounded wait here: only a kill or a timeout ends it
 
-# STUDIO_WORKER_JOBS_PER_PROCESS: a work horse forked for each job (the default), or jobs run in the worker's own
-# process. Where both must hold, a test runs with each.
+# STUDIO_WORKER_JOBS_PER_PROCESS: jobs run in the worker's own process (the default), or a work horse forked for
+# each. Where both must hold, a test runs with each; a test of the work horse itself sets FORK.
 BOTH_MODES = pytest.mark.parametrize("jobs_per_process", ["1", "100"], ids=["fork", "reuse"])
+FORK = {"STUDIO_WORKER_JOBS_PER_PROCESS": "1"}
 
 
 def wait_until_sleeping(worker, studio, task_id: str) -> None:
@@ -58,12 +59,13 @@ def test_a_killed_worker_and_horse_leave_a_task_that_the_next_worker_completes(m
     assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
 
 
-def test_a_killed_worker_on_the_last_attempt_fails_the_task_with_a_readable_reason(make_studio, photo):
+@BOTH_MODES
+def test_a_killed_worker_on_the_last_attempt_fails_the_task_with_a_readable_reason(make_studio, photo,
+                                                                                   jobs_per_process):
     studio = make_studio(STUDIO_JOB_RETRIES=0)
-    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
+    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     task_id = studio.upload(photo)
-    studio.wait_for_status(task_id, "PROCESSING")
-    wait_until(first.horse_pid, "the horse runs", diagnostics=first.output)
+    wait_until_sleeping(first, studio, task_id)
 
     first.kill()
     studio.start_worker()
@@ -76,7 +78,7 @@ def test_a_killed_worker_on_the_last_attempt_fails_the_task_with_a_readable_reas
 def test_a_killed_horse_is_retried_at_once_not_after_the_backoff(make_studio, photo):
     # A 10-minute backoff and no scheduler: only an immediate retry can complete the task within the wait.
     studio = make_studio(STUDIO_JOB_RETRY_INTERVALS=[600])
-    worker = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, **FORK)
     task_id = studio.upload(photo)
     studio.wait_for_status(task_id, "PROCESSING")
 
@@ -134,7 +136,7 @@ def test_a_job_that_ignores_its_timeout_alarm_is_ended_at_rqs_hard_limit_and_the
 
 def test_a_horse_that_dies_after_storing_the_result_is_retried_onto_the_same_object(make_studio, photo):
     studio = make_studio()
-    studio.start_worker(STUDIO_FAULT_INJECTION="after-store")
+    studio.start_worker(STUDIO_FAULT_INJECTION="after-store", **FORK)
     task_id = studio.upload(photo)
 
     task = studio.wait_for_status(task_id, "COMPLETED")
