@@ -168,11 +168,12 @@ class ReusingWorker(StudioWorker, SimpleWorker):
     """RQ's SimpleWorker: jobs run one after another in this process, no fork (STUDIO_WORKER_JOBS_PER_PROCESS > 1,
     --simple, CUDA).
 
-    It saves what a new process per job costs (about 100-150 ms of CPU a photo, see docs/production.md). What a
+    It saves what a new process per job costs (about 75-130 ms of CPU a photo, see docs/production.md). What a
     forking worker does for a job stuck where its timeout alarm cannot reach it (native code), killing the horse at
     RQ's hard limit (the timeout + 60 s), this worker's heartbeat thread does to the whole process: it records the
     attempt as a killed horse's (retried, or failed with the timeout as reason) and starts the worker afresh (exec,
-    the same pid). A crash takes the worker down with the job (its supervisor starts it again; RQ and the reconciler
+    the same pid); a job that RQ's stop-job command does not stop within STOP_GRACE_SECONDS alike (kill_horse). A
+    crash takes the worker down with the job (its supervisor starts it again; RQ and the reconciler
     find the job abandoned). main() replaces the process after its jobs, so a leak cannot grow.
     """
 
@@ -241,31 +242,38 @@ class ReusingWorker(StudioWorker, SimpleWorker):
             job, queue, execution = self._current
             logger.warning("task %s: still running %s s after its job was stopped; ending it and starting the worker "
                            "afresh", job_id, STOP_GRACE_SECONDS)
-            try:
+
+            def record() -> None:
                 # What RQ's forking worker does once it has killed a stopped job's horse; the stopped callback runs
                 # without RQ's alarm, which only the main thread may set (this is a timer's thread).
                 if job.stopped_callback is not None:
                     job.stopped_callback(job, self.connection)
                 self.handle_job_failure(job, queue=queue, execution=execution,
                                         exc_string="Job stopped by user; the worker started afresh.")
-                self.teardown()
-            except Exception:  # noqa: BLE001 - starting afresh matters most: the task is CANCELLED already
-                logger.exception("could not record the end of the stopped job %s", job_id)
-            self.start_afresh(f"job {job_id} was stopped")
+
+            self._end_here(job.id, record, "was stopped")
 
     def _give_up_stuck_job(self, job: Job, queue: Queue, execution: Execution) -> None:
         """End a job that ignored its timeout alarm as RQ ends a horse it kills: record the attempt, retry or fail
         its task, then replace this process (the job's thread cannot be stopped any other way)."""
         logger.error("task %s: still running %s s past its %s s timeout, where the alarm cannot stop it; ending this "
                      "attempt and starting the worker afresh", job.id, HARD_LIMIT_MARGIN, job.timeout)
-        try:
+
+        def record() -> None:
             self.handle_work_horse_killed(job, os.getpid(), None, None)
             self.handle_job_failure(job, queue=queue, execution=execution,
                                     exc_string=f"Stuck past the hard limit (the timeout + {HARD_LIMIT_MARGIN} s)")
+
+        self._end_here(job.id, record, "was stuck past its hard time limit")
+
+    def _end_here(self, job_id: str, record: Callable[[], None], what: str) -> None:
+        """Record the end of the job this process cannot stop, unregister the worker, then start afresh."""
+        try:
+            record()
             self.teardown()
         except Exception:  # noqa: BLE001 - starting afresh matters most: RQ and the reconciler find the job
-            logger.exception("could not record the end of the stuck job %s", job.id)
-        self.start_afresh(f"job {job.id} was stuck past its hard time limit")
+            logger.exception("could not record the end of job %s", job_id)
+        self.start_afresh(f"job {job_id} {what}")
 
     def _stop_beating(self) -> None:
         """Stop the heartbeat thread; once this returns no beat is under way or to come."""
