@@ -68,6 +68,18 @@ class RunningStudio:
             time.sleep(0.5)
         pytest.fail(f"no healthy /healthz within {START_SECONDS}s:\n{self.output()}")
 
+    def wait_for_workers(self) -> list[psutil.Process]:
+        """Wait until the workers run and return the launcher's children: it starts the workers once the web server
+        listens, at its next look, a moment after /healthz answers."""
+        def launched() -> list[psutil.Process]:
+            try:
+                children = still_running(psutil.Process(self.process.pid).children())
+                return children if any("--with-scheduler" in process.cmdline() for process in children) else []
+            except psutil.Error:  # one ended meanwhile: look again
+                return []
+
+        return wait_until(launched, "the workers start", diagnostics=self.output)
+
     def descendants(self) -> list[psutil.Process]:
         """Return every process the launcher started, and theirs."""
         return psutil.Process(self.process.pid).children(recursive=True)
@@ -117,6 +129,7 @@ def studio(tmp_path: Path) -> Iterator[RunningStudio]:
 
 def test_the_launcher_serves_on_embedded_services_and_stops_everything_on_ctrl_c(studio: RunningStudio) -> None:
     health = studio.wait_until_serving()
+    studio.wait_for_workers()
     children = studio.descendants()
     names = " ".join(" ".join(process.cmdline()) for process in children)
 
@@ -146,7 +159,7 @@ def test_the_launcher_serves_on_embedded_services_and_stops_everything_on_ctrl_c
 def test_the_launcher_starts_a_dead_worker_again_and_stops_everything_when_the_web_server_dies(
         studio: RunningStudio) -> None:
     studio.wait_until_serving()
-    launched = psutil.Process(studio.process.pid).children()
+    launched = studio.wait_for_workers()
     worker = next(process for process in launched if "--with-scheduler" in process.cmdline())
 
     worker.kill()  # as a job that crashes a worker running it in its own process, or the OOM killer
