@@ -26,7 +26,7 @@ from ml.imageio import EXTENSIONS
 from ml.registry import available_model_names
 from studio import plans
 from studio.extensions import db
-from studio.models import Task, TaskStatus, User, WebhookStatus
+from studio.models import Task, TaskStatus, User, WebhookStatus, new_task_id
 from studio.queue import cancel_task_job, enqueue_task, stop_task_job
 from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key, result_key
 from studio.tasks import lifecycle, quota, uploads
@@ -130,7 +130,7 @@ def create_task(user: User, upload: FileStorage | None, submitted: Mapping[str, 
     quota.check_unfinished(user.id)
     plans.check_monthly_limits(user.id, header.width * header.height)
     photo = uploads.clean_photo(data, max_pixels)
-    task = Task(id=str(uuid.uuid4()), user_id=user.id, operation=operation.name, model=_model(options),
+    task = Task(id=new_task_id(), user_id=user.id, operation=operation.name, model=_model(options),
                 options=options.to_dict(), original_filename=display_filename(upload.filename),
                 input_content_type=photo.media_type, input_size=len(photo.data), input_width=photo.width,
                 input_height=photo.height, input_key="")
@@ -190,7 +190,7 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
     check_for_photo(operation, options, task.input_width, task.input_height)
     quota.check_unfinished(task.user_id)
     plans.check_monthly_limits(task.user_id, task.input_width * task.input_height)
-    new_id = str(uuid.uuid4())
+    new_id = new_task_id()
     new_task = Task(id=new_id, user_id=task.user_id, operation=operation.name, model=_model(options),
                     options=options.to_dict(), original_filename=task.original_filename,
                     input_key=input_key(task.user_id, new_id, PurePosixPath(task.input_key).suffix),

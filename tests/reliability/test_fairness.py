@@ -32,6 +32,18 @@ def test_another_accounts_photo_starts_before_the_backlog_of_the_first(make_stud
 
     started = {task_id: studio.task(task_id).started_at for task_id in [*backlog, single]}
     order = sorted(started, key=started.get)
-    # Two of A's photos hold its two slots; B's photo is next, ahead of every one of A's waiting photos. (RQ orders
-    # an account's waiting jobs by the second they came in, so which two of A's go first is not fixed.)
+    # Two of A's photos hold its two slots; B's photo is next, ahead of every one of A's waiting photos.
     assert order.index(single) == 2, ["B" if task_id == single else "A" for task_id in order]
+
+
+def test_an_accounts_photos_start_in_the_order_they_were_uploaded(make_studio, photo):
+    # One slot: every photo but the first waits in RQ's concurrency registry, which scores them by the whole second
+    # they came in. Uploaded within a second or two, they must still start in upload order, not by chance.
+    studio = make_studio(STUDIO_ACCOUNT_CONCURRENCY=1)
+    uploaded = [studio.upload(photo, filename=f"{number}.jpeg") for number in range(BACKLOG)]
+    studio.start_worker()
+    for task_id in uploaded:
+        studio.wait_for_status(task_id, "COMPLETED", timeout=180)
+
+    started = {task_id: studio.task(task_id).started_at for task_id in uploaded}
+    assert sorted(uploaded, key=started.get) == uploaded
