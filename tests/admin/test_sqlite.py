@@ -67,3 +67,15 @@ def test_the_overview_buckets_and_durations_work_on_sqlite(sqlite_app):
         [(slowest, seconds)] = overview.slowest()
         assert slowest.status == "COMPLETED" and seconds >= 0
         assert overview.failure_rate()["rate"] == pytest.approx(0.5)
+
+
+def test_the_sqlite_database_writes_ahead_without_an_fsync_per_commit(sqlite_app, tmp_path):
+    # Every connection of the app (web, workers, their heartbeats) gets the pragmas, not just the first one.
+    with sqlite_app.app_context():
+        for _ in range(2):
+            with db.engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            db.engine.dispose()
+        _finish("COMPLETED")
+    assert (tmp_path / "s.db-wal").exists()
