@@ -9,8 +9,9 @@ their ratio, then the medians. The same 24 photos on both sides (the 12 fixture 
   STUDIO_INSTANCE_DIR, a free PORT; SQLite, local storage and the embedded Redis unless --database-url and
   --redis-url say otherwise), an account made with `flask studio create-user` and a token from POST /api/v1/tokens,
   one untimed pass to warm the workers. The clock runs from the first upload (POST /api/v1/tasks) to the last
-  result downloaded; one thread uploads the photos one after another while another polls GET /api/v1/tasks/<id>
-  for the oldest unfinished task every --poll seconds and downloads each result as soon as it is COMPLETED.
+  result downloaded; one thread uploads the photos one after another while another waits on the oldest unfinished
+  task with GET /api/v1/tasks/<id>?wait=--wait (long polling: the answer comes when it finishes) and downloads each
+  result as soon as it is COMPLETED. --wait 0 polls every --poll seconds instead.
 - CLI: `flask --app wsgi studio remove-bg --model u2netp --format png --out DIR` over a folder of the photos plus
   one warm-up photo that sorts first, as a process of its own. Its clock runs from the warm-up photo's output
   appearing to the last output appearing (the bench watches the folder every 10 ms), so the CLI is timed without
@@ -25,8 +26,9 @@ finished task, the download, and how busy the workers were (the jobs' time over 
 the CPU each side spent per photo: the stack's processes by role (from /proc; the work horses through their
 workers' ended-children times), the bench's own client, and the CLI over its clocked span.
 
-    .venv/bin/python bench/service.py [--rounds 3] [--workers 0] [--jobs-per-process 1000,1] [--poll 0.25]
-        [--uploaders 1] [--database-url postgresql://...] [--redis-url redis://127.0.0.1:6379/11] [--keep]
+    .venv/bin/python bench/service.py [--rounds 3] [--workers 0] [--jobs-per-process 1000,1] [--wait 20]
+        [--poll 0.25] [--uploaders 1] [--database-url postgresql://...] [--redis-url redis://127.0.0.1:6379/11]
+        [--keep]
 
 It runs the rounds on one stack per --jobs-per-process (STUDIO_WORKER_JOBS_PER_PROCESS): by default first as
 `make run` does, 1000 jobs in each worker's own process (no fork; the jobs' CPU counts under "workers"), then with a
@@ -106,9 +108,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--copies", type=int, default=2, help="how many times each photo is sent (default 2)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="STUDIO_WORKERS (0: one per core, the default)")
+    parser.add_argument("--wait", type=int, default=20,
+                        help="seconds each request for the oldest unfinished task may wait for it to finish "
+                             "(?wait=, default 20); 0: poll every --poll seconds instead")
     parser.add_argument("--poll", type=float, default=0.25,
-                        help="seconds between two polls of the oldest unfinished task (default 0.25; the web page "
-                             "polls every second)")
+                        help="with --wait 0, seconds between two polls of the oldest unfinished task (default 0.25; "
+                             "the web page polls every second)")
     parser.add_argument("--uploaders", type=int, default=1, help="uploads in flight at once")
     parser.add_argument("--database-url", help="DATABASE_URL for the stack (default: SQLite in a temporary folder)")
     parser.add_argument("--redis-url", help="REDIS_URL for the stack (default: the embedded Redis); give it a "
@@ -286,8 +291,8 @@ def _server_seconds(value: str | None, epoch: datetime, offset: float) -> float 
     return (datetime.fromisoformat(value) - epoch).total_seconds() + offset
 
 
-def service_round(stack: Stack, photos: list[Path], poll_seconds: float, uploaders: int) -> ServiceRound:
-    """Upload the photos, poll until every task is COMPLETED, download each result; return the timings."""
+def service_round(stack: Stack, photos: list[Path], arguments: argparse.Namespace) -> ServiceRound:
+    """Upload the photos, wait until every task is COMPLETED, download each result; return the timings."""
     timings = [TaskTiming(photo.name) for photo in photos]
     task_ids: list[Queue] = [Queue(maxsize=1) for _ in photos]
     payloads = [photo.read_bytes() for photo in photos]
@@ -312,6 +317,7 @@ def service_round(stack: Stack, photos: list[Path], poll_seconds: float, uploade
                 if queue.empty():
                     queue.put(None)
 
+    uploaders = arguments.uploaders
     threads = [threading.Thread(target=upload, args=(range(start, len(photos), uploaders),), daemon=True)
                for start in range(uploaders)]
     for thread in threads:
@@ -323,7 +329,7 @@ def service_round(stack: Stack, photos: list[Path], poll_seconds: float, uploade
         task_id = task_ids[index].get(timeout=ROUND_TIMEOUT_SECONDS)
         if task_id is None:
             raise RuntimeError(f"an upload failed: {failures[0]!r}")
-        task, asked = _poll_until_finished(session, stack.base, task_id, poll_seconds, deadline)
+        task, asked = _poll_until_finished(session, stack.base, task_id, arguments, deadline)
         polls += asked
         timing.seen = time.perf_counter() - clock
         answer = session.get(task["result_url"], timeout=60)
@@ -340,13 +346,14 @@ def service_round(stack: Stack, photos: list[Path], poll_seconds: float, uploade
     return ServiceRound(seconds, timings, {role: cpu[role] - cpu_before[role] for role in cpu}, polls)
 
 
-def _poll_until_finished(session: requests.Session, base: str, task_id: str, poll_seconds: float,
+def _poll_until_finished(session: requests.Session, base: str, task_id: str, arguments: argparse.Namespace,
                          deadline: float) -> tuple[dict, int]:
     """Return the finished task and how many requests it took."""
-    asked = 0
+    asked, url = 0, f"{base}/api/v1/tasks/{task_id}" + (f"?wait={arguments.wait}" if arguments.wait else "")
     while True:
         asked += 1
-        answer = session.get(f"{base}/api/v1/tasks/{task_id}", timeout=30)
+        sent = time.monotonic()
+        answer = session.get(url, timeout=30 + arguments.wait)
         answer.raise_for_status()
         task = answer.json()
         if task["status"] == "COMPLETED":
@@ -355,7 +362,8 @@ def _poll_until_finished(session: requests.Session, base: str, task_id: str, pol
             raise RuntimeError(f"task {task_id} {task['status']}: {task['error']}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"task {task_id} still {task['status']} after {ROUND_TIMEOUT_SECONDS:.0f} s")
-        time.sleep(poll_seconds)
+        if not arguments.wait or time.monotonic() - sent < 1:  # polling, or the server had no place to wait
+            time.sleep(arguments.poll)
 
 
 @dataclass
@@ -426,8 +434,9 @@ def describe(arguments: argparse.Namespace, photos: int, workers: int) -> None:
     print(f"{photos} photos, {OPTIONS['operation']} {OPTIONS['model']} {OPTIONS['format']}. Service: {workers} "
           f"workers (one torch thread each), account concurrency {workers}, "
           f"{'the given database' if arguments.database_url else 'SQLite'}, "
-          f"{'the given Redis' if arguments.redis_url else 'the embedded Redis'}, local storage; the bench polls "
-          f"every {arguments.poll} s, {arguments.uploaders} upload(s) at a time. CLI: one process, "
+          f"{'the given Redis' if arguments.redis_url else 'the embedded Redis'}, local storage; the bench "
+          f"{f'waits on each task (?wait={arguments.wait})' if arguments.wait else f'polls every {arguments.poll} s'}, "
+          f"{arguments.uploaders} upload(s) at a time. CLI: one process, "
           f"{len(os.sched_getaffinity(0))} photos at a time.")
     print(f"CLI img/s: {photos} photos over the time from its warm-up photo's output to its last output, so without "
           f"its start-up, model load and first run; 'whole': {photos + 1} photos over the whole command.", flush=True)
@@ -437,7 +446,7 @@ def run_round(stack: Stack, env: dict[str, str], inputs: tuple[Path, list[Path]]
               arguments: argparse.Namespace, workers: int) -> dict[str, float]:
     """Run the service, then the CLI; return the figures of the round."""
     cli_input, photos = inputs
-    service = service_round(stack, photos, arguments.poll, arguments.uploaders)
+    service = service_round(stack, photos, arguments)
     cli = cli_round(env, cli_input, work / "cli-out", len(photos))
     check_results(service, work / "cli-out")
     count = len(photos)
@@ -509,7 +518,7 @@ def run_stack(arguments: argparse.Namespace, inputs: tuple[Path, list[Path]], wo
         stack.wait_until_serving()
         stack.sign_in()
         # Untimed: the workers start once the web server answers, and load their models.
-        service_round(stack, inputs[1][:len(inputs[1]) // arguments.copies], arguments.poll, arguments.uploaders)
+        service_round(stack, inputs[1][:len(inputs[1]) // arguments.copies], arguments)
         print(f"\n== STUDIO_WORKER_JOBS_PER_PROCESS={jobs_per_process}: {_jobs(jobs_per_process)}", flush=True)
         rows = []
         for number in range(1, arguments.rounds + 1):

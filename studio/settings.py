@@ -109,6 +109,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_ACCOUNT_CONCURRENCY": _int(environ, "STUDIO_ACCOUNT_CONCURRENCY", 2),
         # Unfinished (waiting or processing) tasks an account may have; more uploads are refused with a 429.
         "STUDIO_MAX_UNFINISHED_TASKS": _int(environ, "STUDIO_MAX_UNFINISHED_TASKS", 100),
+        # GET /api/v1/tasks/<id>?wait=N: how many requests one web process lets wait for a task's end at once
+        # (studio/tasks/waiting.py); the rest answer at once. Below gunicorn's threads per process (4); 0: never wait.
+        "STUDIO_API_MAX_WAITING": _int(environ, "STUDIO_API_MAX_WAITING", 2),
         # Webhook deliveries have a queue (and a worker) of their own, so a slow receiver never holds up a photo.
         "STUDIO_WEBHOOK_QUEUE": environ.get("STUDIO_WEBHOOK_QUEUE") or "webhooks",
         "STUDIO_STORAGE_DIR": storage_dir,

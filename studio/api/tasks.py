@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from studio.api import bp
 from studio.api.auth import read_limit, upload_limit
 from studio.models import Task
-from studio.tasks import files, service
+from studio.tasks import files, service, waiting
 from studio.tasks.representation import output_records, task_fields, webhook_fields
 from studio.tasks.service import UploadRejected
 
@@ -154,16 +154,30 @@ def get_task(task_id: str) -> Response:
     ---
     get:
       operationId: getTask
-      summary: Show one task (poll it until its status is COMPLETED, FAILED or CANCELLED)
-      parameters: [{name: task_id, in: path, required: true, schema: {type: string, format: uuid}}]
+      summary: Show one task (ask again, with wait or after a pause, until it is COMPLETED, FAILED or CANCELLED)
+      parameters:
+        - {name: task_id, in: path, required: true, schema: {type: string, format: uuid}}
+        - name: wait
+          in: query
+          description: >-
+            Seconds to wait for an unfinished task to finish before answering (long polling): the answer comes as
+            soon as it is COMPLETED, FAILED or CANCELLED, or with the task as it is once the time is up. The server
+            may answer sooner when too many requests already wait; ask again either way.
+          schema: {type: integer, minimum: 1, maximum: 20}
       responses:
         "200": {description: The task, content: {application/json: {schema: Task}}}
+        "400": BadRequest
         "401": Unauthorized
         "404": NotFound
         "429": TooManyRequests
         "503": Unavailable
     """
-    return jsonify(task_to_dict(service.get_task(g.api_user, task_id)))
+    seconds = _whole_number("wait", maximum=waiting.MAX_WAIT_SECONDS)
+    task = service.get_task(g.api_user, task_id)
+    if seconds and not task.task_status.finished:
+        waiting.wait_until_finished(task.id, seconds)
+        task = service.get_task(g.api_user, task_id)  # afresh after a wait: finished, still running, or deleted
+    return jsonify(task_to_dict(task))
 
 
 @bp.get("/tasks/<task_id>/result")

@@ -68,9 +68,12 @@ def _move(task_id: str, leaving: Iterable[TaskStatus], *conditions: ColumnElemen
 
 
 def _finished(task_id: str, status: TaskStatus) -> None:
-    """Count the finished task and queue its webhook (the delivery job reads the task again)."""
+    """Tell the requests waiting on the task, count it and queue its webhook (the delivery job reads the task
+    again)."""
     from studio.queue import enqueue_webhook
+    from studio.tasks import waiting
 
+    waiting.announce(task_id)
     task = db.session.get(Task, task_id, populate_existing=True)  # one SELECT, whatever the session held
     if task is not None:
         ran = (task.finished_at - task.started_at).total_seconds() if task.started_at and task.finished_at else None
