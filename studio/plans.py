@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Mapping
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 from sqlalchemy import select
 
 from studio import charts, usage
@@ -97,8 +97,16 @@ def plan_named(name: str | None) -> Plan:
 
 
 def plan_of(user_id: int) -> Plan:
-    """Return the plan of the account with this id."""
-    return plan_named(db.session.scalar(select(User.plan).where(User.id == user_id)))
+    """Return the plan of the account with this id, read once per request (or job): an upload asks three times."""
+    read = g.setdefault("studio_plans", {})
+    if user_id not in read:
+        read[user_id] = db.session.scalar(select(User.plan).where(User.id == user_id))
+    return plan_named(read[user_id])
+
+
+def forget(user_id: int) -> None:
+    """Drop what plan_of read for the account in this request: its plan has just changed."""
+    g.get("studio_plans", {}).pop(user_id, None)
 
 
 def max_unfinished_tasks(user_id: int) -> int:

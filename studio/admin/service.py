@@ -144,6 +144,7 @@ def set_plan(actor: User, user: User, plan: str | None) -> None:
     user.plan = plan
     audit.record(actor, "user.plan", f"{user.email}: {plan or 'the default plan'}", user_id=user.id)
     db.session.commit()
+    plans.forget(user.id)
 
 
 def _task_ids(values: Iterable[str]) -> list[str]:

@@ -86,11 +86,16 @@ def created(task: Task) -> None:
     """Record a new task, PENDING (the caller queues it once this has committed)."""
     task.status, task.progress, task.attempts, task.stage = TaskStatus.PENDING.value, 0, 0, None
     db.session.add(task)
+    session = db.session()
+    # The new row holds what was just written: keep it loaded, rather than read it back (a SELECT per upload).
+    session.expire_on_commit = False
     try:
-        db.session.commit()
+        session.commit()
     except Exception:
-        db.session.rollback()
+        session.rollback()
         raise
+    finally:
+        session.expire_on_commit = True
     metrics.task_created(task.operation, task.model)
     logger.info("task %s: created for account %s (%s, model %s)", task.id, task.user_id, task.operation, task.model)
 
