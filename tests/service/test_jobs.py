@@ -95,6 +95,7 @@ def test_progress_reaches_job_meta_and_database_while_running(app, client, heade
     seen = {}
 
     def fake_pipeline(operation, data, options, *, model_dir, limits, attachments, progress, png_compress_level):
+        time.sleep(job_module.PROGRESS_INTERVAL_SECONDS)  # the first write waits that long after the start
         progress(40, "thinking")
         job = Job.fetch(get_current_job().id, connection=Redis.from_url(app.config["REDIS_URL"]))
         seen["meta"] = job.meta.get("progress")
@@ -111,7 +112,8 @@ def test_progress_reaches_job_meta_and_database_while_running(app, client, heade
     assert load_task(app, task_id).progress == 100
 
 
-def test_progress_reaches_the_database_at_most_every_half_second(app, client, headers, photo_bytes, monkeypatch):
+def test_progress_reaches_the_database_half_a_second_after_the_start_then_at_most_every_half_second(
+        app, client, headers, photo_bytes, monkeypatch):
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     rows = []
 
@@ -123,6 +125,9 @@ def test_progress_reaches_the_database_at_most_every_half_second(app, client, he
         engine.dispose()
 
     def fake_pipeline(operation, data, options, *, model_dir, limits, attachments, progress, png_compress_level):
+        progress(5, "reading")  # too soon after the start: a photo done within half a second records none
+        read_row()
+        time.sleep(job_module.PROGRESS_INTERVAL_SECONDS)
         progress(10, "decoded")
         progress(50, "halfway")  # at once: too soon after the last write
         read_row()
@@ -134,7 +139,7 @@ def test_progress_reaches_the_database_at_most_every_half_second(app, client, he
 
     monkeypatch.setattr(job_module, "process", fake_pipeline)
     run_worker(app)
-    assert rows == [(10, "decoded"), (90, "encoding")]
+    assert rows == [(0, None), (10, "decoded"), (90, "encoding")]
     assert load_task(app, task_id).progress == 100
 
 

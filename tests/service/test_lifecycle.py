@@ -114,6 +114,7 @@ def test_cancelling_a_running_task_stops_its_job_at_the_next_progress_report(
     reports = []
 
     def slow_operation(operation, data, options, *, progress, **kwargs):
+        time.sleep(job_module.PROGRESS_INTERVAL_SECONDS)  # the first write waits that long after the start
         progress(10, "first step")
         reports.append("first")
         client.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers)
