@@ -199,6 +199,12 @@ def _start_timer() -> None:
     g.studio_metrics_started = time.perf_counter()
 
 
+def untimed() -> None:
+    """Leave this request out of the latency histogram (it waits for a task on purpose, `?wait=N`): its time is
+    the task's, and would drown the server's own in every latency quantile. It is still counted."""
+    g.pop("studio_metrics_started", None)
+
+
 def _count_request(response: Response) -> Response:
     # Flask's endpoint name, never the path: paths hold task ids, and each label value is a series of its own.
     endpoint = request.endpoint or "unmatched"

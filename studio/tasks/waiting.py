@@ -19,6 +19,7 @@ from flask import Flask, current_app
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
+from studio import metrics
 from studio.extensions import db
 from studio.models import Task, TaskStatus
 from studio.queue import get_redis
@@ -45,6 +46,7 @@ def wait_until_finished(task_id: str, seconds: float) -> None:
     places = _places(current_app._get_current_object())
     if not places.acquire(blocking=False):
         return
+    metrics.untimed()
     # End the request's transaction: a read snapshot (SQLite's WAL) would hide the finish, and an idle
     # transaction must not hold a pooled connection for seconds.
     db.session.rollback()

@@ -9,6 +9,7 @@ import pytest
 
 from jobs import process_image as job_module
 from ml.operations.runner import EncodedOutput
+from studio import metrics
 from studio.queue import get_redis
 from studio.tasks.waiting import CHANNEL
 from tests.service.conftest import run_worker, upload
@@ -104,3 +105,30 @@ def test_a_wait_that_is_not_a_whole_number_of_seconds_from_1_to_20_is_a_400(clie
     response = client.get(f"/api/v1/tasks/{task_id}?wait={value}", headers=headers)
     assert response.status_code == 400
     assert "wait must be a whole number from 1 to 20" in response.get_json()["error"]["message"]
+
+
+def test_a_request_that_waits_is_counted_but_kept_out_of_the_latency_histogram(client, headers, photo_bytes,
+                                                                               monkeypatch):
+    timed, counted = [], []
+
+    class Recorder:
+        def __init__(self, into):
+            self.into = into
+
+        def labels(self, endpoint, method, *status):
+            self.into.append(endpoint)
+            return self
+
+        def observe(self, seconds):
+            pass
+
+        def inc(self):
+            pass
+
+    monkeypatch.setattr(metrics, "HTTP_REQUEST_SECONDS", Recorder(timed))
+    monkeypatch.setattr(metrics, "HTTP_REQUESTS", Recorder(counted))
+    task_id = _pending_task(client, headers, photo_bytes)
+    client.get(f"/api/v1/tasks/{task_id}?wait=1", headers=headers)
+    client.get(f"/api/v1/tasks/{task_id}", headers=headers)
+    assert counted == ["api.create_task", "api.get_task", "api.get_task"]
+    assert timed == ["api.create_task", "api.get_task"]  # the second read only: the first waited a second
