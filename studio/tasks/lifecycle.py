@@ -88,14 +88,14 @@ def created(task: Task) -> None:
     db.session.add(task)
     session = db.session()
     # The new row holds what was just written: keep it loaded, rather than read it back (a SELECT per upload).
-    session.expire_on_commit = False
+    expire, session.expire_on_commit = session.expire_on_commit, False
     try:
         session.commit()
     except Exception:
         session.rollback()
         raise
     finally:
-        session.expire_on_commit = True
+        session.expire_on_commit = expire
     metrics.task_created(task.operation, task.model)
     logger.info("task %s: created for account %s (%s, model %s)", task.id, task.user_id, task.operation, task.model)
 
