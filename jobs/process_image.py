@@ -155,20 +155,22 @@ def _progress_reporter(task: Task) -> Callable[[int, str | None], None]:
 
 def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput]) -> None:
     """Store every output, then record the task COMPLETED; a task gone meanwhile has its outputs deleted."""
+    main = next((output for output in outputs if output.name == operation.result.name), None)
+    if main is None:
+        raise RuntimeError(f"the run returned no {operation.result.name}")
     storage, stored = get_storage(), {}
     for output in outputs:
         key = result_key(task.user_id, task.id, output.extension, output.name)
         storage.put(key, output.data, output.media_type)
         stored[output.name] = StoredOutput(key, output.media_type, len(output.data))
     faults.after_store(task)
-    main = stored.pop(operation.result.name)
-    pixels = next((output.pixels for output in outputs if output.name == operation.result.name), 0)
-    if not lifecycle.completed(task.id, task.user_id, main, stored, output_pixels=pixels):
-        for output in [main, *stored.values()]:
+    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels):
+        for output in stored.values():
             storage.delete(output.key)
         raise TaskStopped()
-    logger.info("task %s: completed (%s, %s bytes%s)", task.id, main.media_type, main.size,
-                f", and {', '.join(stored)}" if stored else "")
+    others = [name for name in stored if name != main.name]
+    logger.info("task %s: completed (%s, %s bytes%s)", task.id, main.media_type, len(main.data),
+                f", and {', '.join(others)}" if others else "")
 
 
 def failure_reason(attempts: int, timeout: int | None, exc_type: type[BaseException] | None,

@@ -147,15 +147,11 @@ class Task(db.Model):
     # "size"}}; stored cleaned, like the photo.
     attachments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attachments_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    # The main output.
-    result_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    result_content_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    result_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What a completed run stored, by output name in the operation's order, the main one ("result") first:
+    # {"result": {"key", "media_type", "size"}, "preview": {...}}; empty until the task completes.
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Pixels of the main output when it is an image (usage counts megapixels out); 0 for data.
     output_pixels: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    # The other outputs, by output name: {"preview": {"key", "media_type", "size"}}.
-    extras: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    extras_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
@@ -180,13 +176,13 @@ class Task(db.Model):
     @property
     def stored_bytes(self) -> int:
         """Return the bytes the task keeps in storage: photo, attachments and every output."""
-        return self.input_size + self.attachments_size + self.result_size + self.extras_size
+        return self.input_size + self.attachments_size + sum(item["size"] for item in (self.outputs or {}).values())
 
     def stored_keys(self) -> list[str]:
         """Return the storage keys of everything the task keeps."""
-        keys = [self.input_key, self.result_key]
+        keys = [self.input_key]
         keys += [item["key"] for item in (self.attachments or {}).values()]
-        keys += [item["key"] for item in (self.extras or {}).values()]
+        keys += [item["key"] for item in (self.outputs or {}).values()]
         return [key for key in keys if key]
 
 

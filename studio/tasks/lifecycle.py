@@ -116,12 +116,11 @@ def progressed(task_id: str, percent: int, stage: str | None = None) -> bool:
                  stage=(stage or None) and stage[:MAX_STAGE_LENGTH], heartbeat_at=utcnow())
 
 
-def completed(task_id: str, user_id: int, result: StoredOutput, extras: dict[str, StoredOutput],
-              output_pixels: int = 0) -> bool:
-    """PROCESSING -> COMPLETED with its outputs, counted in the account's storage; False when the task was deleted
-    or cancelled meanwhile. output_pixels: the main output's, when it is an image."""
+def completed(task_id: str, user_id: int, outputs: dict[str, StoredOutput], output_pixels: int = 0) -> bool:
+    """PROCESSING -> COMPLETED with its outputs (by name, the main one first), counted in the account's storage;
+    False when the task was deleted or cancelled meanwhile. output_pixels: the main output's, when an image."""
     now = utcnow()
-    stored = result.size + sum(output.size for output in extras.values())
+    stored = sum(output.size for output in outputs.values())
 
     def count() -> None:
         quota.add_outputs(user_id, stored)
@@ -129,9 +128,8 @@ def completed(task_id: str, user_id: int, result: StoredOutput, extras: dict[str
 
     moved = _move(task_id, (TaskStatus.PROCESSING,), then=count,
                   status=TaskStatus.COMPLETED.value, progress=100, stage=None, output_pixels=output_pixels,
-                  result_key=result.key, result_content_type=result.media_type, result_size=result.size,
-                  extras={name: output.to_dict() for name, output in extras.items()},
-                  extras_size=sum(output.size for output in extras.values()), finished_at=now, heartbeat_at=now)
+                  outputs={name: output.to_dict() for name, output in outputs.items()},
+                  finished_at=now, heartbeat_at=now)
     if moved:
         _finished(task_id, TaskStatus.COMPLETED)
     return moved

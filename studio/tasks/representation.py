@@ -34,11 +34,9 @@ def task_fields(task: Task) -> dict[str, Any]:
 
 def output_records(task: Task) -> dict[str, dict[str, Any]]:
     """Return the stored outputs of a completed task by name ("result" first): key, media type and size."""
-    if task.task_status is not TaskStatus.COMPLETED or not task.result_key:
+    if task.task_status is not TaskStatus.COMPLETED:
         return {}
-    main = {"key": task.result_key, "media_type": task.result_content_type or "application/octet-stream",
-            "size": task.result_size}
-    return {"result": main, **(task.extras or {})}
+    return dict(task.outputs or {})
 
 
 def webhook_fields(task: Task) -> dict[str, Any] | None:

@@ -36,7 +36,8 @@ def _finish(status: str, took: float = 2.0) -> str:
     lifecycle.created(task)
     lifecycle.started(task.id)
     if status == "COMPLETED":
-        assert lifecycle.completed(task.id, 1, StoredOutput("results/x.png", "image/png", 10), {}, output_pixels=300)
+        output = StoredOutput("results/x.png", "image/png", 10)
+        assert lifecycle.completed(task.id, 1, {"result": output}, output_pixels=300)
     else:
         assert lifecycle.failed(task.id, "broken")
     return task.id

@@ -61,7 +61,7 @@ def test_upload_over_the_quota_is_413_and_nothing_is_kept(make_app, make_user, m
     uploader = Uploader(route, client, make_token(user))
     first = uploader.task_id(uploader.send(PHOTO, "one.png"))
     run_worker(app)  # the result counts too
-    assert load_task(app, first).result_size == RESULT_BYTES
+    assert load_task(app, first).outputs["result"]["size"] == RESULT_BYTES
     uploader.task_id(uploader.send(PHOTO, "two.png"))
     files, tasks = stored_files(app), task_count(app)
 
@@ -107,7 +107,7 @@ def _age(app, task_id: str, days: float) -> None:
 def _files_of(app, task_id: str) -> list[Path]:
     task = load_task(app, task_id)
     root = Path(app.config["STUDIO_STORAGE_DIR"])
-    return [root / key for key in (task.input_key, task.result_key) if key]
+    return [root / key for key in task.stored_keys()]
 
 
 def test_retention_job_run_by_a_worker_deletes_old_tasks_with_their_files(app, client, headers, fake_model):

@@ -69,7 +69,7 @@ def _failed_task(app, live_server: str, token: str, photos_dir: Path) -> str:
         task = db.session.get(Task, task_id)
         task.status = "FAILED"
         task.error = "Processing failed after 4 attempts; the error was logged as error-0a1b2c3d."
-        task.result_key, task.result_size, task.extras, task.extras_size = None, 0, {}, 0
+        task.outputs = {}
         db.session.commit()
         db.session.remove()
     return task_id

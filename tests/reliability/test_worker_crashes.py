@@ -142,7 +142,7 @@ def test_a_horse_that_dies_after_storing_the_result_is_retried_onto_the_same_obj
     task = studio.wait_for_status(task_id, "COMPLETED")
 
     assert "fault injection: exiting after storing the result" in studio.logs()
-    assert (task.attempts, task.result_key) == (2, f"results/{task.user_id}/{task_id}.png")
+    assert (task.attempts, task.outputs["result"]["key"]) == (2, f"results/{task.user_id}/{task_id}.png")
     assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
 
 

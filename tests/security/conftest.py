@@ -155,9 +155,9 @@ def make_stored_task(app: Flask) -> Callable[..., str]:
                 options={"model": "u2netp", "output": "cutout", "format": "png", "bg_color": None, "blur": 0,
                          "crop": False, "margin": 0},
                 original_filename="holiday.png", input_key=photo, input_content_type="image/png",
-                input_size=1, input_width=4, input_height=3, result_key=result, result_content_type="image/png",
-                result_size=1, extras={"preview": {"key": preview, "media_type": "image/png", "size": 1}},
-                extras_size=1, progress=100))
+                input_size=1, input_width=4, input_height=3, progress=100,
+                outputs={"result": {"key": result, "media_type": "image/png", "size": 1},
+                         "preview": {"key": preview, "media_type": "image/png", "size": 1}}))
             db.session.commit()
         return task_id
     return make

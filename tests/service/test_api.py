@@ -114,11 +114,12 @@ def test_delete_removes_the_row_and_both_files(app, client, headers, photo_bytes
     _complete_with_fake_result(app, monkeypatch)
     task = load_task(app, task_id)
     root = Path(app.config["STUDIO_STORAGE_DIR"])
-    assert (root / task.input_key).is_file() and (root / task.result_key).is_file()
+    result = task.outputs["result"]["key"]
+    assert (root / task.input_key).is_file() and (root / result).is_file()
     response = client.delete(f"/api/v1/tasks/{task_id}", headers=headers)
     assert response.status_code == 204 and response.data == b""
     assert load_task(app, task_id) is None
-    assert not (root / task.input_key).exists() and not (root / task.result_key).exists()
+    assert not (root / task.input_key).exists() and not (root / result).exists()
     assert client.get(f"/api/v1/tasks/{task_id}", headers=headers).status_code == 404
 
 

@@ -60,7 +60,7 @@ def test_worker_removes_the_background_of_a_real_photo(app, client, headers, use
     run_worker(app)
     task = load_task(app, task_id)
     assert (task.status, task.progress, task.attempts, task.error) == ("COMPLETED", 100, 1, None)
-    assert task.result_key == f"results/{user.id}/{task_id}.png"
+    assert task.outputs["result"]["key"] == f"results/{user.id}/{task_id}.png"
     assert task.started_at and task.finished_at and task.heartbeat_at
     body = client.get(f"/api/v1/tasks/{task_id}", headers=headers).get_json()
     assert body["result_url"] == f"http://studio.test/api/v1/tasks/{task_id}/result"
@@ -152,7 +152,7 @@ def test_rerunning_the_job_overwrites_the_same_result(app, client, headers, phot
     _update(app, task_id, status="PROCESSING", progress=50)
     job_module.process_task(task_id)
     second = load_task(app, task_id)
-    assert (second.status, second.attempts, second.result_key) == ("COMPLETED", 2, first.result_key)
+    assert (second.status, second.attempts, second.outputs) == ("COMPLETED", 2, first.outputs)
     assert [path.name for path in _result_files(app)] == [f"{task_id}.png"]
     # A job for a finished task changes nothing.
     job_module.process_task(task_id)

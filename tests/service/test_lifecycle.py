@@ -72,7 +72,7 @@ def _status(app, task_id: str) -> str:
 def test_each_transition_moves_only_from_the_statuses_it_may_leave(app, task_id):
     output = StoredOutput("results/x.png", "image/png", 10)
     with app.app_context():
-        assert lifecycle.completed(task_id, 1, output, {}) is False  # not started
+        assert lifecycle.completed(task_id, 1, {"result": output}) is False  # not started
         assert lifecycle.progressed(task_id, 50) is False
         started = lifecycle.started(task_id)
         assert (started.status, started.attempts) == ("PROCESSING", 1)
@@ -81,7 +81,7 @@ def test_each_transition_moves_only_from_the_statuses_it_may_leave(app, task_id)
         assert lifecycle.released(task_id) is True
         assert (_status(app, task_id), load_task(app, task_id).attempts) == ("PENDING", 0)
         assert lifecycle.started(task_id).attempts == 1
-        assert lifecycle.completed(task_id, load_task(app, task_id).user_id, output, {}) is True
+        assert lifecycle.completed(task_id, load_task(app, task_id).user_id, {"result": output}) is True
         # Finished: nothing moves it any more.
         assert lifecycle.failed(task_id, "late") is False
         assert lifecycle.cancelled(task_id) is False
@@ -95,7 +95,7 @@ def test_a_cancelled_task_is_never_started_completed_or_failed(app, task_id):
     with app.app_context():
         assert lifecycle.cancelled(task_id, "Cancelled by its owner.") is True
         assert lifecycle.started(task_id) is None
-        assert lifecycle.completed(task_id, 1, StoredOutput("k", "image/png", 1), {}) is False
+        assert lifecycle.completed(task_id, 1, {"result": StoredOutput("k", "image/png", 1)}) is False
         assert lifecycle.failed(task_id, "late") is False
     task = load_task(app, task_id)
     assert (task.status, task.error) == ("CANCELLED", "Cancelled by its owner.") and task.finished_at
@@ -128,7 +128,7 @@ def test_cancelling_a_running_task_stops_its_job_at_the_next_progress_report(
     run_worker(app)
     task = load_task(app, task_id)
     assert reports == ["first"]
-    assert (task.status, task.result_key) == ("CANCELLED", None)
+    assert (task.status, task.outputs) == ("CANCELLED", {})
     assert client.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers).status_code == 409
 
 

@@ -64,7 +64,7 @@ def test_a_data_operation_gives_json_and_a_preview_through_a_real_worker(
     assert stats["width"] == 770 and stats["subject"]["found"] and len(stats["subject"]["box"]) == 4
     preview = client.get(task["preview_url"], headers=headers)
     assert preview.status_code == 200 and Image.open(io.BytesIO(preview.data)).format == "JPEG"
-    assert load_task(app, body["id"]).extras_size == len(preview.data)
+    assert load_task(app, body["id"]).outputs["preview"]["size"] == len(preview.data)
     assert load_task(app, body["id"]).output_pixels == 0  # the main output is data, not an image
 
 

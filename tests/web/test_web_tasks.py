@@ -33,8 +33,8 @@ def test_the_task_routes_are_all_found(app):
 
 def test_every_task_route_answers_404_for_another_accounts_task(app, client, auth, make_user, make_task):
     owner = make_user("owner@example.com")
-    task_id = make_task(owner.id, TaskStatus.COMPLETED, result_key="missing/result.png",
-                        result_content_type="image/png")
+    task_id = make_task(owner.id, TaskStatus.COMPLETED,
+                        outputs={"result": {"key": "missing/result.png", "media_type": "image/png", "size": 0}})
     intruder = make_user("intruder@example.com")
     with app.app_context():
         _, bearer = account_service.create_api_token(db.session.get(User, intruder.id))
@@ -72,7 +72,7 @@ def test_task_pages_need_a_signed_in_user(client, make_user, make_task):
 def test_status_fragment_polls_only_while_the_task_runs(client, auth, make_user, make_task, status, polls):
     user = make_user()
     auth.login()
-    result = {"result_key": "results/1/x.png", "result_content_type": "image/png"} \
+    result = {"outputs": {"result": {"key": "results/1/x.png", "media_type": "image/png", "size": 0}}} \
         if status == TaskStatus.COMPLETED else {}
     task_id = make_task(user.id, status, progress=40, stage="tile 3 of 8",
                         error="the model ran out of memory" if status == TaskStatus.FAILED else None, **result)
@@ -406,10 +406,9 @@ def test_a_data_result_is_shown_as_tables_beside_its_preview(app, client, auth, 
     auth.login()
     data = {"faces": [{"box": [1, 2, 3, 4], "confidence": 0.99}, {"box": [5, 6, 7, 8], "confidence": 0.91}],
             "photo": {"width": 640, "height": 480, "note": "<b>escaped</b>"}}
-    task_id = make_task(user.id, TaskStatus.COMPLETED, operation="mask_stats", result_key="results/1/data.json",
-                        result_content_type="application/json",
-                        extras={"preview": {"key": "results/1/data-preview.jpg", "media_type": "image/jpeg",
-                                            "size": 3}})
+    task_id = make_task(user.id, TaskStatus.COMPLETED, operation="mask_stats", outputs={
+        "result": {"key": "results/1/data.json", "media_type": "application/json", "size": 0},
+        "preview": {"key": "results/1/data-preview.jpg", "media_type": "image/jpeg", "size": 3}})
     with app.app_context():
         get_storage().put("results/1/data.json", __import__("json").dumps(data).encode(), "application/json")
     html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
