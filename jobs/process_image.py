@@ -132,9 +132,9 @@ def _attachments(task: Task, operation: Operation) -> dict[str, bytes]:
 
 
 def _progress_reporter(task: Task) -> Callable[[int, str | None], None]:
-    """Return a callback that records progress in job.meta and, in steps, in the database; it stops the run
-    (TaskStopped) once the task is no longer PROCESSING: cancelled or deleted."""
-    job = get_current_job()
+    """Return a callback that records progress, in steps, on the task's row (its only record: the pages and the
+    API read it there); it stops the run (TaskStopped) once the task is no longer PROCESSING: cancelled or
+    deleted."""
     recorded: dict[str, Any] = {"percent": task.progress, "stage": None, "at": time.monotonic()}
 
     def report(percent: int, stage: str | None) -> None:
@@ -144,9 +144,6 @@ def _progress_reporter(task: Task) -> Callable[[int, str | None], None]:
         if now - recorded["at"] < PROGRESS_INTERVAL_SECONDS:
             return
         recorded.update(percent=percent, stage=stage, at=now)
-        if job is not None:
-            job.meta["progress"] = percent
-            job.save_meta()
         if not lifecycle.progressed(task.id, percent, stage):
             raise TaskStopped()
 
