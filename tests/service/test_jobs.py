@@ -212,6 +212,16 @@ def test_transient_failure_is_retried_then_failed_with_a_reason(app, client, hea
     assert _failed_job_ids(app) == [task_id]
 
 
+def test_a_run_without_its_main_output_stores_nothing_and_fails(app, client, headers, photo_bytes, monkeypatch):
+    monkeypatch.setattr(job_module, "process", lambda *args, **kwargs: [
+        EncodedOutput("preview", _png_bytes(), "image/png", ".png")])
+    task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
+    run_worker(app)
+    task = load_task(app, task_id)
+    assert (task.status, task.outputs) == ("FAILED", {})
+    assert _result_files(app) == []
+
+
 def test_a_retry_that_succeeds_completes_the_task(app, client, headers, photo_bytes, monkeypatch):
     def flaky_pipeline(*args, **kwargs):
         if not flaky_pipeline.failed:
