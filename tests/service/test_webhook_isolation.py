@@ -4,6 +4,9 @@ that never answer or never accept, a real RQ worker and Redis."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from typing import Callable, Iterator
@@ -217,3 +220,32 @@ def test_the_breaker_state_is_shared_and_lets_exactly_one_probe_through(make_app
     verdicts = [worker.admit() for worker in workers]
     workers[verdicts.index(None)].answered()
     assert [worker.admit() for worker in workers] == [None] * 4
+
+
+@pytest.mark.xfail(strict=True, reason="rq_worker.py runs RQ's scheduler only with --with-scheduler, and the webhook "
+                                       "worker (compose, k8s, the launcher) is started without it: a delivery that "
+                                       "waits (a retry interval, the breaker) is never run again")
+def test_the_webhook_worker_runs_the_deliveries_that_wait(make_app, make_user, receivers, tmp_path):
+    app = _hook_app(make_app, STUDIO_WEBHOOK_RETRIES=1, STUDIO_WEBHOOK_RETRY_INTERVALS=[1])
+    receiver = receivers()
+    receiver.answers = [500, 204]
+    [task_id] = _finished_tasks(app, make_user(), receiver.url)
+    config = app.config
+    environment = {**os.environ, "SECRET_KEY": "test-secret", "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
+                   "REDIS_URL": config["REDIS_URL"], "STUDIO_WEBHOOK_QUEUE": config["STUDIO_WEBHOOK_QUEUE"],
+                   "STUDIO_WEBHOOK_ALLOW_PRIVATE": "true", "STUDIO_WEBHOOK_RETRIES": "1",
+                   "STUDIO_WEBHOOK_RETRY_INTERVALS": "1", "STUDIO_STORAGE_DIR": str(tmp_path)}
+    # The webhook worker as deployed: its queue only, no --with-scheduler.
+    with (tmp_path / "worker.log").open("w") as log:
+        worker = subprocess.Popen([sys.executable, "rq_worker.py", config["STUDIO_WEBHOOK_QUEUE"]], env=environment,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):
+            if load_task(app, task_id).webhook_status != "PENDING" or worker.poll() is not None:
+                break
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert len(receiver.calls) == 2, (tmp_path / "worker.log").read_text()[-2000:]
+    assert load_task(app, task_id).webhook_status == "DELIVERED"
