@@ -151,15 +151,14 @@ def test_a_delivery_to_a_host_that_never_accepts_says_so(make_app, make_user, ne
 
 
 def _run_when_due(app, task_ids: list[str]) -> None:
-    """Wait until the deliveries' scheduled runs are due, then let a worker with RQ's scheduler run them."""
+    """Run a burst worker with RQ's scheduler, which first moves the due scheduled jobs onto the queue, until none of
+    the deliveries is scheduled any more."""
     name = app.config["STUDIO_WEBHOOK_QUEUE"]
-    with app.app_context():
-        registry = Queue(name, connection=queue.get_redis()).scheduled_job_registry
-        for task_id in task_ids:
-            while registry.get_scheduled_time(webhook_job_id(task_id)) > utcnow():
-                time.sleep(0.2)
-    # In burst mode RQ's scheduler moves the due jobs onto the queue once, then the worker runs them.
-    SimpleWorker([name], connection=Redis.from_url(app.config["REDIS_URL"])).work(burst=True, with_scheduler=True)
+    connection = Redis.from_url(app.config["REDIS_URL"])
+    registry = Queue(name, connection=connection).scheduled_job_registry
+    while set(registry.get_job_ids()) & {webhook_job_id(task_id) for task_id in task_ids}:
+        time.sleep(0.2)
+        SimpleWorker([name], connection=connection).work(burst=True, with_scheduler=True)
 
 
 def test_the_breaker_opens_after_failures_in_a_row_defers_without_calling_then_a_probe_closes_it(
