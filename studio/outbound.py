@@ -217,16 +217,20 @@ def session(*, allow_private: bool) -> requests.Session:
     return client
 
 
-def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float, allow_private: bool) -> Answer:
+def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float, allow_private: bool,
+         connect_timeout: float | None = None) -> Answer:
     """POST to a parsed target; read at most MAX_RESPONSE_BYTES of the answer within the time allowed.
 
-    Raises RefusedAddress when the host resolves to an address we do not call, and requests' exceptions when the
-    call fails (no connection, no answer in time).
+    connect_timeout bounds the TCP (and TLS) connection on its own, so a host that never accepts is given up on
+    sooner than one that is slow to answer; timeout bounds the whole call. Raises RefusedAddress when the host
+    resolves to an address we do not call, and requests' exceptions when the call fails (requests.ConnectTimeout:
+    no connection in time; requests.ReadTimeout: no answer in time).
     """
     deadline = time.monotonic() + timeout
+    connect = min(connect_timeout, timeout) if connect_timeout is not None else timeout
     with session(allow_private=allow_private) as client:
         response = client.post(target.url, data=body, headers=headers, stream=True, allow_redirects=False,
-                               timeout=Timeout(connect=timeout, read=timeout, total=timeout))
+                               timeout=Timeout(connect=connect, read=timeout, total=timeout))
         with response:
             received = bytearray()
             for chunk in response.iter_content(1024):

@@ -169,6 +169,9 @@ def enqueue_webhook(task: Task) -> bool:
         # trickles its headers a byte at a time.
         job_timeout=timeout + 30,
         on_failure=Callback(WEBHOOK_FAILURE_CALLBACK),
+        # Fairness as for photos: one account's deliveries to a receiver that hangs cannot take every webhook worker.
+        rate_limit=RateLimit(f"webhooks:account:{task.user_id}",
+                             max(int(config["STUDIO_WEBHOOK_ACCOUNT_CONCURRENCY"]), 1)),
     )
 
 

@@ -150,6 +150,14 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_JOB_TIMEOUT": _int(environ, "STUDIO_JOB_TIMEOUT", 300),
         # Webhooks (jobs/webhooks.py): one POST per finished task, retried with backoff over about 2.5 hours.
         "STUDIO_WEBHOOK_TIMEOUT_SECONDS": _int(environ, "STUDIO_WEBHOOK_TIMEOUT_SECONDS", 10),
+        # A receiver that does not even accept the connection is given up on sooner than one that is slow to answer.
+        "STUDIO_WEBHOOK_CONNECT_TIMEOUT_SECONDS": _int(environ, "STUDIO_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3),
+        # Fairness: how many of one account's deliveries may be queued or running at once (studio/queue.py).
+        "STUDIO_WEBHOOK_ACCOUNT_CONCURRENCY": _int(environ, "STUDIO_WEBHOOK_ACCOUNT_CONCURRENCY", 1),
+        # Circuit breaker per receiving host (studio/breaker.py): after this many calls in a row without an answer,
+        # deliveries to the host wait out the cool-down, then one call probes it.
+        "STUDIO_WEBHOOK_BREAKER_FAILURES": _int(environ, "STUDIO_WEBHOOK_BREAKER_FAILURES", 5),
+        "STUDIO_WEBHOOK_BREAKER_COOLDOWN_SECONDS": _int(environ, "STUDIO_WEBHOOK_BREAKER_COOLDOWN_SECONDS", 60),
         "STUDIO_WEBHOOK_RETRIES": _int(environ, "STUDIO_WEBHOOK_RETRIES", 5),
         "STUDIO_WEBHOOK_RETRY_INTERVALS": _int_list(environ, "STUDIO_WEBHOOK_RETRY_INTERVALS",
                                                     [10, 60, 300, 1800, 7200]),

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from flask import Flask
 from redis import Redis
+from rq.job import Job, JobStatus
 
 from jobs.webhooks import DeliveryFailed, deliver_webhook
 from studio.extensions import db
@@ -206,8 +207,12 @@ def test_webhooks_wait_on_their_own_queue_so_photos_never_queue_behind_them(
 
     assert [load_task(app, task_id).status for task_id in ids] == ["COMPLETED", "COMPLETED"]
     redis = Redis.from_url(app.config["REDIS_URL"])
-    waiting = {job_id.decode() for job_id in redis.lrange(f"rq:queue:{app.config['STUDIO_WEBHOOK_QUEUE']}", 0, -1)}
-    assert waiting == {f"webhook-{task_id}" for task_id in ids}
+    waiting = [job_id.decode() for job_id in redis.lrange(f"rq:queue:{app.config['STUDIO_WEBHOOK_QUEUE']}", 0, -1)]
+    # Both deliveries wait for a webhook worker: the first on the webhook queue, the second (beyond the account's
+    # STUDIO_WEBHOOK_ACCOUNT_CONCURRENCY) in that queue's concurrency registry.
+    assert waiting == [f"webhook-{ids[0]}"]
+    second = Job.fetch(f"webhook-{ids[1]}", connection=redis)
+    assert (second.origin, second.get_status()) == (app.config["STUDIO_WEBHOOK_QUEUE"], JobStatus.RATE_LIMITED)
     assert redis.llen(f"rq:queue:{app.config['STUDIO_QUEUE']}") == 0
 
 
