@@ -6,7 +6,7 @@ schema and outputs, without torch), added to OPERATIONS below; studio/ and jobs/
 
 from __future__ import annotations
 
-from ml.operations import faces, mask_stats, objects, remove_background, stylize, upscale
+from ml.operations import detect, faces, mask_stats, remove_background, stylize, upscale
 from ml.operations.base import Attachment, InvalidOptions, Limits, Operation, Options, Output
 
 DEFAULT_OPERATION = "remove_background"
@@ -20,8 +20,8 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (
     faces.ANONYMIZE,
     faces.BEAUTIFY,
     faces.ID_PHOTO,
-    objects.DETECT,
-    objects.SMART_CROP,
+    detect.DETECT,
+    detect.SMART_CROP,
 )}
 
 

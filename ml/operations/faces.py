@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ml.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS
+from ml.edits.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
 from ml.operations.remove_background import U2NET_MODELS
 
@@ -85,7 +85,7 @@ FIND_FACES = Operation(
     name="faces", title="Find faces",
     description="Find every face: its box, five landmarks (eyes, nose, mouth corners) and confidence, as JSON, with "
                 "a preview.",
-    options=FindFacesOptions, run="ml.face_runs:find_faces",
+    options=FindFacesOptions, run="ml.runs.faces:find_faces",
     outputs=(Output("result", "json", '{"count", "faces": [{"box": [x1, y1, x2, y2], "landmarks", "confidence"}]} '
                                       "in photo pixels"),
              Output("preview", "image", "the photo with each face's box and landmarks drawn", image_format="jpeg")),
@@ -94,7 +94,7 @@ FIND_FACES = Operation(
 ANONYMIZE = Operation(
     name="anonymize", title="Hide faces",
     description="Blur or pixelate every face, for publishing photos of crowds and streets.",
-    options=AnonymizeOptions, run="ml.face_runs:anonymize",
+    options=AnonymizeOptions, run="ml.runs.faces:anonymize",
     outputs=(Output("result", "image", "the photo with every face hidden"),
              _faces_json('{"count", "hidden": [{"box", "region", "confidence"}]}: what was hidden, in photo pixels')),
     models=("mtcnn",),
@@ -102,7 +102,7 @@ ANONYMIZE = Operation(
 BEAUTIFY = Operation(
     name="beautify", title="Smooth skin",
     description="Smooth the skin of every face, eyes, brows and lips kept sharp, blended into the rest of the photo.",
-    options=BeautifyOptions, run="ml.face_runs:beautify",
+    options=BeautifyOptions, run="ml.runs.faces:beautify",
     outputs=(Output("result", "image", "the photo with smoothed skin"),
              _faces_json('{"count", "faces": [...]}: the faces that were smoothed')),
     models=("mtcnn",),
@@ -111,7 +111,7 @@ ID_PHOTO = Operation(
     name="id_photo", title="ID photo",
     description="Make a passport or visa photo: background replaced, eyes levelled, head sized and placed as the "
                 "standard says, at print resolution.",
-    options=IdPhotoOptions, run="ml.face_runs:id_photo",
+    options=IdPhotoOptions, run="ml.runs.faces:id_photo",
     outputs=(Output("result", "image", "the ID photo, at the standard's size in pixels at the resolution chosen"),
              Output("sheet", "image", "a 10x15 cm print sheet of copies (when asked for)")),
     models=("mtcnn",),

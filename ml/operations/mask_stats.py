@@ -23,7 +23,7 @@ OPERATION = Operation(
     title="Subject statistics",
     description="Find the subject and report where it is: bounding box, area and centroid, as JSON.",
     options=MaskStatsOptions,
-    run="ml.mask_stats:run",
+    run="ml.runs.mask_stats:run",
     outputs=(Output("result", "json", '{"width", "height", "subject": {"found", "box": [x1, y1, x2, y2], "area", '
                                       '"area_fraction", "centroid": [x, y]}} in photo pixels'),
              Output("preview", "image", "the photo with the subject outlined, its box and centroid drawn",

@@ -11,9 +11,10 @@ from ml.operations.remove_background import U2NET_MODELS
 UpscaleModel = choice("realesrgan_x4plus")
 Scale = choice("2", "4")
 MaskModel = choice(*U2NET_MODELS)
-# What a job is allowed per megapixel of the photo, from ml/upscale.py's measurements: 400 CPU seconds a megapixel
-# the network runs on, about 1.8 times the photo with the tiles' context, on one thread (STUDIO_TORCH_THREADS), with
-# a margin of 3 for a busy machine. ml/upscale.py's timeout_seconds says the same (tests/ml/test_upscale.py).
+# What a job is allowed per megapixel of the photo, from ml/models/realesrgan/infer.py's measurements: 400 CPU
+# seconds a megapixel the network runs on, about 1.8 times the photo with the tiles' context, on one thread
+# (STUDIO_TORCH_THREADS), with a margin of 3 for a busy machine. ml/models/realesrgan/infer.py's timeout_seconds says
+# the same (tests/ml/test_upscale.py).
 TIMEOUT_SECONDS_PER_MEGAPIXEL = 3 * 400 * 1.8
 TIMEOUT_FLOOR_SECONDS = 300
 
@@ -60,7 +61,7 @@ OPERATION = Operation(
     name="upscale", title="Upscale",
     description="Make the photo 2x or 4x larger with Real-ESRGAN, sharper than resizing; optionally as a transparent "
                 "cutout of its subject.",
-    options=UpscaleOptions, run="ml.upscaling:run",
+    options=UpscaleOptions, run="ml.runs.upscale:run",
     outputs=(Output("result", "image", "the photo (or the cutout) 2 or 4 times wider and taller"),),
     models=("realesrgan_x4plus",),
     helper_models=lambda options: (options.mask_model,) if options.remove_background else (),

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as functional
 from PIL import Image
 
-from ml import mtcnn, weights
+from ml import weights
+from ml.models.mtcnn import infer as mtcnn
 from ml.registry import MODELS
 from ml.sessions import ModelSession
 from tests.conftest import require

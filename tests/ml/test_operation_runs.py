@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ml.operations import Limits, get_operation
-from ml.operations.runner import OperationFailed, process
+from ml.runner import OperationFailed, process
 from ml.registry import MODELS
 
 pytestmark = pytest.mark.slow

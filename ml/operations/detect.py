@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from ml.coco import COCO_CLASSES
+from ml.models.nanodet.classes import COCO_CLASSES
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
 from ml.operations.remove_background import U2NET_MODELS
 
@@ -61,7 +61,7 @@ DETECT = Operation(
     name="detect", title="Find objects",
     description="Find the objects in the photo (80 kinds: people, animals, vehicles, food, furniture...), as JSON, "
                 "with a labelled preview.",
-    options=DetectOptions, run="ml.object_runs:detect",
+    options=DetectOptions, run="ml.runs.detect:detect",
     outputs=(Output("result", "json", '{"count", "objects": [{"label", "box": [x1, y1, x2, y2], "score"}]} in '
                                       "photo pixels, best score first"),
              Output("preview", "image", "the photo with labelled boxes", image_format="jpeg")),
@@ -70,7 +70,7 @@ DETECT = Operation(
 SMART_CROP = Operation(
     name="smart_crop", title="Smart crop",
     description="Crop the photo to its main subject at the aspect ratio you choose, for listings and social posts.",
-    options=SmartCropOptions, run="ml.object_runs:smart_crop",
+    options=SmartCropOptions, run="ml.runs.detect:smart_crop",
     outputs=(Output("result", "image", "the crop, at the photo's resolution"),
              Output("crop", "json", '{"box", "basis": "object", "mask" or "centre", "subject", "label"}: what the '
                                     "crop holds and why")),

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ml.faces import anonymized_region, draw_faces
-from ml.faces import anonymize as hide_faces
-from ml.faces import beautify as smooth_skin
-from ml.id_photo import BACKGROUNDS, IdPhotoError, choose_single_face, print_sheet
-from ml.id_photo import id_photo as lay_out
-from ml.mtcnn import Face, detect_faces
+from ml.edits.faces import anonymized_region, draw_faces
+from ml.edits.faces import anonymize as hide_faces
+from ml.edits.faces import beautify as smooth_skin
+from ml.edits.id_photo import BACKGROUNDS, IdPhotoError, choose_single_face, print_sheet
+from ml.edits.id_photo import id_photo as lay_out
+from ml.models.mtcnn.infer import Face, detect_faces
 from ml.operations.base import Inputs, Result
 from ml.operations.faces import AnonymizeOptions, BeautifyOptions, FaceOptions, IdPhotoOptions
-from ml.operations.runner import OperationFailed, RunContext
-from ml.saliency import predict_mask
+from ml.runner import OperationFailed, RunContext
+from ml.models.u2net.infer import predict_mask
 
 
 def _faces(image: Image.Image, options: FaceOptions, context: RunContext, end: int = 60) -> list[Face]:

@@ -9,8 +9,8 @@ from PIL import Image, ImageDraw
 
 from ml.operations.base import Inputs, Result
 from ml.operations.mask_stats import MaskStatsOptions
-from ml.operations.runner import RunContext
-from ml.saliency import predict_mask
+from ml.runner import RunContext
+from ml.models.u2net.infer import predict_mask
 
 PREVIEW_MAX_SIDE = 1600
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ml.detection import detect_objects, draw_detections, main_object, smart_crop as cut, smart_crop_box
+from ml.models.nanodet.infer import detect_objects, draw_detections, main_object, smart_crop as cut, smart_crop_box
 from ml.operations.base import Inputs, Result
-from ml.operations.objects import DetectionOptions, SmartCropOptions
-from ml.operations.runner import RunContext
-from ml.saliency import predict_mask
+from ml.operations.detect import DetectionOptions, SmartCropOptions
+from ml.runner import RunContext
+from ml.models.u2net.infer import predict_mask
 
 
 def _objects(inputs: Inputs, options: DetectionOptions, context: RunContext) -> list:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from ml.coco import COCO_CLASSES  # noqa: F401 - re-exported: the class names in the model's output order
+# Re-exported: the class names in the model's output order.
+from ml.models.nanodet.classes import COCO_CLASSES  # noqa: F401
 
 STRIDES = (8, 16, 32)
 REG_MAX = 10

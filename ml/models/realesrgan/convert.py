@@ -135,7 +135,7 @@ def _check(layer: Layer, conv: torch.nn.Conv2d, name: str, leaky: bool) -> None:
 
 
 def _is_followed_by_leaky_relu(name: str) -> bool:
-    """Tell which of RRDBNet's convolutions a leaky ReLU follows (see ml.rrdbnet)."""
+    """Tell which of RRDBNet's convolutions a leaky ReLU follows (see ml.models.realesrgan.network)."""
     return name.rsplit(".", 1)[-1] in ("conv1", "conv2", "conv3", "conv4", "conv_up1", "conv_up2", "conv_hr")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
-from ml.nanodet import COCO_CLASSES, decode
+from ml.models.nanodet.network import COCO_CLASSES, decode
 from ml.sessions import ModelSession
 
 DETECTION_MODEL = "nanodet"
