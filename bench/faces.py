@@ -28,8 +28,8 @@ from PIL import Image  # noqa: E402
 
 from ml import weights  # noqa: E402
 from ml.edits import faces, id_photo  # noqa: E402
-from ml.models.u2net import infer as saliency  # noqa: E402
 from ml.models.mtcnn.infer import detect_faces  # noqa: E402
+from ml.models.u2net import infer as saliency  # noqa: E402
 from ml.registry import MODELS  # noqa: E402
 from ml.sessions import get_session  # noqa: E402
 from studio.settings import from_environment  # noqa: E402

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ml.sessions import get_session  # noqa: E402
 from ml.models.style26.infer import MODEL_NAME, style_weights, to_batch  # noqa: E402
+from ml.sessions import get_session  # noqa: E402
 from studio.settings import from_environment  # noqa: E402
 
 PEER_VENV = ROOT / "bench" / ".stylize-venv"
@@ -64,8 +64,8 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
 from PIL import Image
-from ml.sessions import get_session
 from ml.models.style26.infer import MAX_WORKING_SIZE, stylize, style_weights
+from ml.sessions import get_session
 session, photos = get_session("style26", sys.argv[2]), {}
 for line in sys.stdin:
     job = json.loads(line)
@@ -84,8 +84,8 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from PIL import Image
-from ml.sessions import get_session
 from ml.models.style26.infer import stylize, style_weights
+from ml.sessions import get_session
 def high_water_mib():
     return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) // 1024
 session = get_session("style26", sys.argv[2])

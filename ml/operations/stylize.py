@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
-from ml.operations.remove_background import U2NET_MODELS
+from ml.operations.mask_model import MaskModel
 
 # (slug, what it looks like) in the network's order; ml/models/style26/infer.py's STYLES, kept here without torch (a
 # test checks they agree). The thumbnails are static/img/styles/<slug>.webp, made by tools/style_previews.py.
@@ -26,7 +26,6 @@ Style = choice(*SLUGS)
 SecondStyle = choice("none", *SLUGS)
 Region = choice("all", "background", "subject")
 StyleModel = choice("style26")
-MaskModel = choice(*U2NET_MODELS)
 _LABELS = dict(STYLE_NAMES)
 _PREVIEWS = {slug: f"img/styles/{slug}.webp" for slug in SLUGS}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from PIL import Image
 
 from ml.edits.compose import compose
+from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
 from ml.operations.remove_background import RemoveBackgroundOptions
 from ml.runner import RunContext
-from ml.models.u2net.infer import predict_mask
 
 
 def run(inputs: Inputs, options: RemoveBackgroundOptions, context: RunContext) -> Result:

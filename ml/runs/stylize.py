@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ml.operations.base import Inputs, Result
-from ml.runner import RunContext
-from ml.operations.stylize import SLUGS, StylizeOptions
-from ml.models.u2net.infer import predict_mask
 from ml.models.style26.infer import apply, style_weights, stylize
+from ml.models.u2net.infer import predict_mask
+from ml.operations.base import Inputs, Result
+from ml.operations.stylize import SLUGS, StylizeOptions
+from ml.runner import RunContext
 
 
 def run(inputs: Inputs, options: StylizeOptions, context: RunContext) -> Result:

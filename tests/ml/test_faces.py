@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from ml.edits import faces, id_photo
-from ml.models.u2net import infer as saliency
 from ml.models.mtcnn.infer import Face, detect_faces
+from ml.models.u2net import infer as saliency
 from ml.registry import MODELS
 from ml.sessions import get_session
 from tests.conftest import require

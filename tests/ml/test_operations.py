@@ -145,7 +145,7 @@ def test_any_input_parses_or_raises_invalid_options_naming_a_field(operation, da
 
 def test_the_declarations_agree_with_the_models_they_describe():
     from ml.edits.id_photo import ID_PRESETS
-    from ml.operations.faces import IdPhotoOptions
+    from ml.operations.id_photo import IdPhotoOptions
     from ml.operations.stylize import STYLE_NAMES
     from ml.models.style26.infer import STYLES
 

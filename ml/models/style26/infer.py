@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as functional
 from PIL import Image, ImageFilter
 
-from ml.sessions import ModelSession
 from ml.models.style26.network import MINIMUM_SIDE, STYLE_COUNT
+from ml.sessions import ModelSession
 
 MODEL_NAME = "style26"
 # (slug, what the style looks like) in the network's order. The model came without names, so these describe the
