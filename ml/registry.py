@@ -174,7 +174,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
               "7272477e4524aaf17a35005eae8da47dc089beec7634d7723893caa86252126a",
               "4x photo super-resolution (RRDBNet, 67 MB)", source=_REALESRGAN_SOURCE, settings={"scale": 4}),
     # Box arithmetic is float32 as in the reference; bfloat16 would move boxes by pixels for no speed that matters.
-    ModelSpec("mtcnn", "MTCNN face detector", "ml.models.mtcnn.infer:mtcnn", "mtcnn.pt",
+    ModelSpec("mtcnn", "MTCNN face detector", "ml.models.mtcnn.network:mtcnn", "mtcnn.pt",
               "c28335f3d6fa85064ef581e5b4109706735322e50c7c8343c5a80d0675ecdfb5",
               "face boxes and five landmarks (P-Net, R-Net, O-Net; 2 MB)", source=_MTCNN_SOURCE),
     ModelSpec("nanodet", "NanoDet-g object detector", "ml.models.nanodet.network:nanodet_g", "nanodet.pt",

@@ -16,14 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ml.models.conversion import ConversionError
 from ml.registry import ModelSpec
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_, "float16": np.float16,
            "uint8": np.uint8, "uint16": np.uint16}
-
-
-class ConversionError(ValueError):
-    """Raised when a TF.js graph does not map onto the network."""
 
 
 def read_constants(model_json: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ml.models.conversion import ConversionError
 from ml.registry import ModelSpec
 
 PARAM_MAGIC = 7767517
@@ -26,10 +27,6 @@ NUM_OUTPUT, KERNEL_W, BIAS_TERM, WEIGHT_SIZE, ACTIVATION, ACTIVATION_PARAMS = 0,
 LEAKY_RELU = 2
 # Layers that carry no weights in the .bin file.
 WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp"}
-
-
-class ConversionError(ValueError):
-    """Raised when the ncnn files do not describe the network."""
 
 
 @dataclass(frozen=True)

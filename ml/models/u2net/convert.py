@@ -14,16 +14,13 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from ml.models.conversion import ConversionError
 from ml.registry import ModelSpec
 
 
 # Nodes that carry no weights of their own: everything U2Net's forward pass does besides its convolutions.
 WEIGHTLESS_OPERATORS = frozenset({"Add", "Cast", "Concat", "Constant", "Gather", "MaxPool", "Relu", "Resize",
                                   "Shape", "Sigmoid", "Slice", "Unsqueeze", "Upsample"})
-
-
-class ConversionError(ValueError):
-    """Raised when an ONNX graph does not map onto the network."""
 
 
 def _forward_order(model: torch.nn.Module, kinds: tuple[type, ...]) -> list[str]:
