@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml.models.nanodet.infer import main_object, smart_crop as cut, smart_crop_box
+from ml.edits.smart_crop import main_object, smart_crop as cut, smart_crop_box
 from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
 from ml.operations.smart_crop import SmartCropOptions

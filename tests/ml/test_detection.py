@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageChops, ImageDraw
 
+from ml.edits.smart_crop import main_object, smart_crop, smart_crop_box
 from ml.models.nanodet import network as nanodet
 from ml.models.nanodet.infer import (DETECTION_MODEL, Detection, class_indices, detect_objects, draw_detections,
-                                     letterbox, main_object, smart_crop, smart_crop_box)
+                                     letterbox)
 from ml.models.u2net.infer import predict_mask
 from ml.registry import MODELS
 from ml.sessions import ModelSession, get_session
