@@ -62,8 +62,8 @@ from jobs.context import bind_app
 from jobs.process_image import on_work_horse_killed, release_interrupted_task
 from jobs.scheduled import run_scheduler
 from ml.operations import DEFAULT_OPERATION, Limits, get_operation
-from ml.operations.runner import process
 from ml.registry import available_model_names
+from ml.runner import process
 from ml.sessions import configure, preload
 from studio import create_app, logs, memory, metrics, settings
 from studio.extensions import db

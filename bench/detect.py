@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ml.detection import DETECTION_MODEL, detect_objects, preprocess, smart_crop, smart_crop_box  # noqa: E402
+from ml.edits.smart_crop import smart_crop, smart_crop_box  # noqa: E402
 from ml.imageio import decode_image  # noqa: E402
+from ml.models.nanodet.infer import DETECTION_MODEL, detect_objects, preprocess  # noqa: E402
 from ml.registry import MODELS  # noqa: E402
 from ml.sessions import get_session  # noqa: E402
 from ml.weights import source_files  # noqa: E402
@@ -48,7 +49,8 @@ def high_water_mib():
     return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) // 1024
 sys.path.insert(0, sys.argv[1])
 from PIL import Image
-from ml.detection import DETECTION_MODEL, detect_objects, smart_crop, smart_crop_box
+from ml.edits.smart_crop import smart_crop, smart_crop_box
+from ml.models.nanodet.infer import DETECTION_MODEL, detect_objects
 from ml.sessions import get_session
 session = get_session(DETECTION_MODEL, sys.argv[2])
 image = Image.open(sys.argv[3])

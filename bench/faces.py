@@ -26,8 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from ml import faces, id_photo, saliency, weights  # noqa: E402
-from ml.mtcnn import detect_faces  # noqa: E402
+from ml import weights  # noqa: E402
+from ml.edits import faces, id_photo  # noqa: E402
+from ml.models.mtcnn.infer import detect_faces  # noqa: E402
+from ml.models.u2net import infer as saliency  # noqa: E402
 from ml.registry import MODELS  # noqa: E402
 from ml.sessions import get_session  # noqa: E402
 from studio.settings import from_environment  # noqa: E402

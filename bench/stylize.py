@@ -6,7 +6,7 @@ Each side is a warm worker process; ours runs twice, as is and with OMP_WAIT_POL
 cores other processes want, OpenMP threads that spin while they wait slow each other down). Rounds alternate so
 machine noise hits all alike; each figure is the median round (and the best), in seconds per megapixel of output,
 the ratio that of the medians. Also prints the peak memory of one 24-megapixel photo in a fresh process for each
-side, and how far a tiled run drifts from the whole-image run (why ml/style_transfer.py does not tile).
+side, and how far a tiled run drifts from the whole-image run (why ml/models/style26/infer.py does not tile).
 
     .venv/bin/python bench/stylize.py [--photos horse.jpg,boat.jpg] [--rounds 3] [--threads 1,2]
 
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ml.models.style26.infer import MODEL_NAME, style_weights, to_batch  # noqa: E402
 from ml.sessions import get_session  # noqa: E402
-from ml.style_transfer import MODEL_NAME, style_weights, to_batch  # noqa: E402
 from studio.settings import from_environment  # noqa: E402
 
 PEER_VENV = ROOT / "bench" / ".stylize-venv"
@@ -64,8 +64,8 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
 from PIL import Image
+from ml.models.style26.infer import MAX_WORKING_SIZE, stylize, style_weights
 from ml.sessions import get_session
-from ml.style_transfer import MAX_WORKING_SIZE, stylize, style_weights
 session, photos = get_session("style26", sys.argv[2]), {}
 for line in sys.stdin:
     job = json.loads(line)
@@ -84,8 +84,8 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from PIL import Image
+from ml.models.style26.infer import stylize, style_weights
 from ml.sessions import get_session
-from ml.style_transfer import stylize, style_weights
 def high_water_mib():
     return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) // 1024
 session = get_session("style26", sys.argv[2])

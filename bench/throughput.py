@@ -68,7 +68,7 @@ def process_batch(sources: list[Path], targets: list[Path], model: str, model_di
 def write_masks(sources: list[Path], targets: list[Path], model: str, model_dir: Path) -> None:
     """Write our masks of the photos, as the product computes them."""
     from ml.imageio import decode_image
-    from ml.saliency import predict_mask
+    from ml.models.u2net.infer import predict_mask
     from ml.sessions import get_session
 
     session = get_session(model, model_dir)

@@ -37,8 +37,8 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ml import upscale  # noqa: E402
-from ml.realesrgan_ncnn import NcnnUpscaler  # noqa: E402
+from ml.models.realesrgan import infer as upscale  # noqa: E402
+from ml.models.realesrgan.ncnn import NcnnUpscaler  # noqa: E402
 from ml.registry import MODELS  # noqa: E402
 from ml.sessions import ModelSession  # noqa: E402
 

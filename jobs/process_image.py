@@ -27,7 +27,7 @@ from jobs.context import app_context
 from jobs.heartbeat import Heartbeat
 from ml.imageio import ImageDecodeError
 from ml.operations import InvalidOptions, Limits, Operation, Options, UnknownOperation, get_operation
-from ml.operations.runner import EncodedOutput, OperationFailed, process
+from ml.runner import EncodedOutput, OperationFailed, process
 from studio import logs, metrics
 from studio.extensions import db
 from studio.models import Task, TaskStatus

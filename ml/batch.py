@@ -15,7 +15,7 @@ from PIL import Image
 
 from ml.imageio import EXTENSIONS, ImageDecodeError, decode_image
 from ml.operations.base import Inputs, InvalidOptions, Limits, Operation, Options
-from ml.operations.runner import DEFAULT_PNG_COMPRESS_LEVEL, OperationFailed, RunContext, encode, run
+from ml.runner import DEFAULT_PNG_COMPRESS_LEVEL, OperationFailed, RunContext, encode, run
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 

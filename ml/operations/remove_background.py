@@ -7,12 +7,11 @@ from pydantic import Field, field_validator, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, Attachment, ImageFormat, Operation, Options, Output, WholeNumber, \
     choice
+from ml.operations.mask_model import MASK_MODELS, MaskModel
 
-U2NET_MODELS = ("u2netp", "u2net", "u2netp_release", "u2net_human_seg")
 # Output size presets as remove.bg names them: the most pixels an output may have (None: the photo's own size).
 SIZES: dict[str, int | None] = {"full": None, "4k": 10_000_000, "hd": 4_000_000, "medium": 1_500_000,
                                 "preview": 250_000}
-U2NetModel = choice(*U2NET_MODELS)
 OutputKind = choice("cutout", "mask")
 SizePreset = choice(*SIZES)
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
@@ -35,7 +34,7 @@ def parse_colour(value: str) -> tuple[int, int, int, int]:
 class RemoveBackgroundOptions(Options):
     """Options of remove_background."""
 
-    model: U2NetModel = Field(
+    model: MaskModel = Field(
         "u2netp", title="Model", description="u2netp is fast; u2net, the paper's full model, is more accurate")
     output: OutputKind = Field(
         "cutout", title="Output", description="the subject on a transparent background, or the mask itself",
@@ -102,9 +101,9 @@ OPERATION = Operation(
     title="Remove background",
     description="Cut the subject out: a transparent cutout, a mask, or the subject on a colour, a blur or a picture.",
     options=RemoveBackgroundOptions,
-    run="ml.cutout:run",
+    run="ml.runs.remove_background:run",
     outputs=(Output("result", "image", "the cutout, or the mask, at the photo's size unless cropped or resized"),),
-    models=U2NET_MODELS,
+    models=MASK_MODELS,
     attachments=(Attachment("bg_image", "Background image",
                             "a picture to put behind the cutout, scaled and cropped to cover it (not with a "
                             "background colour or blur)"),),

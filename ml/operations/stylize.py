@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
-from ml.operations.remove_background import U2NET_MODELS
+from ml.operations.mask_model import MaskModel
 
-# (slug, what it looks like) in the network's order; ml/style_transfer.py's STYLES, kept here without torch (a test
-# checks they agree). The thumbnails are static/img/styles/<slug>.webp, made by tools/style_previews.py.
+# (slug, what it looks like) in the network's order; ml/models/style26/infer.py's STYLES, kept here without torch (a
+# test checks they agree). The thumbnails are static/img/styles/<slug>.webp, made by tools/style_previews.py.
 STYLE_NAMES = (
     ("golden-pastel", "Golden pastel"), ("ink-on-yellow", "Bold ink on yellow"),
     ("charcoal-hatching", "Charcoal hatching"), ("electric-scribbles", "Electric scribbles"),
@@ -26,7 +26,6 @@ Style = choice(*SLUGS)
 SecondStyle = choice("none", *SLUGS)
 Region = choice("all", "background", "subject")
 StyleModel = choice("style26")
-MaskModel = choice(*U2NET_MODELS)
 _LABELS = dict(STYLE_NAMES)
 _PREVIEWS = {slug: f"img/styles/{slug}.webp" for slug in SLUGS}
 
@@ -76,7 +75,7 @@ OPERATION = Operation(
     description="Repaint the photo in one of 26 artistic styles or a blend of two, all of it, or only its "
                 "background or its subject.",
     options=StylizeOptions,
-    run="ml.painting:run",
+    run="ml.runs.stylize:run",
     outputs=(Output("result", "image", "the painted photo, at the photo's size"),),
     models=("style26",),
     helper_models=lambda options: (options.mask_model,) if options.apply_to != "all" else (),

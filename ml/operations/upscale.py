@@ -6,14 +6,14 @@ from pydantic import Field, model_validator
 
 from ml.operations.base import (IMAGE_FORMAT_LABELS, ImageFormat, InvalidOptions, Limits, Operation, Options,
                                 Output, choice)
-from ml.operations.remove_background import U2NET_MODELS
+from ml.operations.mask_model import MaskModel
 
 UpscaleModel = choice("realesrgan_x4plus")
 Scale = choice("2", "4")
-MaskModel = choice(*U2NET_MODELS)
-# What a job is allowed per megapixel of the photo, from ml/upscale.py's measurements: 400 CPU seconds a megapixel
-# the network runs on, about 1.8 times the photo with the tiles' context, on one thread (STUDIO_TORCH_THREADS), with
-# a margin of 3 for a busy machine. ml/upscale.py's timeout_seconds says the same (tests/ml/test_upscale.py).
+# What a job is allowed per megapixel of the photo, from ml/models/realesrgan/infer.py's measurements: 400 CPU
+# seconds a megapixel the network runs on, about 1.8 times the photo with the tiles' context, on one thread
+# (STUDIO_TORCH_THREADS), with a margin of 3 for a busy machine. ml/models/realesrgan/infer.py's timeout_seconds says
+# the same (tests/ml/test_upscale.py).
 TIMEOUT_SECONDS_PER_MEGAPIXEL = 3 * 400 * 1.8
 TIMEOUT_FLOOR_SECONDS = 300
 
@@ -27,7 +27,7 @@ class UpscaleOptions(Options):
                          json_schema_extra={"x-labels": {"2": "2x", "4": "4x"}})
     remove_background: bool = Field(False, title="Cut the subject out",
                                     description="a transparent cutout, its edge upscaled cleanly")
-    mask_model: choice(*U2NET_MODELS) = Field(
+    mask_model: MaskModel = Field(
         "u2net", title="Subject model", description="finds the subject for the cutout",
         json_schema_extra={"x-requires": {"remove_background": True}})
     format: ImageFormat = Field("png", title="Format", description="JPEG has no transparency: not for a cutout",
@@ -60,7 +60,7 @@ OPERATION = Operation(
     name="upscale", title="Upscale",
     description="Make the photo 2x or 4x larger with Real-ESRGAN, sharper than resizing; optionally as a transparent "
                 "cutout of its subject.",
-    options=UpscaleOptions, run="ml.upscaling:run",
+    options=UpscaleOptions, run="ml.runs.upscale:run",
     outputs=(Output("result", "image", "the photo (or the cutout) 2 or 4 times wider and taller"),),
     models=("realesrgan_x4plus",),
     helper_models=lambda options: (options.mask_model,) if options.remove_background else (),

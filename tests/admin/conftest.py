@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from jobs import process_image as job_module
-from ml.operations.runner import EncodedOutput
+from ml.runner import EncodedOutput
 from studio.extensions import db, limiter
 from studio.models import AuditEntry, DailyUsage, User
 # The service tests' fixtures, reused as they are (found by name).

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from jobs import process_image as job_module
-from ml.operations.runner import EncodedOutput
+from ml.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task, User, utcnow
 from tests.admin.conftest import png

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from jobs import process_image as job_module
 from jobs.retention import purge_expired_tasks
 from jobs.scheduled import PERIODIC_JOBS, reconcile_schedule
-from ml.operations.runner import EncodedOutput
+from ml.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task, utcnow
 from studio.queue import get_queue

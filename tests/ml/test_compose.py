@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.compose import compose
+from ml.edits.compose import compose
 from ml.operations import get_operation
 from ml.operations.base import Result
 from ml.operations.remove_background import RemoveBackgroundOptions as ProcessingOptions
-from ml.operations.runner import encode
+from ml.runner import encode
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageChops, ImageDraw
 
-from ml import nanodet
-from ml.detection import (DETECTION_MODEL, Detection, class_indices, detect_objects, draw_detections,
-                          letterbox, main_object, smart_crop, smart_crop_box)
+from ml.edits.smart_crop import main_object, smart_crop, smart_crop_box
+from ml.models.nanodet import network as nanodet
+from ml.models.nanodet.infer import (DETECTION_MODEL, Detection, class_indices, detect_objects, draw_detections,
+                                     letterbox)
+from ml.models.u2net.infer import predict_mask
 from ml.registry import MODELS
-from ml.saliency import predict_mask
 from ml.sessions import ModelSession, get_session
 from tests.conftest import MODEL_DIR, require
 

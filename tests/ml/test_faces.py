@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from ml import faces, id_photo, saliency
-from ml.mtcnn import Face, detect_faces
+from ml.edits import faces, id_photo
+from ml.models.mtcnn.infer import Face, detect_faces
+from ml.models.u2net import infer as saliency
 from ml.registry import MODELS
 from ml.sessions import get_session
 from tests.conftest import require

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as functional
 from PIL import Image
 
-from ml import mtcnn, weights
+from ml import weights
+from ml.models.mtcnn import infer as mtcnn, network
+from ml.models.nms import non_maximum_suppression
 from ml.registry import MODELS
 from ml.sessions import ModelSession
 from tests.conftest import require
@@ -26,7 +28,7 @@ PEOPLE = ("Two_dancers.jpg", "Athlete-Intake.jpg", "lionel-messi-athletes-fashio
 
 
 def test_networks_have_the_released_layers():
-    model = mtcnn.mtcnn()
+    model = network.mtcnn()
     # P-Net, R-Net and O-Net of the paper: 6,632 + 100,178 + 389,040 parameters.
     assert sum(parameter.numel() for parameter in model.parameters()) == 495_850
     keys = set(model.state_dict())
@@ -36,7 +38,7 @@ def test_networks_have_the_released_layers():
 
 
 def test_networks_output_shapes():
-    model = mtcnn.mtcnn().eval()
+    model = network.mtcnn().eval()
     with torch.inference_mode():
         offsets, probability = model.pnet(torch.randn(1, 3, 40, 31))
         assert offsets.shape == (1, 4, 15, 11) and probability.shape == (1, 15, 11)
@@ -48,7 +50,7 @@ def test_networks_output_shapes():
 
 def test_banded_scan_equals_a_whole_pass(monkeypatch):
     torch.manual_seed(3)
-    pnet = mtcnn.PNet().eval()
+    pnet = network.PNet().eval()
     session = types.SimpleNamespace(to_device=lambda batch: batch)
     level = torch.randn(1, 3, 157, 61)
     with torch.inference_mode():
@@ -73,11 +75,11 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 4, 4]], dtype=np.float32)
     scores = np.array([0.8, 0.9, 0.7, 0.95], dtype=np.float32)
     # IoU of the first two is 81/119 (0.68): kept apart at 0.7, merged at 0.5.
-    assert list(mtcnn.nms(boxes, scores, 0.7)) == [3, 1, 0, 2]
-    assert list(mtcnn.nms(boxes, scores, 0.5)) == [3, 1, 2]
+    assert list(non_maximum_suppression(boxes, scores, 0.7)) == [3, 1, 0, 2]
+    assert list(non_maximum_suppression(boxes, scores, 0.5)) == [3, 1, 2]
     # Over the smaller area, the small box inside the first counts as fully overlapping.
-    assert list(mtcnn.nms(boxes, scores, 0.7, minimum=True)) == [3, 1, 2]
-    assert mtcnn.nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).size == 0
+    assert list(non_maximum_suppression(boxes, scores, 0.7, minimum=True)) == [3, 1, 2]
+    assert non_maximum_suppression(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).size == 0
 
 
 def test_square_and_regress():
@@ -103,7 +105,7 @@ def test_face_to_dict_names_the_landmarks():
 
 
 def test_detect_faces_reports_progress_and_can_be_cancelled():
-    session = types.SimpleNamespace(model=mtcnn.mtcnn().eval(), inference=torch.inference_mode,
+    session = types.SimpleNamespace(model=network.mtcnn().eval(), inference=torch.inference_mode,
                                     to_device=lambda batch: batch)
     photo = Image.new("RGB", (120, 90), (128, 100, 90))
     messages = []

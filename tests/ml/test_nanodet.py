@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.detection import preprocess
-from ml.nanodet import COCO_CLASSES, decode, nanodet_g
-from ml.nanodet_weights import ConversionError, from_tfjs
+from ml.models.nanodet.convert import ConversionError, from_tfjs
+from ml.models.nanodet.infer import preprocess
+from ml.models.nanodet.network import COCO_CLASSES, decode, nanodet_g
 from ml.registry import MODELS
 from ml.sessions import ModelSession
 from ml.weights import source_files, state_dict_digest

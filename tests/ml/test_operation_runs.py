@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from ml.operations import Limits, get_operation
-from ml.operations.runner import OperationFailed, process
 from ml.registry import MODELS
+from ml.runner import OperationFailed, process
 
 pytestmark = pytest.mark.slow
 

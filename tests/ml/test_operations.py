@@ -16,7 +16,7 @@ from PIL import Image
 from ml.operations import DEFAULT_OPERATION, OPERATIONS, InvalidOptions, Limits, UnknownOperation, get_operation
 from ml.operations.base import Inputs
 from ml.operations.remove_background import parse_colour
-from ml.operations.runner import RunContext, encode, run
+from ml.runner import RunContext, encode, run
 
 MODELS = ("u2netp", "u2net")
 MODELS_REGISTERED = tuple(__import__("ml.registry", fromlist=["MODELS"]).MODELS)
@@ -144,10 +144,10 @@ def test_any_input_parses_or_raises_invalid_options_naming_a_field(operation, da
 
 
 def test_the_declarations_agree_with_the_models_they_describe():
-    from ml.id_photo import ID_PRESETS
-    from ml.operations.faces import IdPhotoOptions
+    from ml.edits.id_photo import ID_PRESETS
+    from ml.operations.id_photo import IdPhotoOptions
     from ml.operations.stylize import STYLE_NAMES
-    from ml.style_transfer import STYLES
+    from ml.models.style26.infer import STYLES
 
     assert STYLE_NAMES == STYLES
     assert list(IdPhotoOptions.model_json_schema()["properties"]["preset"]["enum"]) == list(ID_PRESETS)
@@ -185,7 +185,7 @@ def test_mask_stats_reports_the_subject_in_photo_pixels(model_dir):
 
 
 def test_mask_stats_says_when_there_is_no_subject():
-    from ml.mask_stats import measure
+    from ml.runs.mask_stats import measure
 
     stats = measure(Image.fromarray(np.zeros((10, 20), dtype=np.uint8)), 128)
     assert stats == {"width": 20, "height": 10, "subject": {"found": False, "box": None, "area": 0,

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from ml.imageio import decode_image
+from ml.models.u2net.infer import predict_mask
 from ml.registry import MODELS
-from ml.saliency import predict_mask
 from ml.sessions import ModelSession
 from tests.conftest import require
 

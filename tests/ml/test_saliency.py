@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ml.saliency import postprocess, sample_bilinear
+from ml.models.u2net.infer import postprocess, sample_bilinear
 
 
 def test_samples_are_bilinear_between_the_nearest_pixels():

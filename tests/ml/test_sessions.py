@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ml import u2net
+from ml.models.u2net import network as u2net
 from ml.sessions import ModelUnavailable, SessionCache
 
 

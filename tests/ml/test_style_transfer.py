@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image, ImageDraw
 from torch.nn import functional
 
-from ml import style_network, style_transfer, style_weights
+from ml.models.style26 import convert as style_weights, infer as style_transfer, network as style_network
 from ml.registry import MODELS
 from ml.sessions import ModelSession
 from ml.weights import source_files

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ml import saliency, u2net
+from ml.models.u2net import infer as saliency, network as u2net
 from ml.registry import MODELS, model_state
 from ml.sessions import ModelSession
 

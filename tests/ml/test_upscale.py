@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 from torch.nn import functional
 
-from ml import realesrgan_weights, rrdbnet, upscale
+from ml.models.realesrgan import convert as realesrgan_weights, infer as upscale, network as rrdbnet
 from ml.registry import MODELS
 from ml.sessions import ModelSession
 from tests.conftest import MODEL_DIR, require
@@ -289,7 +289,7 @@ def fixture_crop(photos_dir, name: str, box: tuple[int, int, int, int]) -> np.nd
 @pytest.mark.slow
 def test_conversion_matches_ncnn_itself(session, photos_dir):
     require(importlib.util.find_spec("ncnn") is not None, "ncnn is not installed (requirements-dev.txt)")
-    from ml.realesrgan_ncnn import NcnnUpscaler, original_files
+    from ml.models.realesrgan.ncnn import NcnnUpscaler, original_files
 
     require(all(path.is_file() for path in original_files(MODEL_DIR)), "the original ncnn files are not installed")
     rgb = fixture_crop(photos_dir, "horse.jpg", (300, 200, 364, 248))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ml import saliency, u2net_weights, weights
+from ml import weights
+from ml.models.u2net import convert as u2net_weights, infer as saliency
 from ml.registry import MODELS, model_state
 from ml.sessions import ModelSession, ModelUnavailable
 from tests.conftest import require

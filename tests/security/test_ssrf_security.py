@@ -195,7 +195,7 @@ def test_webhooks_wait_on_their_own_queue_so_photos_never_queue_behind_them(
         security_app, make_user, make_token, monkeypatch):
     app = security_app(STUDIO_WEBHOOK_ALLOW_PRIVATE=True)
     from jobs import process_image
-    from ml.operations.runner import EncodedOutput
+    from ml.runner import EncodedOutput
 
     monkeypatch.setattr(process_image, "process",
                         lambda *args, **kwargs: [EncodedOutput("result", b"\x89PNG fake", "image/png", ".png")])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobs import process_image as job_module
-from ml.operations.runner import EncodedOutput
+from ml.runner import EncodedOutput
 from tests.service.conftest import PASSWORD, load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import create_engine, text
 
 from jobs import process_image as job_module
-from ml.operations.runner import EncodedOutput
+from ml.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task
 from studio.storage import get_storage

@@ -14,7 +14,7 @@ from rq.job import Job
 
 from jobs import maintenance
 from jobs import process_image as job_module
-from ml.operations.runner import EncodedOutput
+from ml.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task, TaskStatus, utcnow
 from studio.queue import get_redis

@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 
 from jobs import process_image as job_module
 from ml.operations import DEFAULT_OPERATION, OPERATIONS
-from ml.operations.runner import EncodedOutput
+from ml.runner import EncodedOutput
 from studio.api.document import options_schema_name
 from tests.service.conftest import PASSWORD, run_worker, upload
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from jobs import process_image as job_module
-from ml.operations.runner import EncodedOutput
+from ml.runner import EncodedOutput
 from studio import metrics
 from studio.queue import get_redis
 from studio.tasks.waiting import CHANNEL

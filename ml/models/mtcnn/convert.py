@@ -6,13 +6,10 @@ from pathlib import Path
 
 import torch
 
+from ml.models.conversion import ConversionError
 from ml.registry import ModelSpec
 
 NETWORKS = ("pnet", "rnet", "onet")
-
-
-class ConversionError(ValueError):
-    """Raised when a released state dict does not fit the network."""
 
 
 def from_state_dicts(files: dict[str, Path], spec: ModelSpec) -> dict[str, torch.Tensor]:

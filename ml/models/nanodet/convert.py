@@ -16,14 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ml.models.conversion import ConversionError, forward_convolutions
 from ml.registry import ModelSpec
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_, "float16": np.float16,
            "uint8": np.uint8, "uint16": np.uint16}
-
-
-class ConversionError(ValueError):
-    """Raised when a TF.js graph does not map onto the network."""
 
 
 def read_constants(model_json: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
@@ -72,19 +69,6 @@ def _graph_order(name: str) -> int:
     return int(match.group(1) or 0)
 
 
-def _forward_order(model: torch.nn.Module) -> list[str]:
-    """Return the names of the model's convolutions in the order a forward pass calls them."""
-    order: list[str] = []
-    names = {module: name for name, module in model.named_modules()}
-    hooks = [module.register_forward_hook(lambda module, _inputs, _output: order.append(names[module]))
-             for module in names if isinstance(module, torch.nn.Conv2d)]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 64, 64))
-    for hook in hooks:
-        hook.remove()
-    return order
-
-
 def _padding(node: dict[str, Any], by_name: dict[str, dict[str, Any]], constants: dict[str, np.ndarray]) -> tuple:
     """Return the (height, width) zero padding of the Pad node that feeds a convolution through layout transposes."""
     source = by_name.get(node["input"][0])
@@ -126,13 +110,8 @@ def from_tfjs(files: dict[str, Path], spec: ModelSpec) -> dict[str, torch.Tensor
     model = spec.architecture()
     nodes, constants = read_constants(model_json)
     layers = conv_parameters(nodes, constants)
-    order = _forward_order(model)
-    if len(layers) != len(order):
-        raise ConversionError(f"{model_json} has {len(layers)} convolutions, the model {len(order)}")
-    modules = dict(model.named_modules())
     state = {}
-    for layer, name in zip(layers, order):
-        conv = modules[name]
+    for layer, (name, conv) in zip(layers, forward_convolutions(model, len(layers), model_json)):
         found = (layer["weight"].shape, layer["stride"], layer["padding"])
         expected = (tuple(conv.weight.shape), conv.stride, conv.padding)
         if found != expected:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from ml.models.style26.infer import apply, style_weights, stylize
+from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
-from ml.operations.runner import RunContext
 from ml.operations.stylize import SLUGS, StylizeOptions
-from ml.saliency import predict_mask
-from ml.style_transfer import apply, style_weights, stylize
+from ml.runner import RunContext
 
 
 def run(inputs: Inputs, options: StylizeOptions, context: RunContext) -> Result:

@@ -14,11 +14,8 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from ml.models.conversion import ConversionError
 from ml.registry import ModelSpec
-
-
-class ConversionError(ValueError):
-    """Raised when the ONNX graph does not map onto the network."""
 
 
 class ConstantFolder:

@@ -1,4 +1,4 @@
-"""MTCNN face detection (Zhang et al., 2016): a cascade of three small networks over an image pyramid.
+"""MTCNN face detection (Zhang et al., 2016): the cascade of three small networks run over an image pyramid.
 
 P-Net scans every pyramid level for face-like 12x12 windows, R-Net re-scores the candidates at 24x24 and O-Net at
 48x48, where it also places five landmarks. Each stage regresses its boxes and drops overlapping ones (non-maximum
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as functional
 from PIL import Image
-from torch import nn
 
+from ml.models.mtcnn.network import PNet, RefineNet
+from ml.models.nms import non_maximum_suppression
 from ml.sessions import ModelSession
 
 Progress = Callable[[int, str], None]
@@ -28,83 +29,6 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 _CELL, _STRIDE = 12, 2
 _BAND_PIXELS = 1 << 20
 _REFINE_BATCH = 256
-
-
-class PNet(nn.Module):
-    """Proposal network: fully convolutional, a face probability and a box offset per 12x12 window."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        _add_convolutions(self, [(3, 10, 3, (2, 2)), (10, 16, 3, None), (16, 32, 3, None)])
-        self.conv4_1 = nn.Conv2d(32, 2, 1)
-        self.conv4_2 = nn.Conv2d(32, 4, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _run_convolutions(self, x, 3)
-        return self.conv4_2(x), torch.softmax(self.conv4_1(x), dim=1)[:, 1]
-
-
-class RefineNet(nn.Module):
-    """R-Net and O-Net: convolutions, one dense layer, then face probability, box offsets and (O-Net) landmarks."""
-
-    def __init__(self, layers: list, features: int, hidden: int, landmarks: bool) -> None:
-        super().__init__()
-        _add_convolutions(self, layers)
-        self.depth = len(layers)
-        dense = self.depth + 1
-        self.add_module(f"dense{dense}", nn.Linear(features, hidden))
-        self.add_module(f"prelu{dense}", nn.PReLU(hidden))
-        self.add_module(f"dense{dense + 1}_1", nn.Linear(hidden, 2))
-        self.add_module(f"dense{dense + 1}_2", nn.Linear(hidden, 4))
-        self.landmarks = landmarks
-        if landmarks:
-            self.add_module(f"dense{dense + 1}_3", nn.Linear(hidden, 10))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = _run_convolutions(self, x, self.depth)
-        # The weights come from a width-major (Caffe) layout: flatten as (width, height, channel) to match them.
-        x = x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
-        dense = self.depth + 1
-        x = getattr(self, f"prelu{dense}")(getattr(self, f"dense{dense}")(x))
-        probability = torch.softmax(getattr(self, f"dense{dense + 1}_1")(x), dim=1)[:, 1]
-        offsets = getattr(self, f"dense{dense + 1}_2")(x)
-        if self.landmarks:
-            return offsets, probability, getattr(self, f"dense{dense + 1}_3")(x)
-        return offsets, probability
-
-
-def _add_convolutions(module: nn.Module, layers: list) -> None:
-    """Add conv{i}, prelu{i} and optional pool{i} (ceil mode) layers, named as in the released weights."""
-    for index, (in_channels, out_channels, kernel, pool) in enumerate(layers, start=1):
-        module.add_module(f"conv{index}", nn.Conv2d(in_channels, out_channels, kernel))
-        module.add_module(f"prelu{index}", nn.PReLU(out_channels))
-        if pool:
-            module.add_module(f"pool{index}", nn.MaxPool2d(*pool, ceil_mode=True))
-
-
-def _run_convolutions(module: nn.Module, x: torch.Tensor, depth: int) -> torch.Tensor:
-    for index in range(1, depth + 1):
-        x = getattr(module, f"prelu{index}")(getattr(module, f"conv{index}")(x))
-        pool = getattr(module, f"pool{index}", None)
-        if pool is not None:
-            x = pool(x)
-    return x
-
-
-class MTCNN(nn.Module):
-    """The three networks of the cascade, under the names their state dicts are saved with (pnet., rnet., onet.)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pnet = PNet()
-        self.rnet = RefineNet([(3, 28, 3, (3, 2)), (28, 48, 3, (3, 2)), (48, 64, 2, None)], 576, 128, False)
-        self.onet = RefineNet([(3, 32, 3, (3, 2)), (32, 64, 3, (3, 2)), (64, 64, 3, (2, 2)), (64, 128, 2, None)],
-                              1152, 256, True)
-
-
-def mtcnn() -> MTCNN:
-    """Build the untrained cascade (ModelSpec.build)."""
-    return MTCNN()
 
 
 @dataclass(frozen=True)
@@ -195,9 +119,9 @@ def _propose(pixels: np.ndarray, pnet: PNet, session: ModelSession, min_face_siz
         # In place: on a large photo the first level alone is a hundred megabytes.
         offsets, probability = _scan(level.sub_(127.5).mul_(0.0078125), pnet, session)
         candidates = _windows(offsets, probability, scale, threshold)
-        found.append(candidates[nms(candidates[:, :4], candidates[:, 4], 0.5)])
+        found.append(candidates[non_maximum_suppression(candidates[:, :4], candidates[:, 4], 0.5)])
     boxes = np.concatenate(found) if found else np.zeros((0, 9), np.float32)
-    boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
+    boxes = boxes[non_maximum_suppression(boxes[:, :4], boxes[:, 4], 0.7)]
     # P-Net's offsets are relative to the window's size without the +1 the later stages use.
     size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, axis=1)
     boxes = np.concatenate([boxes[:, :4] + boxes[:, 5:9] * size, boxes[:, 4:5]], axis=1)
@@ -247,7 +171,7 @@ def _refine(pixels: np.ndarray, boxes: np.ndarray, rnet: RefineNet, session: Mod
     keep = probability > threshold
     boxes = np.concatenate([boxes[keep, :4], probability[keep, None]], axis=1)
     offsets = offsets[keep]
-    pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
+    pick = non_maximum_suppression(boxes[:, :4], boxes[:, 4], 0.7)
     return square(regress(boxes[pick], offsets[pick]))
 
 
@@ -265,7 +189,7 @@ def _output(pixels: np.ndarray, boxes: np.ndarray, onet: RefineNet, session: Mod
     size = boxes[:, 2:4] - boxes[:, 0:2] + 1
     points = np.stack([marks[:, :5], marks[:, 5:]], axis=2) * size[:, None, :] + boxes[:, None, 0:2] - 1
     boxes = regress(boxes, offsets)
-    pick = nms(boxes[:, :4], boxes[:, 4], 0.7, minimum=True)
+    pick = non_maximum_suppression(boxes[:, :4], boxes[:, 4], 0.7, minimum=True)
     return boxes[pick], points[pick]
 
 
@@ -331,26 +255,3 @@ def square(boxes: np.ndarray) -> np.ndarray:
     squared[:, 2] = squared[:, 0] + side
     squared[:, 3] = squared[:, 1] + side
     return squared
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, *, minimum: bool = False) -> np.ndarray:
-    """Return the indices of the boxes kept by greedy non-maximum suppression, best score first.
-
-    By default overlap is intersection over union of the boxes' areas; with minimum=True it is intersection over
-    the smaller area with inclusive pixel extents, as the original cascade measures its final boxes.
-    """
-    order = np.argsort(-scores, kind="stable")
-    extra = 1.0 if minimum else 0.0
-    x1, y1, x2, y2 = (boxes[:, index].astype(np.float64) for index in range(4))
-    area = (x2 - x1 + extra) * (y2 - y1 + extra)
-    kept = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        kept.append(best)
-        overlap_width = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + extra)
-        overlap_height = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + extra)
-        overlap = overlap_width * overlap_height
-        union = np.minimum(area[best], area[rest]) if minimum else area[best] + area[rest] - overlap
-        ratio = overlap / np.maximum(union, 1e-12)
-        order = rest[ratio <= threshold]
-    return np.asarray(kept, dtype=np.int64)

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from ml.coco import COCO_CLASSES  # noqa: F401 - re-exported: the class names in the model's output order
+# Re-exported: the class names in the model's output order.
+from ml.models.nanodet.classes import COCO_CLASSES  # noqa: F401
+from ml.models.nms import non_maximum_suppression
 
 STRIDES = (8, 16, 32)
 REG_MAX = 10
@@ -186,25 +188,6 @@ def distances(distribution_logits: torch.Tensor, reg_max: int = REG_MAX) -> torc
     return probabilities @ torch.arange(reg_max + 1, dtype=torch.float32)
 
 
-def non_maximum_suppression(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Return the indices of the boxes kept by greedy suppression, best score first."""
-    order = torch.argsort(scores, descending=True)
-    boxes = boxes[order]
-    areas = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    top_left = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    bottom_right = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    overlap = (bottom_right - top_left).clamp(min=0).prod(2)
-    iou = overlap / (areas[:, None] + areas[None, :] - overlap).clamp(min=1e-9)
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
-    keep = []
-    for index in range(len(order)):
-        if suppressed[index]:
-            continue
-        keep.append(index)
-        suppressed |= iou[index] > iou_threshold
-    return order[torch.tensor(keep, dtype=torch.long)]
-
-
 def decode(scores: torch.Tensor, distribution_logits: torch.Tensor, input_size: tuple[int, int], *,
            score_threshold: float, iou_threshold: float = NMS_IOU,
            max_detections: int = MAX_DETECTIONS) -> list[RawDetection]:
@@ -224,6 +207,7 @@ def decode(scores: torch.Tensor, distribution_logits: torch.Tensor, input_size: 
         points, classes, candidate_scores = points[best], classes[best], candidate_scores[best]
     # Shifting each class's boxes apart makes one suppression pass act per class.
     shifted = boxes[points] + (classes.float() * (max(height, width) + 1))[:, None]
-    kept = non_maximum_suppression(shifted, candidate_scores, iou_threshold)[:max_detections] if len(points) else []
+    kept = non_maximum_suppression(shifted.cpu().numpy(), candidate_scores.cpu().numpy(),
+                                   iou_threshold)[:max_detections] if len(points) else []
     return [RawDetection(tuple(float(value) for value in boxes[points[index]]), float(candidate_scores[index]),
                          int(classes[index])) for index in kept]

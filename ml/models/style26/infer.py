@@ -1,10 +1,10 @@
 """Neural style transfer with the 26-style network: style weights, stylizing a photo, and putting the result back.
 
-The network (ml.style_network) is run on the whole photo at a bounded working size, never in tiles: its instance
-norms take their statistics over the whole image, so tiles normalised on their own disagree in colour and contrast at
-every seam (docs/style-transfer.md has the measurements). A photo larger than the working size is scaled down for the
-network and the result scaled back up to the photo's size; the strength and region blend (`apply`) then works at
-the photo's full size, so what is not painted keeps every original pixel.
+The network (ml.models.style26.network) is run on the whole photo at a bounded working size, never in tiles: its
+instance norms take their statistics over the whole image, so tiles normalised on their own disagree in colour and
+contrast at every seam (docs/style-transfer.md has the measurements). A photo larger than the working size is scaled
+down for the network and the result scaled back up to the photo's size; the strength and region blend (`apply`) then
+works at the photo's full size, so what is not painted keeps every original pixel.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as functional
 from PIL import Image, ImageFilter
 
+from ml.models.style26.network import MINIMUM_SIDE, STYLE_COUNT
 from ml.sessions import ModelSession
-from ml.style_network import MINIMUM_SIDE, STYLE_COUNT
 
 MODEL_NAME = "style26"
 # (slug, what the style looks like) in the network's order. The model came without names, so these describe the

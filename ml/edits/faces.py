@@ -1,8 +1,8 @@
 """Face operations on detected faces: a preview with the boxes drawn, anonymising (blur or pixelate) and beautifying.
 
-Every function takes the photo and the faces ml.mtcnn.detect_faces found in it and returns a new image of the same
-size (the preview in RGB, the others in the photo's mode); anonymize and beautify never touch pixels away from the
-faces.
+Every function takes the photo and the faces ml.models.mtcnn.infer.detect_faces found in it and returns a new image
+of the same size (the preview in RGB, the others in the photo's mode); anonymize and beautify never touch pixels away
+from the faces.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as functional
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ml.mtcnn import Face
+from ml.models.mtcnn.infer import Face
 
 ANONYMIZE_METHODS = ("blur", "pixelate")
 DEFAULT_MARGIN = 0.25

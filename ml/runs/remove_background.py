@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ml.compose import compose
+from ml.edits.compose import compose
+from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
 from ml.operations.remove_background import RemoveBackgroundOptions
-from ml.operations.runner import RunContext
-from ml.saliency import predict_mask
+from ml.runner import RunContext
 
 
 def run(inputs: Inputs, options: RemoveBackgroundOptions, context: RunContext) -> Result:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from PIL import ImageChops
 
+from ml.models.realesrgan.infer import upscale
+from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
-from ml.operations.runner import RunContext
 from ml.operations.upscale import UpscaleOptions
-from ml.saliency import predict_mask
-from ml.upscale import upscale
+from ml.runner import RunContext
 
 
 def run(inputs: Inputs, options: UpscaleOptions, context: RunContext) -> Result:

@@ -1,17 +1,16 @@
-"""The object operations' declarations: find COCO's 80 kinds of objects, and crop a photo to its main subject."""
+"""detect: the objects in the photo, of COCO's 80 kinds, as JSON, with a labelled preview.
+
+DetectionOptions, the NanoDet detector's options (classes kept, score threshold), are what smart_crop starts from too.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from ml.coco import COCO_CLASSES
-from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
-from ml.operations.remove_background import U2NET_MODELS
+from ml.models.nanodet.classes import COCO_CLASSES
+from ml.operations.base import Operation, Options, Output, WholeNumber, choice
 
 DetectorModel = choice("nanodet")
-MaskModel = choice(*U2NET_MODELS)
-ASPECTS = ("1:1", "4:5", "5:4", "3:4", "4:3", "2:3", "3:2", "16:9", "9:16")
-Aspect = choice(*ASPECTS)
 
 
 class DetectionOptions(Options):
@@ -43,37 +42,13 @@ class DetectOptions(DetectionOptions):
     """Options of detect."""
 
 
-class SmartCropOptions(DetectionOptions):
-    """Options of smart_crop."""
-
-    aspect: Aspect = Field("1:1", title="Aspect ratio",
-                           description="the crop's shape: 1:1 for a square listing, 4:5 for a portrait post, 16:9 "
-                                       "for a banner")
-    margin: WholeNumber = Field(10, ge=0, le=50, title="Margin (% of the subject)",
-                                description="space kept around the subject on each side, shrunk to stay in the photo")
-    mask_model: MaskModel = Field("u2netp", title="Subject model",
-                                  description="finds the subject when no object is detected")
-    format: ImageFormat = Field("jpeg", title="Format", description="the crop's file format",
-                                json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
-
-
-DETECT = Operation(
+OPERATION = Operation(
     name="detect", title="Find objects",
     description="Find the objects in the photo (80 kinds: people, animals, vehicles, food, furniture...), as JSON, "
                 "with a labelled preview.",
-    options=DetectOptions, run="ml.object_runs:detect",
+    options=DetectOptions, run="ml.runs.detect:run",
     outputs=(Output("result", "json", '{"count", "objects": [{"label", "box": [x1, y1, x2, y2], "score"}]} in '
                                       "photo pixels, best score first"),
              Output("preview", "image", "the photo with labelled boxes", image_format="jpeg")),
     models=("nanodet",),
-)
-SMART_CROP = Operation(
-    name="smart_crop", title="Smart crop",
-    description="Crop the photo to its main subject at the aspect ratio you choose, for listings and social posts.",
-    options=SmartCropOptions, run="ml.object_runs:smart_crop",
-    outputs=(Output("result", "image", "the crop, at the photo's resolution"),
-             Output("crop", "json", '{"box", "basis": "object", "mask" or "centre", "subject", "label"}: what the '
-                                    "crop holds and why")),
-    models=("nanodet",),
-    helper_models=lambda options: (options.mask_model,),
 )

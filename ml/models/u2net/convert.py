@@ -14,29 +14,13 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from ml.models.conversion import ConversionError, forward_convolutions
 from ml.registry import ModelSpec
 
 
 # Nodes that carry no weights of their own: everything U2Net's forward pass does besides its convolutions.
 WEIGHTLESS_OPERATORS = frozenset({"Add", "Cast", "Concat", "Constant", "Gather", "MaxPool", "Relu", "Resize",
                                   "Shape", "Sigmoid", "Slice", "Unsqueeze", "Upsample"})
-
-
-class ConversionError(ValueError):
-    """Raised when an ONNX graph does not map onto the network."""
-
-
-def _forward_order(model: torch.nn.Module, kinds: tuple[type, ...]) -> list[str]:
-    """Return the names of the model's modules of the given kinds in the order a forward pass calls them."""
-    order: list[str] = []
-    names = {module: name for name, module in model.named_modules()}
-    hooks = [module.register_forward_hook(lambda module, _inputs, _output: order.append(names[module]))
-             for module in names if isinstance(module, kinds)]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 64, 64))
-    for hook in hooks:
-        hook.remove()
-    return order
 
 
 def from_onnx(files: dict[str, Path], spec: ModelSpec) -> dict[str, torch.Tensor]:
@@ -49,13 +33,8 @@ def from_onnx(files: dict[str, Path], spec: ModelSpec) -> dict[str, torch.Tensor
     if unmapped:
         raise ConversionError(f"{onnx_path} has {', '.join(unmapped)} nodes; only Conv nodes carry weights here")
     convs = [node for node in graph.node if node.op_type == "Conv"]
-    order = _forward_order(model, (torch.nn.Conv2d,))
-    if len(convs) != len(order):
-        raise ConversionError(f"{onnx_path} has {len(convs)} convolutions, the model {len(order)}")
-    modules = dict(model.named_modules())
     state = {}
-    for node, name in zip(convs, order):
-        conv = modules[name]
+    for node, (name, conv) in zip(convs, forward_convolutions(model, len(convs), onnx_path)):
         weight = torch.from_numpy(numpy_helper.to_array(initializers[node.input[1]]).copy())
         bias = torch.from_numpy(numpy_helper.to_array(initializers[node.input[2]]).copy())
         attributes = {attribute.name: list(attribute.ints) for attribute in node.attribute}

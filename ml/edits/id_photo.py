@@ -15,10 +15,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ml.id_presets import (  # noqa: F401 - re-exported for the callers of this module
+from ml.edits.id_presets import (  # noqa: F401 - re-exported for the callers of this module
     BACKGROUNDS, DEFAULT_DPI, DEFAULT_PRESET, DPI_CHOICES, ID_PRESETS, MM_PER_INCH, IdPreset,
 )
-from ml.mtcnn import Face
+from ml.models.mtcnn.infer import Face
 
 # Beyond this enlargement the print shows interpolation blur: at 300 dpi it means under 200 real pixels per inch,
 # about where print labs start warning.

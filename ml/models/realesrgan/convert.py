@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ml.models.conversion import ConversionError
 from ml.registry import ModelSpec
 
 PARAM_MAGIC = 7767517
@@ -26,10 +27,6 @@ NUM_OUTPUT, KERNEL_W, BIAS_TERM, WEIGHT_SIZE, ACTIVATION, ACTIVATION_PARAMS = 0,
 LEAKY_RELU = 2
 # Layers that carry no weights in the .bin file.
 WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp"}
-
-
-class ConversionError(ValueError):
-    """Raised when the ncnn files do not describe the network."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +132,7 @@ def _check(layer: Layer, conv: torch.nn.Conv2d, name: str, leaky: bool) -> None:
 
 
 def _is_followed_by_leaky_relu(name: str) -> bool:
-    """Tell which of RRDBNet's convolutions a leaky ReLU follows (see ml.rrdbnet)."""
+    """Tell which of RRDBNet's convolutions a leaky ReLU follows (see ml.models.realesrgan.network)."""
     return name.rsplit(".", 1)[-1] in ("conv1", "conv2", "conv3", "conv4", "conv_up1", "conv_up2", "conv_hr")
 
 

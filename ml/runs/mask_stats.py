@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
 from ml.operations.mask_stats import MaskStatsOptions
-from ml.operations.runner import RunContext
-from ml.saliency import predict_mask
+from ml.runner import RunContext
 
 PREVIEW_MAX_SIDE = 1600
 

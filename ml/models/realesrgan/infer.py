@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch.nn import functional
 
-from ml.rrdbnet import UPSAMPLE_REACH
+from ml.models.realesrgan.network import UPSAMPLE_REACH
 from ml.sessions import ModelSession
 
 Progress = Callable[[int, str], None]

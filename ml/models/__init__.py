@@ -1,0 +1,1 @@
+"""The networks, each family in its own package: network.py, convert.py (from the official file), infer.py."""

@@ -1,0 +1,1 @@
+"""MTCNN: face detection with five landmarks."""

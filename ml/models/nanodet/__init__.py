@@ -1,0 +1,1 @@
+"""NanoDet-g: detection of COCO's 80 kinds of objects."""

@@ -1,0 +1,1 @@
+"""Real-ESRGAN x4plus: super-resolution with an RRDBNet."""

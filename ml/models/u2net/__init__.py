@@ -1,0 +1,1 @@
+"""U²-Net and U²-NetP: the subject mask (salient object detection)."""

@@ -1,0 +1,46 @@
+"""id_photo: a passport or visa photo, background replaced, head sized and placed as the standard says."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ml.edits.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS
+from ml.operations.base import Operation, Output, choice
+from ml.operations.faces import FaceOptions
+from ml.operations.mask_model import MaskModel
+
+Preset = choice(*ID_PRESETS)
+Resolution = choice("300", "600")
+Background = choice(*BACKGROUNDS)
+PrintFormat = choice("jpeg", "png")
+
+
+class IdPhotoOptions(FaceOptions):
+    """Options of id_photo."""
+
+    preset: Preset = Field(DEFAULT_PRESET, title="Standard",
+                           description="the photo's size, head height and head position",
+                           json_schema_extra={"x-labels": {name: preset.title for name, preset in ID_PRESETS.items()}})
+    dpi: Resolution = Field("300", title="Resolution (dpi)",
+                            description="print resolution written in the file; 600 needs a sharper, larger face")
+    background: Background = Field("white", title="Background", description="the plain colour behind the person",
+                                   json_schema_extra={"x-labels": {"white": "White", "light_grey": "Light grey",
+                                                                   "light_blue": "Light blue"}})
+    mask_model: MaskModel = Field("u2net", title="Subject model",
+                                  description="cuts the person out of the background; u2net follows hair better")
+    sheet: bool = Field(False, title="Print sheet",
+                        description="also make a 10x15 cm page with as many copies as fit, to print at a lab")
+    format: PrintFormat = Field("jpeg", title="Format", description="JPEG or PNG, both with the resolution written in",
+                                json_schema_extra={"x-labels": {"jpeg": "JPEG", "png": "PNG"}})
+
+
+OPERATION = Operation(
+    name="id_photo", title="ID photo",
+    description="Make a passport or visa photo: background replaced, eyes levelled, head sized and placed as the "
+                "standard says, at print resolution.",
+    options=IdPhotoOptions, run="ml.runs.id_photo:run",
+    outputs=(Output("result", "image", "the ID photo, at the standard's size in pixels at the resolution chosen"),
+             Output("sheet", "image", "a 10x15 cm print sheet of copies (when asked for)")),
+    models=("mtcnn",),
+    helper_models=lambda options: (options.mask_model,),
+)

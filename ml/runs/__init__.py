@@ -1,0 +1,1 @@
+"""Each operation's run, in the module named like the operation (its declaration is in ml/operations/)."""
