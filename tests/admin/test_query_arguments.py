@@ -80,3 +80,17 @@ def test_page_links_carry_only_the_arguments_the_page_knows(admin_client, many_p
                                                          "month", "user_id"}, link
         if path != "/admin/tasks":  # no tasks here: one page
             assert pages and all(dict(parse_qsl(urlsplit(link).query)).items() >= known.items() for link in pages)
+
+
+@pytest.mark.parametrize("per_page, page", [("0", "1"), ("8", "0"), ("x", "1"), ("8", "x"), ("201", "1"),
+                                            ("8", "99999999999999999999"), ("99999999999999999999", "1"),
+                                            ("-1", "1"), ("8", "-1")])
+def test_the_job_dashboards_lists_refuse_page_numbers_out_of_range(admin_client, per_page, page):
+    for kind in ("view", "data"):
+        path = f"/admin/rq/0/{kind}/jobs/default/failed/{per_page}/asc/{page}" + (".json" if kind == "data" else "")
+        assert admin_client.get(path).status_code == 404, path
+
+
+def test_the_job_dashboards_lists_answer_within_range(admin_client):
+    assert admin_client.get("/admin/rq/0/data/jobs/default/failed/200/asc/3.json").status_code == 200
+    assert admin_client.get("/admin/rq/0/view/jobs/default/failed/8/asc/1").status_code == 200
