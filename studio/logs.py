@@ -3,10 +3,14 @@
 JSON lines come from python-json-logger (maintained, used widely): it carries `extra=` fields, exceptions and
 values json cannot encode into the object; what is ours is the field names, the context and the redaction.
 
-A request's id (nginx's X-Request-ID, else a new one, returned in the response) sits in a context variable that a
-handler filter copies onto every record of the request; `current_request_id()` hands it to the job being
-enqueued and `bind(request_id=..., task_id=...)` puts it, with the task id, on every line the job logs.
-Redaction happens in the formatter, on the finished text or fields, so nothing that reaches a line escapes it.
+A request's id is always the server's own (new for each request, returned in the response's X-Request-ID); the
+X-Request-ID the request came with (nginx's, or anything a client made up) is kept apart as `client_request_id`
+when it is short and plain, so no client can make its lines pass for another request's. Both sit in a context
+variable that a handler filter copies onto every record of the request; `current_request_id()` hands the server's
+id to the job being enqueued and `bind(request_id=..., task_id=...)` puts it, with the task id, on every line the
+job logs. Redaction happens in the formatter, on the finished text or fields, so nothing that reaches a line
+escapes it; so does, in the text format, the escaping of control characters, so no text a client sent (a path,
+a header, an email, a file name) can start a line of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import re
 import sys
 import time
 import uuid
+from urllib.parse import quote
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -28,11 +33,14 @@ from werkzeug.wrappers import Response
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# nginx's $request_id is 32 hex digits; anything else well-formed and short is kept as the client sent it.
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# nginx's $request_id is 32 hex digits, a UUID 36 characters; anything else short and plain is kept as it came,
+# in its own field. Longer or with other characters, it is dropped.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Probes and scrapes come every few seconds from machines; at INFO they would drown the requests of people.
 QUIET_ENDPOINTS = frozenset({"health.healthz", "health.livez", "health.readyz", "metrics.metrics"})
 REDACTED = "[REDACTED]"
+# What a path shows unencoded in a request's line: RFC 3986's unreserved and sub-delimiter characters, ":" and "@".
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 _context: ContextVar[Mapping[str, str]] = ContextVar("studio_log_context", default={})
 
@@ -58,6 +66,26 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 # Fields whose whole value is withheld, whatever it looks like (`extra={"password": ...}`, EXIF blocks).
 _SECRET_FIELD = re.compile(r"(?i)password|passwd|secret|token|authorization|cookie|signature|exif")
+
+
+# Characters that end a line or change how one shows: C0 and C1 controls (newline, carriage return, escape
+# sequences), DEL, Unicode's line and paragraph separators, and the bidirectional overrides and isolates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# In the text format, what follows a record's first line (a traceback) starts with this, so a record's first line
+# is the only one that starts at the left edge.
+CONTINUATION = "  | "
+
+
+def _escaped(match: re.Match[str]) -> str:
+    character = match.group()
+    return _ESCAPES.get(character) or (f"\\x{ord(character):02x}" if ord(character) < 0x100
+                                       else f"\\u{ord(character):04x}")
+
+
+def escape_controls(text: str) -> str:
+    """Return the text on one line: control characters, line separators and bidi controls written as escapes."""
+    return _UNPRINTABLE.sub(_escaped, text)
 
 
 def redact(text: str) -> str:
@@ -94,6 +122,8 @@ class StudioJsonFormatter(JsonFormatter):
             ["levelname", "name", "message", "process"],
             rename_fields={"levelname": "level", "name": "logger"},
             timestamp="time",
+            # Every character past ASCII escaped: a reader that splits on U+2028 or U+0085 sees one line too.
+            json_ensure_ascii=True,
         )
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
@@ -102,16 +132,31 @@ class StudioJsonFormatter(JsonFormatter):
 
 
 class StudioTextFormatter(logging.Formatter):
-    """A line for people to read: the usual fields, then the context ids; redacted."""
+    """A line for people to read: the usual fields, then the context ids; redacted, control characters escaped.
+
+    A record is one line, whatever its message holds; a traceback follows on lines that start with CONTINUATION.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        """Format the record, add the context ids and redact the line."""
-        line = super().format(record)
+        """Format the record on one line, add the context ids, then the traceback's lines; redacted."""
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
         fields = " ".join(f"{key}={value}" for key, value in _context.get().items())
-        return redact(f"{line} [{fields}]" if fields else line)
+        line = escape_controls(redact(f"{line} [{fields}]" if fields else line))
+        details = []
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            details.append(record.exc_text)
+        if record.stack_info:
+            details.append(self.formatStack(record.stack_info))
+        for detail in details:
+            line += "".join(f"\n{CONTINUATION}{escape_controls(part)}" for part in redact(detail).splitlines())
+        return line
 
 
 class ContextFilter(logging.Filter):
@@ -197,10 +242,13 @@ def bind(**fields: str | None) -> Iterator[None]:
         _context.reset(token)
 
 
-def request_id_from(header: str | None) -> str:
-    """Return the request id a proxy sent when it is well-formed, else a new one."""
-    if header and _VALID_REQUEST_ID.fullmatch(header):
-        return header
+def client_request_id_from(header: str | None) -> str | None:
+    """Return the X-Request-ID the request came with when it is short and plain, else None."""
+    return header if header and _VALID_REQUEST_ID.fullmatch(header) else None
+
+
+def new_request_id() -> str:
+    """Return a new id for a request: the server's own, never one a client chose."""
     return uuid.uuid4().hex
 
 
@@ -213,8 +261,9 @@ def init_app(app: Flask) -> None:
 
 
 def _begin_request() -> None:
-    request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-    g.studio_log_token = _context.set({**_context.get(), "request_id": request_id})
+    ids = {"request_id": new_request_id(),
+           "client_request_id": client_request_id_from(request.headers.get(REQUEST_ID_HEADER))}
+    g.studio_log_token = _context.set({**_context.get(), **{key: value for key, value in ids.items() if value}})
     g.studio_request_started = time.perf_counter()
 
 
@@ -224,10 +273,11 @@ def _log_request(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("studio_request_started")
     milliseconds = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
-    # The path without its query string: queries may carry tokens, and the endpoint names the page anyway.
+    # The path without its query string: queries may carry tokens, and the endpoint names the page anyway. The
+    # message shows it encoded as on the wire, so a space or bracket in it cannot pass for the line's own fields.
     logger.log(
         logging.DEBUG if request.endpoint in QUIET_ENDPOINTS else logging.INFO,
-        "%s %s %s", request.method, request.path, response.status_code,
+        "%s %s %s", request.method, quote(request.path, safe=_PATH_SAFE), response.status_code,
         extra={"method": request.method, "path": request.path, "endpoint": request.endpoint,
                "status": response.status_code, "duration_ms": milliseconds, "client": request.remote_addr},
     )

@@ -10,6 +10,7 @@ is read when scraped instead (studio/metrics_state.py), only by the process that
 from __future__ import annotations
 
 import hmac
+import http
 import logging
 import os
 import re
@@ -81,27 +82,63 @@ STORAGE_ERRORS = Counter("studio_storage_errors", "Errors from the file storage 
 UPLOADS_REFUSED = Counter("studio_uploads_refused", "Uploads refused before a task was created, by reason.",
                           ["reason"])
 
+# Each label value is a series of its own, kept by every process until it restarts: a value taken from a request
+# as it came would let anyone grow /metrics without end. So every label's values come from a closed set, and
+# anything outside it is counted as OTHER. Endpoints are Flask's (the app's routes, or "unmatched"); the reasons,
+# outcomes and actions are literals in the code.
+OTHER = "other"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+HTTP_STATUSES = frozenset(str(status.value) for status in http.HTTPStatus)
+
+
+def method_label(method: str) -> str:
+    """Return the request method as a label: one of the standard methods, else "other"."""
+    return method if method in HTTP_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    """Return the response status as a label: a registered HTTP status code, else "other"."""
+    code = str(status)
+    return code if code in HTTP_STATUSES else OTHER
+
+
+def _operation_label(operation: str) -> str:
+    from ml.operations import OPERATIONS
+
+    return operation if operation in OPERATIONS else OTHER
+
+
+def _model_label(model: str) -> str:
+    from ml.registry import MODELS
+
+    # An operation without a model records "".
+    return model if model in MODELS or model == "" else OTHER
+
+
+def _task_labels(operation: str, model: str) -> tuple[str, str]:
+    return _operation_label(operation), _model_label(model)
+
 
 def task_created(operation: str, model: str) -> None:
     """Count a task created (operation like "remove_background")."""
-    TASKS_CREATED.labels(operation, model).inc()
+    TASKS_CREATED.labels(*_task_labels(operation, model)).inc()
 
 
 def task_finished(operation: str, model: str, status: str, seconds: float | None = None) -> None:
     """Count a task that reached a final status, and how long its job ran when known."""
-    TASKS_FINISHED.labels(operation, model, status).inc()
+    TASKS_FINISHED.labels(*_task_labels(operation, model), status).inc()
     if seconds is not None:
-        JOB_SECONDS.labels(operation, model).observe(seconds)
+        JOB_SECONDS.labels(*_task_labels(operation, model)).observe(seconds)
 
 
 def inference_seconds(operation: str, model: str, seconds: float) -> None:
     """Record the time one job spent running its model."""
-    INFERENCE_SECONDS.labels(operation, model).observe(seconds)
+    INFERENCE_SECONDS.labels(*_task_labels(operation, model)).observe(seconds)
 
 
 def job_retried(operation: str) -> None:
     """Count a job that will be attempted again."""
-    JOB_RETRIES.labels(operation).inc()
+    JOB_RETRIES.labels(_operation_label(operation)).inc()
 
 
 def webhook_delivery(outcome: str) -> None:
@@ -208,10 +245,11 @@ def untimed() -> None:
 def _count_request(response: Response) -> Response:
     # Flask's endpoint name, never the path: paths hold task ids, and each label value is a series of its own.
     endpoint = request.endpoint or "unmatched"
-    HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    method = method_label(request.method)
+    HTTP_REQUESTS.labels(endpoint, method, status_label(response.status_code)).inc()
     started = g.get("studio_metrics_started")
     if started is not None:
-        HTTP_REQUEST_SECONDS.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        HTTP_REQUEST_SECONDS.labels(endpoint, method).observe(time.perf_counter() - started)
     return response
 
 

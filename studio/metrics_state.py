@@ -29,6 +29,9 @@ _EXTENSION_KEY = "studio.metrics.redis"
 # The oldest waiting job is near the head: RQ appends at the tail and only webhooks (short, recent) jump the
 # line. Looking at the first hundred keeps a scrape to two round trips whatever the backlog.
 OLDEST_JOB_SCAN = 100
+# Queue names come from the studio's own processes, never from a request; the cap keeps a Redis shared with
+# something that makes queues by the thousand from turning each scrape into thousands of series.
+MAX_QUEUES = 32
 
 
 def _redis(app: Flask) -> Redis:
@@ -41,10 +44,11 @@ def _redis(app: Flask) -> Redis:
 
 
 def queue_names(connection: Redis, configured: str) -> list[str]:
-    """Return every RQ queue Redis knows of, and the configured one even before its first job."""
+    """Return the RQ queues Redis knows of (at most MAX_QUEUES), and the configured one even before its first job."""
     prefix = Queue.redis_queue_namespace_prefix
     keys = {key.decode() for key in connection.smembers(Queue.redis_queues_keys)}
-    return sorted({key[len(prefix):] for key in keys if key.startswith(prefix)} | {configured})
+    others = sorted({key[len(prefix):] for key in keys if key.startswith(prefix)} - {configured})
+    return sorted([configured, *others[:MAX_QUEUES - 1]])
 
 
 def _oldest_age(connection: Redis, job_ids: list[bytes], now: datetime) -> float:

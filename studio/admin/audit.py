@@ -7,6 +7,7 @@ import logging
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import select
 
+from studio.admin import pages
 from studio.extensions import db
 from studio.models import AuditEntry, User
 
@@ -46,4 +47,4 @@ def recent(page: int = 1, per_page: int = PER_PAGE, user_id: int | None = None) 
     query = select(AuditEntry).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
     if user_id is not None:
         query = query.where(AuditEntry.target_user_id == user_id)
-    return db.paginate(query, page=max(page, 1), per_page=per_page, max_per_page=PER_PAGE, error_out=False)
+    return pages.paginate(query, page, min(per_page, PER_PAGE))

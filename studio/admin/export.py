@@ -13,7 +13,7 @@ from studio import plans, usage
 from studio.extensions import db
 from studio.models import User
 
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 COLUMNS = ("date", "account_id", "email", "plan", "operation", "tasks", "completed_tasks", "megapixels_in",
            "megapixels_out", "processing_seconds")
 # A cell starting with one of these runs as a formula in a spreadsheet (an email may start with "=" or "+").
@@ -24,8 +24,9 @@ def parse_month(value: str | None) -> date:
     """Return the first day of a YYYY-MM month (this month when empty); ValueError for anything else."""
     if not value:
         return usage.month_start(usage.today())
-    match = MONTH.match(value.strip())
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
+    match = MONTH.fullmatch(value.strip())
+    # Up to 9998: the month after December 9999 is past what a date can hold.
+    if not match or not 1 <= int(match.group(2)) <= 12 or not 1970 <= int(match.group(1)) <= 9998:
         raise ValueError("Give the month as YYYY-MM, for example 2026-05.")
     return date(int(match.group(1)), int(match.group(2)), 1)
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select
 from werkzeug.exceptions import NotFound
 
 from studio import plans, usage
-from studio.admin import audit, export
+from studio.admin import audit, export, pages
 from studio.extensions import db
 from studio.models import DailyUsage, Task, TaskStatus, UNFINISHED_STATUSES, User, utcnow
 from studio.queue import enqueue_task
@@ -54,7 +54,7 @@ def find_users(search: str = "", page: int = 1) -> Pagination:
     query = select(User).order_by(User.created_at.desc(), User.id.desc())
     if search.strip():
         query = query.where(User.email.ilike(f"%{_escape_like(search.strip().lower())}%", escape="\\"))
-    return db.paginate(query, page=max(page, 1), per_page=PER_PAGE, error_out=False)
+    return pages.paginate(query, page, PER_PAGE)
 
 
 def month_usage_of(users: Iterable[User]) -> dict[int, usage.Totals]:
@@ -215,7 +215,7 @@ def task_query(status: str = "", reason: str = "", operation: str = "", email: s
 
 def find_tasks(page: int = 1, **filters: str) -> Pagination:
     """Return a page of the tasks matching the filters (task_query's), newest first."""
-    return db.paginate(task_query(**filters), page=max(page, 1), per_page=PER_PAGE, error_out=False)
+    return pages.paginate(task_query(**filters), page, PER_PAGE)
 
 
 def matching_task_ids(**filters: str) -> list[str]:

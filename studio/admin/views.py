@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ml.operations import OPERATIONS
 from studio import plans, usage
-from studio.admin import audit, export, overview, service
+from studio.admin import audit, export, overview, pages, service
 from studio.admin.service import AdminError
 from studio.extensions import limiter
 from studio.models import User
@@ -39,7 +39,7 @@ def _actor() -> User:
 
 
 def _page() -> int:
-    return max(request.args.get("page", 1, type=int) or 1, 1)
+    return pages.page_number(request.args.get("page"))
 
 
 @bp.get("/")
@@ -58,9 +58,10 @@ def overview_fragment() -> str:
 @bp.get("/users")
 def users() -> str:
     """List accounts, newest first, with a search on the email."""
-    search = request.args.get("q", "")[:254]
+    search = pages.search_text(request.args.get("q"), 254)
     pagination = service.find_users(search, _page())
     return render_template("admin/users.html", pagination=pagination, search=search,
+                           page_arguments=pages.link_arguments({"q": search}, ("q",)),
                            month=service.month_usage_of(pagination.items),
                            unfinished=service.unfinished_counts(pagination.items))
 
@@ -145,15 +146,21 @@ def set_plan(user_id: int) -> WerkzeugResponse:
 
 def _task_filters(values) -> dict[str, str]:
     status = values.get("status", "FAILED")
-    return {"status": status if status in TASK_STATUSES else "FAILED", "reason": values.get("reason", "")[:200],
-            "operation": values.get("operation", "")[:64], "email": values.get("email", "")[:254]}
+    operation = values.get("operation", "")
+    return {"status": status if status in TASK_STATUSES else "FAILED",
+            "reason": pages.search_text(values.get("reason"), 200),
+            "operation": operation if operation in OPERATIONS else "",
+            "email": pages.search_text(values.get("email"), 254)}
 
 
 @bp.get("/tasks")
 def tasks() -> str:
     """List tasks by status (FAILED first), reason, operation and account, with retry and cancel."""
     filters = _task_filters(request.args)
-    return render_template("admin/tasks.html", pagination=service.find_tasks(_page(), **filters), filters=filters,
+    pagination = service.find_tasks(_page(), **filters)
+    arguments = pages.link_arguments(filters, tuple(filters))
+    return render_template("admin/tasks.html", pagination=pagination, filters=filters, page_arguments=arguments,
+                           here=url_for("admin.tasks", **arguments, page=pagination.page),
                            statuses=TASK_STATUSES, operations=sorted(OPERATIONS),
                            reasons=service.failure_reasons()[:15])
 
@@ -193,7 +200,8 @@ def cancel_tasks() -> WerkzeugResponse:
 @bp.get("/audit")
 def audit_log() -> str:
     """Show every administrator action, newest first."""
-    return render_template("admin/audit.html", pagination=audit.recent(_page()), actions=audit.ACTIONS)
+    return render_template("admin/audit.html", pagination=audit.recent(_page()), actions=audit.ACTIONS,
+                           page_arguments={})
 
 
 @bp.get("/usage")

@@ -13,6 +13,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import NotFound
 
@@ -94,9 +95,38 @@ def create_user(email: str, password: str, *, is_admin: bool = False) -> User:
     validate_password(password)
     if find_user(email) is not None:
         raise AccountError("An account with this email already exists; sign in instead.")
-    user = User(email=email, password_hash=password_hasher.hash(password), is_admin=is_admin, session_version=1)
+    user = _insert_user(email, password_hasher.hash(password), is_admin)
+    if user is None:
+        raise AccountError("An account with this email already exists; sign in instead.")
+    return user
+
+
+def register(email: str, password: str) -> User | None:
+    """Create an account for an email that has none and return it; for one that has, change nothing: None.
+
+    The sign-up form answers both the same way, so it must not tell them apart by its time either: each costs one
+    Argon2 hash. The account that exists is left as it was, its password and sessions included.
+    """
+    email = validate_email(email)
+    validate_password(password)
+    password_hash = password_hasher.hash(password)
+    existing = find_user(email)
+    if existing is not None:
+        log.info("sign-up for the email of account %s: nothing changed", existing.id)
+        return None
+    return _insert_user(email, password_hash, is_admin=False)
+
+
+def _insert_user(email: str, password_hash: str, is_admin: bool) -> User | None:
+    """Insert an account; None when another request inserted one with this email first."""
+    user = User(email=email, password_hash=password_hash, is_admin=is_admin, session_version=1)
     db.session.add(user)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        log.info("an account with this email was created meanwhile by another request")
+        return None
     log.info("created account %s (admin=%s)", user.id, is_admin)
     return user
 

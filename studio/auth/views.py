@@ -18,6 +18,8 @@ from studio.webhooks import rotate_secret
 
 bp = Blueprint("auth", __name__)
 
+SIGN_IN_EMAIL = "sign_in_email"
+
 login_manager.login_message = "Sign in to continue."
 login_manager.login_message_category = "info"
 
@@ -59,11 +61,16 @@ def _safe_next(target: str | None) -> str:
     return url_for("tasks.index")
 
 
+# Said after every accepted sign-up, whether it made an account or the email had one already (docs/security.md).
+SIGNED_UP = ("Thank you. Sign in with your email and the password you chose. If this email had an account "
+             "already, that account is unchanged: sign in with its own password.")
+
+
 @bp.route("/register", methods=["GET", "POST"])
 @auth_limit
 @read_limit
 def register() -> Response | str:
-    """Create an account and sign in."""
+    """Create an account, then send the person to sign in; an email that has an account gets the same answer."""
     if current_user.is_authenticated:
         return redirect(url_for("tasks.index"))
     email = request.form.get("email", "")
@@ -72,13 +79,13 @@ def register() -> Response | str:
         try:
             if password != request.form.get("confirm", ""):
                 raise AccountError("The two passwords do not match.")
-            user = service.create_user(email, password)
+            # None for an email that has an account: answered exactly as a new one, and nobody is signed in.
+            service.register(email, password)
         except AccountError as error:
             return render_template("auth/register.html", error=error.message, email=email), 400
-        sessions.start(user)
-        devices.remember(user.email)
-        flash("Welcome! Your account is ready.", "success")
-        return redirect(url_for("tasks.index"))
+        session[SIGN_IN_EMAIL] = service.normalise_email(email)
+        flash(SIGNED_UP, "info")
+        return redirect(url_for("auth.login"))
     return render_template("auth/register.html", email=email)
 
 
@@ -90,7 +97,8 @@ def login() -> Response | str:
     next_url = request.values.get("next", "")
     if current_user.is_authenticated:
         return redirect(_safe_next(next_url))
-    email = request.form.get("email", "")
+    # After a sign-up, the form is filled in with the email just given.
+    email = request.form.get("email", "") if request.method == "POST" else session.pop(SIGN_IN_EMAIL, "")
     if request.method == "POST":
         user = service.authenticate(email, request.form.get("password", ""), allow_disabled=True)
         if user is None:

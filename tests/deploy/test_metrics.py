@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue, Worker
 from rq.utils import utcformat
 
-from studio import metrics
+from studio import metrics, metrics_state
 from tests.deploy.conftest import free_port, make_app
 from tests.deploy.servers import ROOT, Gunicorn, run_burst_worker, small_model_dir, studio_environment
 
@@ -107,6 +107,64 @@ def test_metrics_exports_every_family_and_counts_by_endpoint(redis_connection, t
     assert "/no/such/page" not in after
 
 
+def label_values(text: str, label: str, prefix: str = "studio_") -> set[str]:
+    """Return every value the label takes in the exposition's samples whose names start with prefix."""
+    return {dict(labels).get(label) for name, labels in samples(text) if name.startswith(prefix)} - {None}
+
+
+def test_requests_made_up_by_a_client_add_no_series(redis_connection, tmp_path) -> None:
+    app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN)
+    client = app.test_client()
+    # Every standard method, one made-up one, and the statuses they cause: their series may appear once.
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "MADEUP"):
+        client.open("/api/v1/openapi.json", method=method)
+        client.open("/no/such/page", method=method)
+        client.open("/tasks/0", method=method)
+    before = scrape(client)
+
+    for number in range(100):
+        client.open(f"/api/v1/openapi.json?{number}", method=f"MADEUP{number}")
+        client.open(f"/no/such/page/{number}", method=f"X-{number}")
+        client.open(f"/tasks/{number}", method=["BREW", "PROPFIND", "get", "G\u00c9T"][number % 4])
+        client.get(f"/static/../../{number}%0a")
+    after = scrape(client)
+
+    assert set(samples(after)) - set(samples(before)) == set()
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()} | {"unmatched"}
+    assert label_values(after, "endpoint") <= endpoints
+    assert label_values(after, "method") <= metrics.HTTP_METHODS | {"other"}
+    assert "other" in label_values(after, "method")
+    assert label_values(after, "status", "studio_http_") <= metrics.HTTP_STATUSES | {"other"}
+
+
+@pytest.mark.parametrize("status, label", [(200, "200"), (404, "404"), (418, "418"), (299, "other"),
+                                           (999, "other"), (0, "other")])
+def test_a_status_is_a_label_only_when_it_is_a_registered_http_status(status, label) -> None:
+    assert metrics.status_label(status) == label
+
+
+def test_operations_and_models_outside_the_registries_are_counted_as_other(tmp_path) -> None:
+    client = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN).test_client()
+    before = scrape(client)
+
+    for number in range(20):
+        metrics.task_created(f"made_up_{number}", f"model_{number}")
+        metrics.task_finished("remove_background", f"model_{number}", "failed", 1.0)
+        metrics.inference_seconds(f"made_up_{number}", "u2netp", 0.5)
+        metrics.job_retried(f"made_up_{number}")
+    after = scrape(client)
+
+    created = {"operation": "other", "model": "other"}
+    finished = {"operation": "remove_background", "model": "other", "status": "failed"}
+    assert value(after, "studio_tasks_created_total", **created) - value(before, "studio_tasks_created_total",
+                                                                         **created) == 20
+    assert value(after, "studio_tasks_finished_total", **finished) - value(before, "studio_tasks_finished_total",
+                                                                           **finished) == 20
+    made_up = [label for label in label_values(after, "operation") | label_values(after, "model")
+               if label.startswith(("made_up", "model_"))]
+    assert made_up == []
+
+
 def test_metrics_reads_the_queue_and_the_workers_when_scraped(redis_connection, tmp_path) -> None:
     client = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN).test_client()
     queue = Queue("default", connection=redis_connection)
@@ -127,6 +185,16 @@ def test_metrics_reads_the_queue_and_the_workers_when_scraped(redis_connection, 
     assert 600 <= value(text, "studio_queue_oldest_job_age_seconds", queue="default") < 3600
     assert value(text, "studio_workers_alive") == 2 and value(text, "studio_workers_busy") == 1
     assert {value(text, "studio_dependency_up", dependency=name) for name in ("database", "redis", "storage")} == {1}
+
+
+def test_a_scrape_reports_at_most_so_many_queues_and_always_the_configured_one(redis_connection, tmp_path) -> None:
+    client = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, STUDIO_QUEUE="zz-configured").test_client()
+    for number in range(metrics_state.MAX_QUEUES + 10):
+        Queue(f"made-{number:03}", connection=redis_connection).enqueue("os.getpid")
+
+    queues = label_values(scrape(client), "queue", "studio_queue_jobs")
+
+    assert len(queues) == metrics_state.MAX_QUEUES and "zz-configured" in queues
 
 
 def test_a_scrape_reports_redis_down_and_leaves_out_what_it_cannot_read(tmp_path) -> None:
@@ -186,7 +254,7 @@ def test_a_worker_without_a_metrics_port_serves_nothing(tmp_path) -> None:
 HORSES = textwrap.dedent("""
     import os, sys
     os.environ["STUDIO_METRICS_DIR"] = sys.argv[1]
-    from studio import metrics
+    from studio import metrics, metrics_state
     metrics.task_created("remove_background", "u2netp")  # the worker itself counts once
     for _ in range(3):
         pid = os.fork()

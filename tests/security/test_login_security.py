@@ -22,6 +22,12 @@ class RecordingHasher(PasswordHasher):
     def __init__(self) -> None:
         super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
         self.verified: list[str] = []
+        self.hashed: list[str] = []
+
+    def hash(self, password, **kwargs):
+        """Record the password hashed, then hash it."""
+        self.hashed.append(password)
+        return super().hash(password, **kwargs)
 
     def verify(self, hash, password):  # noqa: A002 - argon2's own parameter name
         """Record the hash checked, then verify."""
@@ -59,6 +65,36 @@ def test_unknown_account_and_wrong_password_look_the_same_and_both_verify_a_hash
     # Similar work: one Argon2 verification per attempt either way (a dummy hash for the unknown account).
     assert len(calls_for_unknown) == len(hasher.verified) == 2
     assert all(hashed.startswith("$argon2id$") for hashed in calls_for_unknown + hasher.verified)
+
+
+def _signed_up(app, password):
+    """Sign up from a fresh client; return the answer, the page it leads to and whether the client is signed in."""
+    client = app.test_client()
+    response = client.post("/register", data={"email": EMAIL, "password": password, "confirm": password,
+                                              "csrf_token": csrf_token(client, "/register")})
+    following = client.get(response.headers["Location"])
+    with client.session_transaction() as session:
+        signed_in = "_user_id" in session
+    return response, following, signed_in
+
+
+def test_a_sign_up_looks_the_same_whether_the_email_has_an_account_or_not(app, hasher):
+    # The same address twice: the first sign-up makes the account, the second meets it.
+    new, new_page, new_signed_in = _signed_up(app, "first pass phrase")
+    hashes_for_new = list(hasher.hashed)
+    hasher.hashed.clear()
+    taken, taken_page, taken_signed_in = _signed_up(app, "second pass phrase")
+
+    assert new.status_code == taken.status_code == 302
+    assert new.headers["Location"] == taken.headers["Location"]
+    assert new.get_data() == taken.get_data()
+    assert _page_without_tokens(new_page) == _page_without_tokens(taken_page)
+    assert new_signed_in is taken_signed_in is False
+    # Similar work: one Argon2 hash either way.
+    assert (hashes_for_new, hasher.hashed) == (["first pass phrase"], ["second pass phrase"])
+    # The account is the first sign-up's, untouched by the second.
+    assert login(app.test_client(), EMAIL, "second pass phrase").status_code == 401
+    assert login(app.test_client(), EMAIL, "first pass phrase").status_code == 302
 
 
 @pytest.fixture

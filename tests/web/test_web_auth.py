@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from studio.auth import service
 from studio.extensions import db
 from studio.models import ApiToken, User
-from tests.web.conftest import PASSWORD, csrf_token
+from tests.web.conftest import PASSWORD, AuthActions, csrf_token
 
 
 def _user(app, email="ada@example.com") -> User:
@@ -21,10 +22,15 @@ def _user(app, email="ada@example.com") -> User:
         return user
 
 
-def test_register_signs_in_and_normalises_the_email(app, client, auth):
+def test_register_creates_the_account_and_sends_to_the_sign_in_form_filled_in(app, client, auth):
     response = auth.register(email="  Ada@Example.COM ")
-    assert response.status_code == 302
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
     assert _user(app).email == "ada@example.com"
+    # Nobody is signed in by a sign-up: the person signs in with the password just chosen.
+    assert client.get("/account").status_code == 302
+    form = client.get("/login").get_data(as_text=True)
+    assert 'value="ada@example.com"' in form and "Sign in with your email and the password you chose" in form
+    assert auth.login().status_code == 302
     assert b"ada@example.com" in client.get("/account").data
 
 
@@ -48,17 +54,81 @@ def test_register_refuses_bad_input_with_a_readable_message(app, auth, email, pa
     assert _user(app, email) is None
 
 
-def test_register_refuses_a_taken_email(auth, make_user):
+def _sign_up(app, email: str, password: str = "another long pass phrase"):
+    """Sign up from a fresh client; return the answer, the session it leaves, and the sign-in page it leads to."""
+    client = app.test_client()
+    response = AuthActions(client).register(email=email, password=password)
+    with client.session_transaction() as session:
+        left = {key: value for key, value in session.items() if key != "csrf_token"}
+    page = client.get(response.headers.get("Location", "/login")).get_data(as_text=True)
+    return response, left, page.replace(email.strip().lower(), "EMAIL")
+
+
+def test_signing_up_with_a_taken_email_answers_exactly_as_a_new_one(app, make_user):
     make_user()
-    response = auth.register(email="ADA@example.com")
-    assert response.status_code == 400
-    assert "already exists" in response.get_data(as_text=True)
+
+    taken = _sign_up(app, "ADA@example.com")
+    new = _sign_up(app, "grace@example.com")
+
+    (taken_response, taken_session, taken_page), (new_response, new_session, new_page) = taken, new
+    assert taken_response.status_code == new_response.status_code == 302
+    assert taken_response.headers["Location"] == new_response.headers["Location"]
+    assert taken_response.get_data() == new_response.get_data().replace(b"grace@example.com", b"ADA@example.com")
+    assert taken_session == {**new_session, "sign_in_email": "ada@example.com"}
+    assert "_user_id" not in taken_session and "_user_id" not in new_session
+    assert _csrf_free(taken_page) == _csrf_free(new_page)
+
+
+def _csrf_free(page: str) -> str:
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return page.replace(token, "TOKEN")
+
+
+def test_signing_up_with_a_taken_email_changes_nothing_of_its_account(app, auth, make_user):
+    make_user()
+    before = _user(app)
+
+    _sign_up(app, "ada@example.com", password="the intruders pass phrase")
+
+    after = _user(app)
+    assert (after.password_hash, after.session_version, after.disabled_at) == \
+        (before.password_hash, before.session_version, before.disabled_at)
+    assert auth.login(password="the intruders pass phrase").status_code == 401
+    assert auth.login().status_code == 302
+
+
+def test_a_sign_up_costs_one_argon2_hash_whether_or_not_the_email_is_taken(app, make_user, monkeypatch):
+    make_user()
+    hashed = []
+
+    class CountingHasher(PasswordHasher):
+        def hash(self, password, **kwargs):
+            hashed.append(password)
+            return super().hash(password, **kwargs)
+
+    monkeypatch.setattr(service, "password_hasher", CountingHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+    _sign_up(app, "ada@example.com", password="taken address pass")
+    _sign_up(app, "grace@example.com", password="new address pass")
+
+    assert hashed == ["taken address pass", "new address pass"]
+
+
+def test_two_sign_ups_of_one_email_at_once_make_one_account_and_no_error(app, monkeypatch):
+    # The second request looked before the first inserted: its own insert meets the unique email.
+    assert _sign_up(app, "ada@example.com")[0].status_code == 302
+    monkeypatch.setattr(service, "find_user", lambda email: None)
+
+    response, session, _ = _sign_up(app, "ada@example.com", password="a racing pass phrase")
+
+    assert response.status_code == 302 and "_user_id" not in session
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 1
 
 
 def test_long_unicode_passwords_are_kept_whole(auth, client):
     password = "ünïcødé pass phrase ✓ " * 20  # 440 characters, far past bcrypt's 72 bytes
     assert auth.register(password=password).status_code == 302
-    auth.logout()
     assert auth.login(password=password[:-1]).status_code == 401
     assert auth.login(password=password[:72]).status_code == 401
     assert auth.login(password=password).status_code == 302
