@@ -138,11 +138,20 @@ def _trusted_device_key(email: str | None) -> str | None:
     return f"device:{device.device_id}" if device else None
 
 
-def _account_key() -> str:
-    """Key password checks by account: a device that signed in to it before has an allowance of its own."""
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
+def _checked_email() -> str | None:
+    """Return the email whose password a request checks: the one it names, else the signed-in account's own."""
     email = _submitted_email()
+    if email is None and current_user.is_authenticated:
+        from studio.auth.service import normalise_email
+
+        email = normalise_email(current_user.email) or None
+    return email
+
+
+def _account_key() -> str:
+    """Key password checks by the account they are for, whoever is signed in: a device that signed in to that
+    account before has an allowance of its own."""
+    email = _checked_email()
     if email is None:
         return f"ip:{get_remote_address()}"
     # The same normalisation as the account lookup: no spelling of an address gets a fresh allowance.
@@ -150,10 +159,8 @@ def _account_key() -> str:
 
 
 def _address_key() -> str:
-    """Key password checks by client address, except for signed-in people and trusted devices (their own)."""
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
-    return _trusted_device_key(_submitted_email()) or f"ip:{get_remote_address()}"
+    """Key password checks by client address, whoever is signed in; a trusted device counts on its own."""
+    return _trusted_device_key(_checked_email()) or f"ip:{get_remote_address()}"
 
 
 def _tier(name: str) -> Callable[[], str]:
