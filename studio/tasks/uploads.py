@@ -19,6 +19,7 @@ from ml.imageio import (
     DamagedImage,
     ImageDecodeError,
     ImageInfo,
+    TooComplex,
     TooManyPixels,
     UnsupportedImage,
     decode_image,
@@ -89,6 +90,10 @@ def inspect_upload(data: bytes, max_pixels: int) -> ImageInfo:
         info = inspect_image(data, max_pixels)
     except TooManyPixels as error:
         raise UploadRejected(400, "too_many_pixels", f"{_sentence(str(error))} Upload a smaller photo.") from None
+    except TooComplex as error:
+        # Refused from its bytes: decoding it would cost many times what a photo of its size does.
+        raise UploadRejected(400, "image_too_complex", f"{_sentence(str(error))} Save it again as an ordinary "
+                             "still photo and upload that.") from None
     except DamagedImage:
         raise _damaged() from None
     except (UnsupportedImage, ImageDecodeError):
