@@ -150,9 +150,14 @@ def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode a photo to an upright RGB or RGBA image; raise ImageDecodeError with a readable reason."""
-    inspect_image(data, max_pixels)
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, inspected: ImageInfo | None = None
+                 ) -> Image.Image:
+    """Decode a photo to an upright RGB or RGBA image; raise ImageDecodeError with a readable reason.
+
+    inspected is what inspect_image found in these very bytes, when the caller has it already (its bounds held).
+    """
+    if inspected is None:
+        inspect_image(data, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -113,10 +113,16 @@ def content_security_policy(config: dict) -> str:
 
 
 def client_key() -> str:
-    """Return who is asking, for rate limits: the signed-in account, else the client address."""
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
-    return f"ip:{get_remote_address()}"
+    """Return who is asking, for rate limits: the account (the API's bearer token's, the pages' signed-in one), else
+    the client address; an account's pages and API share its allowances."""
+    if request.blueprint == "api":
+        # Imported here: the API package imports this module for its decorators.
+        from studio.api.auth import current_api_user
+
+        user = current_api_user()
+    else:
+        user = current_user if current_user.is_authenticated else None
+    return f"user:{user.id}" if user is not None else f"ip:{get_remote_address()}"
 
 
 def _submitted_email() -> str | None:
@@ -185,7 +191,8 @@ def photos_in_request() -> int:
 
 
 def upload_limit(view: View) -> View:
-    """Limit uploaded photos and re-runs (RATELIMIT_UPLOAD) per account, shared by the pages and the API."""
+    """Limit uploaded photos and re-runs (RATELIMIT_UPLOAD) per account, shared by the pages and the API (which
+    takes one photo a request)."""
     return limiter.shared_limit(_tier("RATELIMIT_UPLOAD"), "upload", key_func=client_key, methods=["POST"],
                                 cost=photos_in_request)(view)
 

@@ -7,7 +7,7 @@ schema and outputs, without torch), added to OPERATIONS below; studio/ and jobs/
 from __future__ import annotations
 
 from ml.operations import faces, mask_stats, objects, remove_background, stylize, upscale
-from ml.operations.base import Attachment, InvalidOptions, Limits, Operation, Options, Output
+from ml.operations.base import Attachment, InvalidOptions, Limits, ModelNotInstalled, Operation, Options, Output
 
 DEFAULT_OPERATION = "remove_background"
 
@@ -38,5 +38,5 @@ def get_operation(name: object) -> Operation:
     return OPERATIONS[key]
 
 
-__all__ = ["Attachment", "DEFAULT_OPERATION", "InvalidOptions", "Limits", "OPERATIONS", "Operation", "Options",
-           "Output", "UnknownOperation", "get_operation"]
+__all__ = ["Attachment", "DEFAULT_OPERATION", "InvalidOptions", "Limits", "ModelNotInstalled", "OPERATIONS",
+           "Operation", "Options", "Output", "UnknownOperation", "get_operation"]
