@@ -20,6 +20,9 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # Pillow reads a PNG's chunks one at a time in Python (a real one within the upload limit has a few thousand); a
 # still WebP has a handful of chunks (VP8X, ICCP, ALPH, VP8 or VP8L, EXIF, XMP), an animation one per frame.
 MAX_JPEG_SCANS = 100
+# Pillow reads a JPEG's segments before its first scan one at a time in Python (libjpeg, in C, reads the rest): a
+# photo has a few dozen (tables, JFIF, EXIF, XMP and ICC split into 64 KB parts).
+MAX_JPEG_HEADER_SEGMENTS = 1_000
 MAX_PNG_CHUNKS = 10_000
 MAX_WEBP_CHUNKS = 64
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -102,6 +105,9 @@ def check_structure(data: bytes) -> None:
         scans = data.count(b"\xff\xda")
         if scans > MAX_JPEG_SCANS:
             raise TooComplex(f"the JPEG has {scans:,} scans; a photo has at most {MAX_JPEG_SCANS}")
+        if _jpeg_header_segments(data, MAX_JPEG_HEADER_SEGMENTS + 1) > MAX_JPEG_HEADER_SEGMENTS:
+            raise TooComplex(f"the JPEG has more than {MAX_JPEG_HEADER_SEGMENTS:,} segments before its first scan; "
+                             "a photo has a few dozen")
     elif data.startswith(_PNG_SIGNATURE):
         if _png_chunks(data, MAX_PNG_CHUNKS + 1) > MAX_PNG_CHUNKS:
             raise TooComplex(f"the PNG has more than {MAX_PNG_CHUNKS:,} chunks; a photo has far fewer")
@@ -109,6 +115,21 @@ def check_structure(data: bytes) -> None:
         if _webp_chunks(data, MAX_WEBP_CHUNKS + 1) > MAX_WEBP_CHUNKS:
             raise TooComplex(f"the WebP has more than {MAX_WEBP_CHUNKS} chunks (animation frames or metadata); "
                              "a still photo has a few")
+
+
+def _jpeg_header_segments(data: bytes, stop: int) -> int:
+    """Count a JPEG's marker segments before its first scan, or up to stop; anything malformed ends the count."""
+    count, position = 0, 2
+    while count < stop and position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            position += 1
+            continue
+        if marker in (0xDA, 0xD9):  # the first scan, or the end of the image
+            break
+        count += 1
+        position += 2 + struct.unpack_from(">H", data, position + 2)[0]
+    return count
 
 
 def _png_chunks(data: bytes, stop: int) -> int:

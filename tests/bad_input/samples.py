@@ -181,3 +181,12 @@ def webp_many_frames(frames: int) -> bytes:
     body = b"WEBP" + b"".join(piece for piece in pieces if not piece.startswith(b"ANMF")) \
         + frames_found[0] + frames_found[1] * (frames - 1)
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def jpeg_many_segments(segments: int, before_first_scan: bool = True) -> bytes:
+    """Return a progressive JPEG with this many empty comment segments before its first scan (Pillow reads each one
+    in Python) or before its second (libjpeg skips them in C)."""
+    data = encoded(noise((64, 48)), "JPEG", quality=90, progressive=True)
+    first_scan = data.index(b"\xff\xda")
+    at = 2 if before_first_scan else data.index(b"\xff\xda", first_scan + 2)
+    return data[:at] + b"\xff\xfe\x00\x02" * segments + data[at:]

@@ -1,5 +1,6 @@
-"""Files whose structure multiplies the work of decoding them (a progressive JPEG with thousands of scans, a PNG
-with a hundred thousand chunks, a WebP with thousands of frames) are refused from their bytes, before any decoder
+"""Files whose structure multiplies the work of decoding them (a progressive JPEG with thousands of scans, a JPEG
+with a hundred thousand segments before its first scan, a PNG with a hundred thousand chunks, a WebP with thousands of
+frames) are refused from their bytes, before any decoder
 sees them: a clear 400 on both routes, nothing stored, and a FAILED task with a readable reason in the worker."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ml import imageio
 from ml.imageio import MAX_JPEG_SCANS, MAX_PNG_CHUNKS, MAX_WEBP_CHUNKS, TooComplex, decode_image
 from studio.storage import get_storage
 from studio.tasks import uploads
+from studio.tasks.strip import strip_metadata
 from tests.bad_input import samples
 from tests.service.conftest import load_task, run_worker, upload
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.integration
 # (file, name sent, words the refusal names the problem with)
 HOSTILE = {
     "jpeg-thousands-of-scans": (samples.jpeg_many_scans(5000), "photo.jpg", "5,010 scans"),
+    "jpeg-flood-of-segments": (samples.jpeg_many_segments(100_000), "photo.jpg", "segments before its first scan"),
     "png-hundred-thousand-chunks": (samples.png_many_chunks(100_000), "photo.png", "chunks"),
     "webp-thousands-of-frames": (samples.webp_many_frames(5000), "photo.webp", "frames"),
 }
@@ -85,3 +88,12 @@ def test_the_worker_fails_such_a_photo_with_a_readable_reason(app, client, heade
     task = load_task(app, task_id)
     assert (task.status, task.attempts) == ("FAILED", 1)
     assert task.error.startswith("The photo could not be read: the ") and HOSTILE[name][2] in task.error
+
+
+def test_segments_after_the_first_scan_cost_no_walk_in_python(uploader):
+    # libjpeg skips them in C; the metadata cutter's walk gives up on so many, so the photo is re-encoded instead.
+    flood = samples.jpeg_many_segments(100_000, before_first_scan=False)
+    assert strip_metadata(flood, "JPEG") is None
+    assert strip_metadata(samples.jpeg_many_segments(100, before_first_scan=False), "JPEG") is not None
+    answer = uploader.send(flood, "comments.jpg")
+    assert answer.status in (201, 202, 302), answer.text
