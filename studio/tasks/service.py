@@ -109,9 +109,10 @@ def parse_upload(submitted: Mapping[str, Any], files: Mapping[str, FileStorage])
     operation = operation_named(fields.pop(OPERATION_FIELD, None))
     webhook_url = check_webhook_url(fields.pop(WEBHOOK_FIELD, None),
                                     current_app.config["STUDIO_WEBHOOK_ALLOW_PRIVATE"])
-    attachments = read_attachments(operation, files)
-    options = parse_options(operation, fields, set(attachments))
-    return UploadRequest(operation, options, webhook_url, attachments)
+    check_attached_names(operation, files)
+    # The options before the pictures: a refused request decodes nothing.
+    options = parse_options(operation, fields, set(files))
+    return UploadRequest(operation, options, webhook_url, _clean_attachments(files))
 
 
 def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: set[str] | frozenset[str]) -> Options:
@@ -141,8 +142,8 @@ def check_for_photo(request: UploadRequest, width: int, height: int) -> None:
         raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
 
 
-def read_attachments(operation: Operation, files: Mapping[str, FileStorage]) -> dict[str, CleanPhoto]:
-    """Check and clean the pictures attached for the operation; refuse unknown, missing or bad ones (naming them)."""
+def check_attached_names(operation: Operation, files: Mapping[str, FileStorage]) -> None:
+    """Refuse file fields the operation does not take, and pictures it needs that are missing (naming them)."""
     known = {attachment.name: attachment for attachment in operation.attachments}
     unknown = sorted(set(files) - set(known))
     if unknown:
@@ -151,6 +152,10 @@ def read_attachments(operation: Operation, files: Mapping[str, FileStorage]) -> 
     missing = [name for name, attachment in known.items() if attachment.required and name not in files]
     if missing:
         raise UploadRejected(400, "invalid_option", f"{missing[0]}: attach the {known[missing[0]].title.lower()}.")
+
+
+def _clean_attachments(files: Mapping[str, FileStorage]) -> dict[str, CleanPhoto]:
+    """Check and clean the attached pictures by the photo's rules; a refusal names the field."""
     config = current_app.config
     return {name: uploads.clean_attachment(name, upload, config.get("MAX_CONTENT_LENGTH"), config["STUDIO_MAX_PIXELS"])
             for name, upload in files.items()}
