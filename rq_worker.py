@@ -61,7 +61,7 @@ from rq.worker import WorkerStatus
 from jobs.context import bind_app
 from jobs.process_image import on_work_horse_killed, release_interrupted_task
 from jobs.scheduled import run_scheduler
-from ml.operations import DEFAULT_OPERATION, Limits, get_operation
+from ml.operations import DEFAULT_OPERATION, get_operation
 from ml.registry import available_model_names
 from ml.runner import process
 from ml.sessions import configure, preload
@@ -69,6 +69,7 @@ from studio import create_app, logs, memory, metrics, settings
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis
 from studio.storage import get_storage
+from studio.tasks.service import limits as operator_limits
 
 logger = logging.getLogger("rq_worker")
 
@@ -340,7 +341,7 @@ def warm_up(app: Flask) -> bool:
         options = operation.parse({}, models=tuple(available_model_names(config["STUDIO_MODEL_DIR"])),
                                   default_model=config["STUDIO_DEFAULT_MODEL"])
         process(operation, made_up_photo(), options, model_dir=config["STUDIO_MODEL_DIR"],
-                limits=Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"]),
+                limits=operator_limits(config),
                 png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
     except Exception as error:  # noqa: BLE001 - a slower first run in each horse is no reason to stop the worker
         logger.warning("warm-up skipped, each job pays for its first run: %s", error)

@@ -15,9 +15,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from ml.operations import OPERATIONS, InvalidOptions, Limits, Operation, UnknownOperation, get_operation
+from ml.operations import OPERATIONS, InvalidOptions, Operation, UnknownOperation, get_operation
 from ml.registry import available_model_names, model_states
 from studio.auth.cli import create_user_command
+from studio.tasks.service import limits as operator_limits
 
 studio_cli = AppGroup("studio", help="Photo Studio commands.")
 BASE_PARAMETERS = ("operation", "out", "inputs")
@@ -120,7 +121,7 @@ def run_operation(operation: Operation, values: dict[str, Any]) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')} {path}: {error}") from None
     out: Path = values["out"]
     targets = output_paths(sources, out, main_extension(operation, options))
-    limits = Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"])
+    limits = operator_limits(config)
     results = process_files(operation, sources, targets, options, model_dir=config["STUDIO_MODEL_DIR"],
                             limits=limits, attachments=attachments,
                             png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])

@@ -113,10 +113,16 @@ def content_security_policy(config: dict) -> str:
 
 
 def client_key() -> str:
-    """Return who is asking, for rate limits: the signed-in account, else the client address."""
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
-    return f"ip:{get_remote_address()}"
+    """Return who is asking, for rate limits: the account (the API's bearer token's, the pages' signed-in one), else
+    the client address; an account's pages and API share its allowances."""
+    if request.blueprint == "api":
+        # Imported here: the API package imports this module for its decorators.
+        from studio.api.auth import current_api_user
+
+        user = current_api_user()
+    else:
+        user = current_user if current_user.is_authenticated else None
+    return f"user:{user.id}" if user is not None else f"ip:{get_remote_address()}"
 
 
 def _submitted_email() -> str | None:
@@ -138,11 +144,20 @@ def _trusted_device_key(email: str | None) -> str | None:
     return f"device:{device.device_id}" if device else None
 
 
-def _account_key() -> str:
-    """Key password checks by account: a device that signed in to it before has an allowance of its own."""
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
+def _checked_email() -> str | None:
+    """Return the email whose password a request checks: the one it names, else the signed-in account's own."""
     email = _submitted_email()
+    if email is None and current_user.is_authenticated:
+        from studio.auth.service import normalise_email
+
+        email = normalise_email(current_user.email) or None
+    return email
+
+
+def _account_key() -> str:
+    """Key password checks by the account they are for, whoever is signed in: a device that signed in to that
+    account before has an allowance of its own."""
+    email = _checked_email()
     if email is None:
         return f"ip:{get_remote_address()}"
     # The same normalisation as the account lookup: no spelling of an address gets a fresh allowance.
@@ -150,10 +165,8 @@ def _account_key() -> str:
 
 
 def _address_key() -> str:
-    """Key password checks by client address, except for signed-in people and trusted devices (their own)."""
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
-    return _trusted_device_key(_submitted_email()) or f"ip:{get_remote_address()}"
+    """Key password checks by client address, whoever is signed in; a trusted device counts on its own."""
+    return _trusted_device_key(_checked_email()) or f"ip:{get_remote_address()}"
 
 
 def _tier(name: str) -> Callable[[], str]:
@@ -178,7 +191,8 @@ def photos_in_request() -> int:
 
 
 def upload_limit(view: View) -> View:
-    """Limit uploaded photos and re-runs (RATELIMIT_UPLOAD) per account, shared by the pages and the API."""
+    """Limit uploaded photos and re-runs (RATELIMIT_UPLOAD) per account, shared by the pages and the API (which
+    takes one photo a request)."""
     return limiter.shared_limit(_tier("RATELIMIT_UPLOAD"), "upload", key_func=client_key, methods=["POST"],
                                 cost=photos_in_request)(view)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ml.operations import (anonymize, beautify, detect, faces, id_photo, mask_stats, remove_background, smart_crop,
                            stylize, upscale)
-from ml.operations.base import Attachment, InvalidOptions, Limits, Operation, Options, Output
+from ml.operations.base import Attachment, InvalidOptions, Limits, ModelNotInstalled, Operation, Options, Output
 
 DEFAULT_OPERATION = "remove_background"
 
@@ -39,5 +39,5 @@ def get_operation(name: object) -> Operation:
     return OPERATIONS[key]
 
 
-__all__ = ["Attachment", "DEFAULT_OPERATION", "InvalidOptions", "Limits", "OPERATIONS", "Operation", "Options",
-           "Output", "UnknownOperation", "get_operation"]
+__all__ = ["Attachment", "DEFAULT_OPERATION", "InvalidOptions", "Limits", "ModelNotInstalled", "OPERATIONS",
+           "Operation", "Options", "Output", "UnknownOperation", "get_operation"]

@@ -26,6 +26,10 @@ class InvalidOptions(ValueError):
         self.message = message
 
 
+class ModelNotInstalled(InvalidOptions):
+    """Raised when no model an operation can use is installed: the server's state, not the request, is at fault."""
+
+
 def _whole_number(value: Any) -> Any:
     # pydantic reads True as 1 and "1.0" as nothing: a form or JSON boolean is never a number here.
     if isinstance(value, bool):
@@ -206,7 +210,7 @@ class Operation:
             if default_model in usable:
                 return default_model
             if not usable:
-                raise InvalidOptions("model", f"no model for {self.name} is installed on the server")
+                raise ModelNotInstalled("model", f"no model for {self.name} is installed on the server")
             return usable[0]
         if isinstance(value, str) and value.strip().lower() in self.models and value.strip().lower() not in usable:
             raise InvalidOptions("model", f"{value.strip()[:40]!r} is not installed on this server; installed: "

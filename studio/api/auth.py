@@ -1,15 +1,13 @@
-"""Bearer-token authentication and rate-limit keys for the API (never the session cookie)."""
+"""Bearer-token authentication for the API (never the session cookie); its rate limits are studio.security's."""
 
 from __future__ import annotations
 
-from flask import current_app, g, request
-from flask_limiter.util import get_remote_address
+from flask import g, request
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from studio.api import bp
 from studio.auth.service import user_for_token
-from studio.extensions import limiter
 from studio.models import User
 
 # Endpoints anyone may call: the token exchange and the API description.
@@ -42,18 +40,3 @@ def require_token() -> None:
     if current_api_user() is None:
         message = "Send a valid API token: Authorization: Bearer <token> (POST /api/v1/tokens creates one)."
         raise Unauthorized(message, www_authenticate=WWWAuthenticate("bearer", {"realm": "api"}))
-
-
-def client_key() -> str:
-    """Return the rate-limit key: the token's account (shared with its pages), else the client address."""
-    user = current_api_user()
-    return f"user:{user.id}" if user is not None else f"ip:{get_remote_address()}"
-
-
-def _tier(name: str):
-    return lambda: current_app.config[name]
-
-
-# "upload" is the scope the pages use too (studio.security), so pages and API share one upload allowance.
-upload_limit = limiter.shared_limit(_tier("RATELIMIT_UPLOAD"), "upload", key_func=client_key, methods=["POST"])
-read_limit = limiter.limit(_tier("RATELIMIT_READ"), key_func=client_key)

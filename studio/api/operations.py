@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 from ml.operations import OPERATIONS, Operation, UnknownOperation, get_operation
 from ml.registry import MODELS, model_state
 from studio.api import bp, document
-from studio.api.auth import read_limit
+from studio.security import read_limit
 from studio.extensions import limiter
 
 _DOCUMENT_KEY = "studio.openapi"

@@ -11,7 +11,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from studio.api import bp
-from studio.api.auth import read_limit, upload_limit
+from studio.security import read_limit, upload_limit
 from studio.models import Task
 from studio.tasks import files, service, waiting
 from studio.tasks.representation import output_records, task_fields, webhook_fields
@@ -65,21 +65,12 @@ def create_task() -> tuple[Response, int, dict[str, str]]:
         "503": Unavailable
     """
     image = _one_image()
-    operation = service.operation_named(_single_field("operation"))
-    attachments = service.read_attachments(operation, _attached_files())
-    task = service.create_task(g.api_user, image, request.form, attachments)
+    task = service.create_task(g.api_user, image, service.parse_upload(request.form, _attached_files()))
     location = url_for("api.get_task", task_id=task.id, _external=True)
     return jsonify(task_to_dict(task)), 202, {"Location": location}
 
 
 create_task.takes_upload = True  # type: ignore[attr-defined]  # its body is generated from the operations
-
-
-def _single_field(name: str) -> str | None:
-    values = request.form.getlist(name)
-    if len(values) > 1:
-        raise UploadRejected(400, "invalid_option", f"{name}: give it once, not {len(values)} times")
-    return values[0] if values else None
 
 
 def _one_image() -> FileStorage:
@@ -209,7 +200,7 @@ def task_result(task_id: str) -> Response:
         "503": Unavailable
     """
     task = service.get_task(g.api_user, task_id)
-    return files.serve_output(task, download=request.args.get("download") in ("1", "true"))
+    return files.serve_output(task, download=service.wants_download(request.args))
 
 
 @bp.get("/tasks/<task_id>/outputs/<name>")
@@ -242,7 +233,7 @@ def task_output(task_id: str, name: str) -> Response:
         "503": Unavailable
     """
     task = service.get_task(g.api_user, task_id)
-    return files.serve_output(task, name, download=request.args.get("download") in ("1", "true"))
+    return files.serve_output(task, name, download=service.wants_download(request.args))
 
 
 @bp.post("/tasks/<task_id>/cancel")

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from studio import metrics, plans, usage
 from studio.api import bp
-from studio.api.auth import read_limit
+from studio.security import read_limit
 from studio.models import DailyUsage
 from studio.plans import PlanLimitReached
 

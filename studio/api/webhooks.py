@@ -6,7 +6,7 @@ from flask import g, jsonify
 from werkzeug.wrappers import Response
 
 from studio.api import bp
-from studio.api.auth import read_limit
+from studio.security import read_limit
 from studio.webhooks import rotate_secret
 
 

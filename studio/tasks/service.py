@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, Mapping
@@ -20,8 +21,8 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
-from ml.operations import DEFAULT_OPERATION, InvalidOptions, Limits, Operation, Options, UnknownOperation, \
-    get_operation
+from ml.operations import DEFAULT_OPERATION, InvalidOptions, Limits, ModelNotInstalled, Operation, Options, \
+    UnknownOperation, get_operation
 from ml.imageio import EXTENSIONS
 from ml.registry import available_model_names
 from studio import plans
@@ -45,6 +46,36 @@ OPERATION_FIELD = "operation"
 WEBHOOK_FIELD = "webhook_url"
 # Fields that are not options of any operation: the photo itself, what to do, whom to tell.
 RESERVED_FIELDS = {OPERATION_FIELD, WEBHOOK_FIELD, "image", "photo"}
+# What ?download= says "save it as a file" with, on the pages and in the API alike.
+DOWNLOAD_VALUES = ("1", "true")
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """What an upload or a re-run asks for, validated once: the operation, its options, whom to tell when it is
+    done, and the extra pictures it takes, cleaned."""
+
+    operation: Operation
+    options: Options
+    webhook_url: str | None = None
+    attachments: Mapping[str, CleanPhoto] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """Return the model the options chose, or "" for an operation without one."""
+        return str(getattr(self.options, "model", "") or "")
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file a new task stores: new bytes (data) or a copy of a stored object (source)."""
+
+    key: str
+    media_type: str
+    size: int
+    attachment: str | None = None
+    data: bytes | None = None
+    source: str | None = None
 
 
 def operation_named(name: object) -> Operation:
@@ -62,6 +93,28 @@ def installed_models() -> tuple[str, ...]:
     return available_model_names(current_app.config["STUDIO_MODEL_DIR"])
 
 
+def limits(config: Mapping[str, Any] | None = None) -> Limits:
+    """Return the operator's limits an operation checks its options and its work against (the app's by default)."""
+    config = current_app.config if config is None else config
+    return Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"])
+
+
+def parse_upload(submitted: Mapping[str, Any], files: Mapping[str, FileStorage]) -> UploadRequest:
+    """Validate an upload's fields and extra pictures once, for every photo it carries; raise UploadRejected.
+
+    submitted holds the text fields (the operation, its options, webhook_url); files the file fields besides the
+    photo, which the operation must take.
+    """
+    fields = uploads.option_fields(submitted)
+    operation = operation_named(fields.pop(OPERATION_FIELD, None))
+    webhook_url = check_webhook_url(fields.pop(WEBHOOK_FIELD, None),
+                                    current_app.config["STUDIO_WEBHOOK_ALLOW_PRIVATE"])
+    check_attached_names(operation, files)
+    # The options before the pictures: a refused request decodes nothing.
+    options = parse_options(operation, fields, set(files))
+    return UploadRequest(operation, options, webhook_url, _clean_attachments(files))
+
+
 def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: set[str] | frozenset[str]) -> Options:
     """Validate an operation's options from submitted fields; raise UploadRejected (400, or 503 without models)."""
     fields = dict(fields)
@@ -72,31 +125,25 @@ def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: 
     try:
         return operation.parse(fields, models=installed_models(), default_model=current_app.config[
             "STUDIO_DEFAULT_MODEL"], attachments=frozenset(attachments))
+    except ModelNotInstalled:
+        raise UploadRejected(503, "no_models", "No model for this operation is installed on the server yet; "
+                                               "try again later.") from None
     except InvalidOptions as error:
-        if error.field == "model" and "is installed" in error.message:
-            raise UploadRejected(503, "no_models", "No model for this operation is installed on the server yet; "
-                                                   "try again later.") from None
         raise UploadRejected(400, "invalid_option", f"{error.field[:40]}: {error.message}") from None
 
 
-def limits() -> Limits:
-    """Return the operator's limits an operation checks its options against."""
-    config = current_app.config
-    return Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"])
-
-
-def check_for_photo(operation: Operation, options: Options, width: int, height: int) -> None:
+def check_for_photo(request: UploadRequest, width: int, height: int) -> None:
     """Refuse (400) options that cannot work on a photo of this size, before anything is stored or run."""
-    if operation.check is None:
+    if request.operation.check is None:
         return
     try:
-        operation.check(options, width, height, limits())
+        request.operation.check(request.options, width, height, limits())
     except InvalidOptions as error:
         raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
 
 
-def read_attachments(operation: Operation, files: Mapping[str, FileStorage]) -> dict[str, CleanPhoto]:
-    """Check and clean the pictures attached for the operation; refuse unknown, missing or bad ones (naming them)."""
+def check_attached_names(operation: Operation, files: Mapping[str, FileStorage]) -> None:
+    """Refuse file fields the operation does not take, and pictures it needs that are missing (naming them)."""
     known = {attachment.name: attachment for attachment in operation.attachments}
     unknown = sorted(set(files) - set(known))
     if unknown:
@@ -105,75 +152,33 @@ def read_attachments(operation: Operation, files: Mapping[str, FileStorage]) -> 
     missing = [name for name, attachment in known.items() if attachment.required and name not in files]
     if missing:
         raise UploadRejected(400, "invalid_option", f"{missing[0]}: attach the {known[missing[0]].title.lower()}.")
+
+
+def _clean_attachments(files: Mapping[str, FileStorage]) -> dict[str, CleanPhoto]:
+    """Check and clean the attached pictures by the photo's rules; a refusal names the field."""
     config = current_app.config
     return {name: uploads.clean_attachment(name, upload, config.get("MAX_CONTENT_LENGTH"), config["STUDIO_MAX_PIXELS"])
             for name, upload in files.items()}
 
 
-def create_task(user: User, upload: FileStorage | None, submitted: Mapping[str, Any],
-                attachments: Mapping[str, CleanPhoto] | None = None) -> Task:
-    """Validate a photo, its operation and options, store clean copies, record the task and queue it.
-
-    attachments are the operation's extra pictures, already cleaned (read_attachments), by name.
-    """
-    attachments = dict(attachments or {})
+def create_task(user: User, upload: FileStorage | None, request: UploadRequest) -> Task:
+    """Check a photo against a validated request, store clean copies, record the task and queue it."""
     data = uploads.read_upload(upload, current_app.config.get("MAX_CONTENT_LENGTH"))
     max_pixels = current_app.config["STUDIO_MAX_PIXELS"]
     # The header check first: a decompression bomb is refused before a single pixel is decoded.
     header = uploads.inspect_upload(data, max_pixels)
-    fields = uploads.option_fields(submitted)
-    operation = operation_named(fields.pop(OPERATION_FIELD, None))
-    webhook_url = check_webhook_url(fields.pop(WEBHOOK_FIELD, None),
-                                    current_app.config["STUDIO_WEBHOOK_ALLOW_PRIVATE"])
-    options = parse_options(operation, fields, set(attachments))
-    check_for_photo(operation, options, header.width, header.height)
-    quota.check_unfinished(user.id)
-    plans.check_monthly_limits(user.id, header.width * header.height)
-    photo = uploads.clean_photo(data, max_pixels)
-    task = Task(id=new_task_id(), user_id=user.id, operation=operation.name, model=_model(options),
-                options=options.to_dict(), original_filename=display_filename(upload.filename),
-                input_content_type=photo.media_type, input_size=len(photo.data), input_width=photo.width,
-                input_height=photo.height, input_key="")
-    if webhook_url:
-        task.webhook_url, task.webhook_status = webhook_url, WebhookStatus.PENDING.value
+    _check_allowed(user.id, request, header.width, header.height)
+    photo = uploads.clean_photo(data, max_pixels, header)
+    task = _new_task(user.id, request, display_filename(upload.filename), photo.media_type, len(photo.data),
+                     photo.width, photo.height)
+    if request.webhook_url:
+        task.webhook_url, task.webhook_status = request.webhook_url, WebhookStatus.PENDING.value
         ensure_secret(user)  # committed with the task: the delivery is signed with it
-    files = [(input_key(user.id, task.id, photo.extension), photo.data, photo.media_type, None)]
-    files += [(attachment_key(user.id, task.id, name, clean.extension), clean.data, clean.media_type, name)
-              for name, clean in attachments.items()]
+    files = [_File(input_key(user.id, task.id, photo.extension), photo.media_type, len(photo.data), data=photo.data)]
+    files += [_File(attachment_key(user.id, task.id, name, clean.extension), clean.media_type, len(clean.data), name,
+                    data=clean.data) for name, clean in request.attachments.items()]
     _store_and_queue(task, files)
     return task
-
-
-def _model(options: Options) -> str:
-    return str(getattr(options, "model", "") or "")
-
-
-def _store_and_queue(task: Task, files: list[tuple[str, bytes, str, str | None]]) -> None:
-    """Reserve the bytes, store the files, record the task, then queue it; undo everything if a step fails."""
-    size = sum(len(data) for _, data, _, _ in files)
-    quota.reserve(task.user_id, size)
-    storage, stored = get_storage(), []
-    try:
-        for key, data, media_type, attachment in files:
-            storage.put(key, data, media_type)
-            stored.append(key)
-            _record_file(task, key, media_type, len(data), attachment)
-        lifecycle.created(task)
-    except Exception:
-        _delete_objects(stored)
-        quota.give_back(task.user_id, size)
-        db.session.commit()
-        raise
-    enqueue_task(task)
-
-
-def _record_file(task: Task, key: str, media_type: str, size: int, attachment: str | None) -> None:
-    if attachment is None:
-        task.input_key = key
-        return
-    record = {"key": key, "media_type": media_type, "size": size}
-    task.attachments = {**(task.attachments or {}), attachment: record}
-    task.attachments_size = (task.attachments_size or 0) + size
 
 
 def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool = False) -> Task:
@@ -186,41 +191,76 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
     fields.pop(WEBHOOK_FIELD, None)
     accepted = {attachment.name for attachment in operation.attachments}
     kept = {name: item for name, item in (task.attachments or {}).items() if keep_attachments and name in accepted}
-    options = parse_options(operation, fields, set(kept))
-    check_for_photo(operation, options, task.input_width, task.input_height)
-    quota.check_unfinished(task.user_id)
-    plans.check_monthly_limits(task.user_id, task.input_width * task.input_height)
-    new_id = new_task_id()
-    new_task = Task(id=new_id, user_id=task.user_id, operation=operation.name, model=_model(options),
-                    options=options.to_dict(), original_filename=task.original_filename,
-                    input_key=input_key(task.user_id, new_id, PurePosixPath(task.input_key).suffix),
-                    input_content_type=task.input_content_type, input_size=task.input_size,
-                    input_width=task.input_width, input_height=task.input_height)
-    copies = [(task.input_key, new_task.input_key, task.input_content_type, None)]
-    copies += [(item["key"], attachment_key(task.user_id, new_id, name, PurePosixPath(item["key"]).suffix),
-                item["media_type"], name) for name, item in kept.items()]
-    size = task.input_size + sum(item["size"] for item in kept.values())
+    request = UploadRequest(operation, parse_options(operation, fields, set(kept)))
+    _check_allowed(task.user_id, request, task.input_width, task.input_height)
+    new_task = _new_task(task.user_id, request, task.original_filename, task.input_content_type, task.input_size,
+                         task.input_width, task.input_height)
+    files = [_File(input_key(task.user_id, new_task.id, PurePosixPath(task.input_key).suffix),
+                   task.input_content_type, task.input_size, source=task.input_key)]
+    files += [_File(attachment_key(task.user_id, new_task.id, name, PurePosixPath(item["key"]).suffix),
+                    item["media_type"], item["size"], name, source=item["key"]) for name, item in kept.items()]
+    _store_and_queue(new_task, files)
+    return new_task
+
+
+def _check_allowed(user_id: int, request: UploadRequest, width: int, height: int) -> None:
+    """Refuse what this photo, the account's unfinished tasks or its plan do not allow."""
+    check_for_photo(request, width, height)
+    quota.check_unfinished(user_id)
+    plans.check_monthly_limits(user_id, width * height)
+
+
+def _new_task(user_id: int, request: UploadRequest, filename: str | None, media_type: str, size: int, width: int,
+              height: int) -> Task:
+    return Task(id=new_task_id(), user_id=user_id, operation=request.operation.name, model=request.model,
+                options=request.options.to_dict(), original_filename=filename, input_content_type=media_type,
+                input_size=size, input_width=width, input_height=height, input_key="")
+
+
+def _store_and_queue(task: Task, files: list[_File]) -> None:
+    """Reserve the bytes, store the files, record the task, then queue it; undo everything if a step fails."""
+    size = sum(file.size for file in files)
     quota.reserve(task.user_id, size)
-    storage, done = get_storage(), []
+    stored: list[str] = []
     try:
-        for source, target, media_type, attachment in copies:
-            try:
-                storage.copy(source, target, media_type)
-            except ObjectNotFound:
-                what = "original photo" if attachment is None else attachment.replace("_", " ")
-                raise UploadRejected(410, "input_missing", f"The {what} is no longer stored; upload it again.") \
-                    from None
-            done.append(target)
-            if attachment is not None:
-                _record_file(new_task, target, media_type, kept[attachment]["size"], attachment)
-        lifecycle.created(new_task)
+        for file in files:
+            _store(file)
+            stored.append(file.key)
+            _record_file(task, file)
+        lifecycle.created(task)
     except Exception:
-        _delete_objects(done)
+        _delete_objects(stored)
         quota.give_back(task.user_id, size)
         db.session.commit()
         raise
-    enqueue_task(new_task)
-    return new_task
+    enqueue_task(task)
+
+
+def _store(file: _File) -> None:
+    """Write new bytes, or copy a stored object (410 when it is gone: a re-run of a photo deleted meanwhile)."""
+    storage = get_storage()
+    if file.data is not None:
+        storage.put(file.key, file.data, file.media_type)
+        return
+    try:
+        storage.copy(file.source, file.key, file.media_type)
+    except ObjectNotFound:
+        what = "original photo" if file.attachment is None else file.attachment.replace("_", " ")
+        raise UploadRejected(410, "input_missing", f"The {what} is no longer stored; upload it again.") from None
+
+
+def _record_file(task: Task, file: _File) -> None:
+    if file.attachment is None:
+        task.input_key = file.key
+        return
+    record = {"key": file.key, "media_type": file.media_type, "size": file.size}
+    task.attachments = {**(task.attachments or {}), file.attachment: record}
+    task.attachments_size = (task.attachments_size or 0) + file.size
+
+
+def wants_download(arguments: Mapping[str, str]) -> bool:
+    """Return whether a request for an output asks to save it as a file (?download=1 or ?download=true)."""
+    return arguments.get("download") in DOWNLOAD_VALUES
 
 
 def cancel_task(task: Task, reason: str = "Cancelled by its owner.") -> bool:

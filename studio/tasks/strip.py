@@ -19,6 +19,9 @@ _JPEG_KEPT = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range
 _SOS, _EOI, _APP0, _APP14, _COM = 0xDA, 0xD9, 0xE0, 0xEE, 0xFE
 # Inside a scan, 0xFF is either stuffed (FF 00) or starts a restart marker (FF D0-D7); anything else ends it.
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+# Far more segments than any photo has (a progressive one with its most scans has a few hundred); past this the
+# walk, in Python, gives up and the caller re-encodes, whose cost does not grow with segments (libjpeg skips them).
+_MAX_JPEG_SEGMENTS = 2_000
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks that decide the pixels or how their colours are meant (none identifies anyone). pHYs, a print resolution,
@@ -42,9 +45,10 @@ def strip_jpeg(data: bytes) -> bytes | None:
     if not data.startswith(b"\xff\xd8"):
         return None
     kept = [b"\xff\xd8"]
-    position = 2
-    while (found := _next_marker(data, position)) is not None:
+    position, segments = 2, 0
+    while (found := _next_marker(data, position)) is not None and segments < _MAX_JPEG_SEGMENTS:
         marker, position = found
+        segments += 1
         if marker == _EOI:
             return b"".join(kept) + b"\xff\xd9"
         if position + 2 > len(data):

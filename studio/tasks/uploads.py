@@ -19,6 +19,7 @@ from ml.imageio import (
     DamagedImage,
     ImageDecodeError,
     ImageInfo,
+    TooComplex,
     TooManyPixels,
     UnsupportedImage,
     decode_image,
@@ -89,6 +90,10 @@ def inspect_upload(data: bytes, max_pixels: int) -> ImageInfo:
         info = inspect_image(data, max_pixels)
     except TooManyPixels as error:
         raise UploadRejected(400, "too_many_pixels", f"{_sentence(str(error))} Upload a smaller photo.") from None
+    except TooComplex as error:
+        # Refused from its bytes: decoding it would cost many times what a photo of its size does.
+        raise UploadRejected(400, "image_too_complex", f"{_sentence(str(error))} Save it again as an ordinary "
+                             "still photo and upload that.") from None
     except DamagedImage:
         raise _damaged() from None
     except (UnsupportedImage, ImageDecodeError):
@@ -100,16 +105,17 @@ def inspect_upload(data: bytes, max_pixels: int) -> ImageInfo:
     return info
 
 
-def clean_photo(data: bytes, max_pixels: int) -> CleanPhoto:
+def clean_photo(data: bytes, max_pixels: int, info: ImageInfo | None = None) -> CleanPhoto:
     """Decode a whole upload and return its clean copy: no EXIF, GPS, XMP, IPTC, comments, profile or trailing bytes.
 
     When decoding changes nothing (no EXIF rotation, no colour profile to convert, 8-bit RGB or RGBA), the copy is
     the upload with its metadata cut out, pixels untouched and checked by decoding it again; otherwise, or if that
-    check fails, it is the upright sRGB photo re-encoded (JPEG and WebP at quality 95, PNG).
+    check fails, it is the upright sRGB photo re-encoded (JPEG and WebP at quality 95, PNG). info is what
+    inspect_upload found in these bytes, when the caller has it already.
     """
-    info = inspect_upload(data, max_pixels)
+    info = info or inspect_upload(data, max_pixels)
     try:
-        image = decode_image(data, max_pixels)
+        image = decode_image(data, max_pixels, inspected=info)
     except TooManyPixels as error:
         raise UploadRejected(400, "too_many_pixels", f"{_sentence(str(error))} Upload a smaller photo.") from None
     except ImageDecodeError as error:

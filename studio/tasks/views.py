@@ -83,22 +83,21 @@ def list_tasks() -> str:
 @upload_limit
 def create() -> Response | tuple[str, int]:
     """Create one task per uploaded photo, all with the chosen operation and options."""
-    uploads = [upload for upload in request.files.getlist(PHOTO_FIELD) if upload and upload.filename]
-    if not uploads:
+    photos = [upload for upload in request.files.getlist(PHOTO_FIELD) if upload and upload.filename]
+    if not photos:
         return _upload_failed(["Choose at least one photo to upload."], 400)
     try:
-        operation = service.operation_named(request.form.get("operation"))
-        # Checked once for all the photos: each task stores its own copy.
-        attachments = service.read_attachments(operation, _attached_files(operation))
+        # Checked once for all the photos: each task stores its own copy of the attachments.
+        upload_request = service.parse_upload(_option_fields(), _attached_files())
     except UploadRejected as error:
         metrics.upload_refused(error.code)
         return _upload_failed([error.message], error.status)
     tasks, errors, status = [], [], 400
-    for upload in uploads:
+    for photo in photos:
         try:
-            tasks.append(service.create_task(current_user, upload, _option_fields(), attachments))
+            tasks.append(service.create_task(current_user, photo, upload_request))
         except UploadRejected as error:
-            errors.append(f"{service.display_filename(upload.filename)}: {error.message}")
+            errors.append(f"{service.display_filename(photo.filename)}: {error.message}")
             status = error.status
             metrics.upload_refused(error.code)
     if not tasks:
@@ -121,11 +120,11 @@ def _option_fields() -> Any:
     return fields
 
 
-def _attached_files(operation: Operation) -> dict[str, FileStorage]:
-    """Return the operation's attachments the form carries (empty file inputs are left out)."""
-    names = {attachment.name for attachment in operation.attachments}
+def _attached_files() -> dict[str, FileStorage]:
+    """Return the file fields besides the photos (empty file inputs are left out); the operation says which it
+    takes."""
     return {name: upload for name, upload in request.files.items()
-            if name in names and upload and upload.filename}
+            if name != PHOTO_FIELD and upload and upload.filename}
 
 
 def _upload_failed(errors: list[str], status: int) -> Response | tuple[str, int]:
@@ -195,9 +194,9 @@ def status(task_id: str) -> str:
 @login_required
 @read_limit
 def result(task_id: str) -> Response:
-    """Send the main output (?download=1 to save it as a file)."""
+    """Send the main output (?download=1 or ?download=true to save it as a file)."""
     task = service.get_task(current_user, task_id)
-    return files.serve_output(task, download=request.args.get("download") == "1")
+    return files.serve_output(task, download=service.wants_download(request.args))
 
 
 @bp.get("/tasks/<task_id>/outputs/<name>")
@@ -206,7 +205,7 @@ def result(task_id: str) -> Response:
 def output(task_id: str, name: str) -> Response:
     """Send another output (a preview, the JSON of what was found)."""
     task = service.get_task(current_user, task_id)
-    return files.serve_output(task, name, download=request.args.get("download") == "1")
+    return files.serve_output(task, name, download=service.wants_download(request.args))
 
 
 @bp.get("/tasks/<task_id>/input")

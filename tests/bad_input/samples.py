@@ -150,3 +150,43 @@ def jpeg_rotated_with_gps(upright: Image.Image) -> bytes:
     """Return a JPEG stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to view) and GPS."""
     sideways = upright.transpose(Image.Transpose.ROTATE_90)
     return encoded(sideways, "JPEG", quality=95, exif=exif_with_gps(6))
+
+
+def jpeg_many_scans(scans: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    """Return a progressive JPEG followed by this many empty AC refinement scans of its luma (decoders read each one
+    over the whole picture: scans times pixels of work)."""
+    data = encoded(noise(size), "JPEG", quality=90, progressive=True)
+    # SOS: one component (1, the luma), tables 0/0, coefficients 1..63, successive approximation 1 -> 0.
+    empty_scan = b"\xff\xda" + struct.pack(">HBBBBBB", 8, 1, 1, 0x00, 1, 63, 0x10)
+    return data[:-2] + empty_scan * scans + data[-2:]
+
+
+def png_many_chunks(chunks: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    """Return a PNG with this many empty private chunks after its header (Pillow reads each one in Python)."""
+    data = png(size)
+    header_end = 8 + 25  # signature, IHDR
+    return data[:header_end] + _png_chunk(b"prVt", b"") * chunks + data[header_end:]
+
+
+def webp_many_frames(frames: int) -> bytes:
+    """Return an animated WebP of this many frames (its second frame repeated), built at the byte level."""
+    data = webp_animated()
+    position, pieces = 12, []
+    while position + 8 <= len(data):
+        length = struct.unpack_from("<I", data, position + 4)[0]
+        pieces.append(data[position:position + 8 + length + (length & 1)])
+        position += 8 + length + (length & 1)
+    frames_found = [piece for piece in pieces if piece.startswith(b"ANMF")]
+    assert len(frames_found) == 2
+    body = b"WEBP" + b"".join(piece for piece in pieces if not piece.startswith(b"ANMF")) \
+        + frames_found[0] + frames_found[1] * (frames - 1)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def jpeg_many_segments(segments: int, before_first_scan: bool = True) -> bytes:
+    """Return a progressive JPEG with this many empty comment segments before its first scan (Pillow reads each one
+    in Python) or before its second (libjpeg skips them in C)."""
+    data = encoded(noise((64, 48)), "JPEG", quality=90, progressive=True)
+    first_scan = data.index(b"\xff\xda")
+    at = 2 if before_first_scan else data.index(b"\xff\xda", first_scan + 2)
+    return data[:at] + b"\xff\xfe\x00\x02" * segments + data[at:]

@@ -65,6 +65,39 @@ def test_the_token_exchange_honours_the_device_cookie_too(limited):
     assert again.status_code == 201
 
 
+def _signed_in(app, email: str, address: str):
+    client = app.test_client()
+    assert login(client, email, REMOTE_ADDR=address).status_code == 302
+    return client
+
+
+def _token_guess(client, email: str, address: str) -> int:
+    return client.post("/api/v1/tokens", json={"email": email, "password": "wrong password"},
+                       environ_base={"REMOTE_ADDR": address}).status_code
+
+
+def test_a_session_buys_no_guesses_of_its_own_against_another_account(limited, make_user):
+    for number in range(2):
+        make_user(f"mallory{number}@example.com")
+    first, second = (_signed_in(limited, f"mallory{number}@example.com", f"192.0.2.{20 + number}")
+                     for number in range(2))
+    # Each attacker account guesses from its own address: the victim's allowance is one, whoever is signed in.
+    guesses = [_token_guess(first, EMAIL, "198.51.100.20") for _ in range(2)]
+    guesses += [_token_guess(second, EMAIL, "198.51.100.21") for _ in range(2)]
+    assert guesses == [401, 401, 401, 429]
+
+
+def test_a_session_buys_no_guesses_of_its_own_from_an_address(limited, make_user):
+    for name in ("mallory0", "mallory1", "bob", "carol"):
+        make_user(f"{name}@example.com")
+    first, second = (_signed_in(limited, f"mallory{number}@example.com", f"192.0.2.{20 + number}")
+                     for number in range(2))
+    # Two accounts signed in on one address, each guessing at another victim: the address's allowance is one.
+    guesses = [_token_guess(first, "bob@example.com", "198.51.100.30") for _ in range(2)]
+    guesses += [_token_guess(second, "carol@example.com", "198.51.100.30") for _ in range(2)]
+    assert guesses == [401, 401, 401, 429]
+
+
 def test_a_device_cookie_only_counts_for_its_own_account_and_is_throttled_on_its_own(limited, make_user):
     make_user("mallory@example.com")
     attacker = limited.test_client()
