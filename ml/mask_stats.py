@@ -8,11 +8,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ml.operations.base import Inputs, Result
-from ml.operations.mask_stats import MaskStatsOptions
+from ml.operations.mask_stats import PREVIEW_MAX_SIDE, MaskStatsOptions
 from ml.operations.runner import RunContext
 from ml.saliency import predict_mask
-
-PREVIEW_MAX_SIDE = 1600
 
 
 def measure(mask: Image.Image, threshold: int) -> dict[str, Any]:

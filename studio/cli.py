@@ -120,7 +120,7 @@ def run_operation(operation: Operation, values: dict[str, Any]) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')} {path}: {error}") from None
     out: Path = values["out"]
     targets = output_paths(sources, out, main_extension(operation, options))
-    limits = Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"])
+    limits = Limits.from_config(config)
     results = process_files(operation, sources, targets, options, model_dir=config["STUDIO_MODEL_DIR"],
                             limits=limits, attachments=attachments,
                             png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ml.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS
+from ml.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS, sheet_pixels
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
 from ml.operations.remove_background import U2NET_MODELS
 
@@ -77,6 +77,25 @@ class IdPhotoOptions(FaceOptions):
                                 json_schema_extra={"x-labels": {"jpeg": "JPEG", "png": "PNG"}})
 
 
+# MTCNN's first stage scans the photo at 12 / min_face_size of its size and then at 0.709 of each level before
+# (ml/mtcnn.py): its pixels are the photo's times the sum of the squared scales.
+DETECTOR_WINDOW = 12
+PYRAMID_FACTOR = 0.709
+
+
+def detector_work(options: FaceOptions, width: int, height: int) -> int:
+    """Return the pixels the detector's image pyramid scans for a photo of this size."""
+    first = (DETECTOR_WINDOW / options.min_face_size) ** 2
+    return int(width * height * first / (1 - PYRAMID_FACTOR ** 2))
+
+
+def id_photo_size(options: IdPhotoOptions, width: int, height: int) -> tuple[int, int]:
+    """Return the largest image id_photo makes: the print sheet when asked for, else the photo at the standard."""
+    photo = ID_PRESETS[options.preset].pixels(int(options.dpi))
+    sheet = sheet_pixels(int(options.dpi)) if options.sheet else (0, 0)
+    return max(photo, sheet, key=lambda size: size[0] * size[1])
+
+
 def _faces_json(description: str) -> Output:
     return Output("faces", "json", description)
 
@@ -89,7 +108,7 @@ FIND_FACES = Operation(
     outputs=(Output("result", "json", '{"count", "faces": [{"box": [x1, y1, x2, y2], "landmarks", "confidence"}]} '
                                       "in photo pixels"),
              Output("preview", "image", "the photo with each face's box and landmarks drawn", image_format="jpeg")),
-    models=("mtcnn",),
+    models=("mtcnn",), work=detector_work,
 )
 ANONYMIZE = Operation(
     name="anonymize", title="Hide faces",
@@ -97,7 +116,7 @@ ANONYMIZE = Operation(
     options=AnonymizeOptions, run="ml.face_runs:anonymize",
     outputs=(Output("result", "image", "the photo with every face hidden"),
              _faces_json('{"count", "hidden": [{"box", "region", "confidence"}]}: what was hidden, in photo pixels')),
-    models=("mtcnn",),
+    models=("mtcnn",), work=detector_work,
 )
 BEAUTIFY = Operation(
     name="beautify", title="Smooth skin",
@@ -105,7 +124,7 @@ BEAUTIFY = Operation(
     options=BeautifyOptions, run="ml.face_runs:beautify",
     outputs=(Output("result", "image", "the photo with smoothed skin"),
              _faces_json('{"count", "faces": [...]}: the faces that were smoothed')),
-    models=("mtcnn",),
+    models=("mtcnn",), work=detector_work,
 )
 ID_PHOTO = Operation(
     name="id_photo", title="ID photo",
@@ -116,4 +135,5 @@ ID_PHOTO = Operation(
              Output("sheet", "image", "a 10x15 cm print sheet of copies (when asked for)")),
     models=("mtcnn",),
     helper_models=lambda options: (options.mask_model,),
+    work=detector_work, output_size=id_photo_size,
 )

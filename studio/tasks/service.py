@@ -81,16 +81,13 @@ def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: 
 
 def limits() -> Limits:
     """Return the operator's limits an operation checks its options against."""
-    config = current_app.config
-    return Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"])
+    return Limits.from_config(current_app.config)
 
 
 def check_for_photo(operation: Operation, options: Options, width: int, height: int) -> None:
     """Refuse (400) options that cannot work on a photo of this size, before anything is stored or run."""
-    if operation.check is None:
-        return
     try:
-        operation.check(options, width, height, limits())
+        operation.check_photo(options, width, height, limits())
     except InvalidOptions as error:
         raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
 
@@ -128,7 +125,7 @@ def create_task(user: User, upload: FileStorage | None, submitted: Mapping[str, 
     options = parse_options(operation, fields, set(attachments))
     check_for_photo(operation, options, header.width, header.height)
     quota.check_unfinished(user.id)
-    plans.check_monthly_limits(user.id, header.width * header.height)
+    plans.check_monthly_limits(user.id, operation.work_pixels(options, header.width, header.height))
     photo = uploads.clean_photo(data, max_pixels)
     task = Task(id=new_task_id(), user_id=user.id, operation=operation.name, model=_model(options),
                 options=options.to_dict(), original_filename=display_filename(upload.filename),
@@ -189,7 +186,7 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
     options = parse_options(operation, fields, set(kept))
     check_for_photo(operation, options, task.input_width, task.input_height)
     quota.check_unfinished(task.user_id)
-    plans.check_monthly_limits(task.user_id, task.input_width * task.input_height)
+    plans.check_monthly_limits(task.user_id, operation.work_pixels(options, task.input_width, task.input_height))
     new_id = new_task_id()
     new_task = Task(id=new_id, user_id=task.user_id, operation=operation.name, model=_model(options),
                     options=options.to_dict(), original_filename=task.original_filename,
