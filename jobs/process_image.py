@@ -83,7 +83,7 @@ def _process(task_id: str) -> None:
             running = time.perf_counter()
             outputs = process(
                 operation, _input(task), options, model_dir=config["STUDIO_MODEL_DIR"],
-                limits=Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"]),
+                limits=Limits.from_config(config),
                 attachments=_attachments(task, operation), progress=_progress_reporter(task),
                 png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
         except (ImageDecodeError, InvalidOptions, OperationFailed, PermanentFailure) as error:

@@ -67,8 +67,7 @@ def decode_inputs(photo: bytes, attachments: dict[str, bytes], max_pixels: int =
 
 def run(operation: Operation, inputs: Inputs, options: Options, context: RunContext) -> Result:
     """Check the options against the photo, then run the operation."""
-    if operation.check is not None:
-        operation.check(options, *inputs.photo.size, context.limits)
+    operation.check_photo(options, *inputs.photo.size, context.limits)
     function: Callable[[Inputs, Options, RunContext], Result] = import_string(operation.run)
     return function(inputs, options, context)
 

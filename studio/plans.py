@@ -1,11 +1,12 @@
 """Plans: what an account may use in a month, and its own cap on unfinished tasks and share of the workers.
 
-STUDIO_PLANS names the plans, each with any of tasks_per_month, megapixels_per_month (of the photos sent in),
-max_unfinished_tasks and concurrency; a limit left out is no limit, a cap left out is the site-wide setting
-(STUDIO_MAX_UNFINISHED_TASKS, STUDIO_ACCOUNT_CONCURRENCY). An account has the plan an administrator gave it, else
-STUDIO_DEFAULT_PLAN. The monthly limits are checked before a task is created (upload or re-run): the month's
-finished tasks (studio/usage.py) plus those still waiting or processing, plus the new one, must fit. Months are
-calendar months in UTC; over a limit the answer is a 429 that says the limit, what is used and when it resets.
+STUDIO_PLANS names the plans, each with any of tasks_per_month, megapixels_per_month (of the photos sent in; a new
+task counts its operation's work, Operation.work_pixels), max_unfinished_tasks and concurrency; a limit left out
+is no limit, a cap left out is the site-wide setting (STUDIO_MAX_UNFINISHED_TASKS, STUDIO_ACCOUNT_CONCURRENCY).
+An account has the plan an administrator gave it, else STUDIO_DEFAULT_PLAN. The monthly limits are checked
+before a task is created (upload or re-run): the month's finished tasks (studio/usage.py) plus those still waiting
+or processing, plus the new one, must fit. Months are calendar months in UTC; over a limit the answer is a 429
+that says the limit, what is used and when it resets.
 """
 
 from __future__ import annotations

@@ -60,6 +60,14 @@ def _json_object(environ: Mapping[str, str], name: str, default: dict) -> dict:
     return parsed
 
 
+def _pixel_limits(name: str, limits: dict) -> dict[str, int]:
+    """Check a JSON object setting of names to positive whole numbers of pixels, e.g. {"upscale": 16000000}."""
+    for key, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"setting {name}: {str(key)[:40]!r} must be a whole number of pixels, got {value!r}")
+    return limits
+
+
 def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     value = (environ.get(name) or default).strip().lower()
     if value not in choices:
@@ -137,6 +145,10 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_MAX_PIXELS": _int(environ, "STUDIO_MAX_PIXELS", 50_000_000),
         # Largest result an operation may make (an upscale multiplies the pixels by 4 or 16): refused before it runs.
         "STUDIO_MAX_OUTPUT_PIXELS": _int(environ, "STUDIO_MAX_OUTPUT_PIXELS", 64_000_000),
+        # The largest photo an operation takes, by operation name, where its declared default (docs/security.md)
+        # should not apply: {"upscale": 16000000}. STUDIO_MAX_PIXELS still caps every one.
+        "STUDIO_OPERATION_MAX_PIXELS": _pixel_limits(
+            "STUDIO_OPERATION_MAX_PIXELS", _json_object(environ, "STUDIO_OPERATION_MAX_PIXELS", {})),
         "STUDIO_USER_QUOTA_BYTES": _int(environ, "STUDIO_USER_QUOTA_BYTES", 1024 ** 3),  # photos + results; 0: none
         "STUDIO_RETENTION_DAYS": _int(environ, "STUDIO_RETENTION_DAYS", 30),  # tasks older are deleted; 0: never
         # Plans (studio/plans.py): {"free": {"tasks_per_month": 100, "megapixels_per_month": 500,

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ml.edits.id_presets import (  # noqa: F401 - re-exported for the callers of this module
-    BACKGROUNDS, DEFAULT_DPI, DEFAULT_PRESET, DPI_CHOICES, ID_PRESETS, MM_PER_INCH, IdPreset,
+    BACKGROUNDS, DEFAULT_DPI, DEFAULT_PRESET, DPI_CHOICES, ID_PRESETS, MM_PER_INCH, SHEET_GAP_MM, SHEET_MM, IdPreset,
 )
 from ml.models.mtcnn.infer import Face
 
@@ -32,8 +32,6 @@ CROWN_ABOVE_EYES_MIN = 1.35
 CHIN_BELOW_EYES = 1.7
 _ALPHA_FLOOR, _ALPHA_CEILING = 32, 224
 _ALPHA_STRETCH = 255 / (_ALPHA_CEILING - _ALPHA_FLOOR)
-SHEET_MM = (150.0, 100.0)
-SHEET_GAP_MM = 2.0
 
 
 class IdPhotoError(ValueError):

@@ -8,6 +8,9 @@ MM_PER_INCH = 25.4
 DEFAULT_PRESET = "eu_uk_passport"
 DEFAULT_DPI = 300
 DPI_CHOICES = (300, 600)
+# The print sheet: a 10x15 cm page, landscape, copies 2 mm apart.
+SHEET_MM = (150.0, 100.0)
+SHEET_GAP_MM = 2.0
 BACKGROUNDS = {"white": (255, 255, 255), "light_grey": (235, 235, 235), "light_blue": (214, 232, 248)}
 
 
@@ -26,6 +29,11 @@ class IdPreset:
     def pixels(self, dpi: int) -> tuple[int, int]:
         """Return the photo's width and height in pixels at a resolution."""
         return round(self.size_mm[0] / MM_PER_INCH * dpi), round(self.size_mm[1] / MM_PER_INCH * dpi)
+
+
+def sheet_pixels(dpi: int) -> tuple[int, int]:
+    """Return the print sheet's width and height in pixels at a resolution."""
+    return round(SHEET_MM[0] / MM_PER_INCH * dpi), round(SHEET_MM[1] / MM_PER_INCH * dpi)
 
 
 ID_PRESETS: dict[str, IdPreset] = {

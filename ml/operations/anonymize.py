@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Output, WholeNumber, choice
-from ml.operations.faces import FaceOptions
+from ml.operations.faces import FaceOptions, detector_work
 
 AnonymizeMethod = choice("blur", "pixelate")
 
@@ -30,5 +30,5 @@ OPERATION = Operation(
     outputs=(Output("result", "image", "the photo with every face hidden"),
              Output("faces", "json", '{"count", "hidden": [{"box", "region", "confidence"}]}: what was hidden, in '
                                      "photo pixels")),
-    models=("mtcnn",),
+    models=("mtcnn",), work=detector_work,
 )

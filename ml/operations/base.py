@@ -116,12 +116,33 @@ class Result:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+# The longest side each encoder can write (libjpeg's 65,500, WebP's 14-bit size fields); PNG has no practical limit.
+MAX_SIDES = {"jpeg": 65_500, "webp": 16_383, "png": 2**31 - 1}
+
+
 @dataclass(frozen=True)
 class Limits:
     """Operator settings an operation may check options against before anything runs."""
 
     max_pixels: int
     max_output_pixels: int
+    # STUDIO_OPERATION_MAX_PIXELS: the largest photo, in pixels, an operation takes where the operator raised (or
+    # lowered) its default, by operation name.
+    operation_max_pixels: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Limits":
+        """Return the limits the operator's settings say."""
+        return cls(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"],
+                   dict(config.get("STUDIO_OPERATION_MAX_PIXELS") or {}))
+
+
+def _photo_size(options: Any, width: int, height: int) -> tuple[int, int]:
+    return width, height
+
+
+def _photo_pixels(options: Any, width: int, height: int) -> int:
+    return width * height
 
 
 @dataclass(frozen=True)
@@ -144,8 +165,60 @@ class Operation:
     timeout: Callable[[Options, int], int] | None = None
     # Refuses options that cannot work for a photo of this size (raise InvalidOptions), before anything runs.
     check: Callable[[Options, int, int, Limits], None] | None = None
+    # The size of the largest image a run makes from a photo of this size (margins, canvases, scales, sheets
+    # included): checked against STUDIO_MAX_OUTPUT_PIXELS and the encoders' longest side before anything runs.
+    output_size: Callable[[Options, int, int], tuple[int, int]] = _photo_size
+    # Pixels of work a run does on a photo of this size: what the plan's megapixel budget counts.
+    work: Callable[[Options, int, int], int] = _photo_pixels
+    # The largest photo, in pixels, taken by default (STUDIO_OPERATION_MAX_PIXELS changes it); None: only
+    # STUDIO_MAX_PIXELS applies.
+    max_input_pixels: int | None = None
     # The CLI runs one photo per core (single-threaded operators) when True, one at a time on every core when not.
     photo_parallel: bool = True
+
+    def work_pixels(self, options: Options, width: int, height: int) -> int:
+        """Return the pixels of work a run does on a photo of this size (what a plan's megapixels count)."""
+        return max(width * height, int(self.work(options, width, height)))
+
+    def input_limit(self, limits: Limits) -> int:
+        """Return the largest photo, in pixels, this operation takes under these limits."""
+        limit = limits.operation_max_pixels.get(self.name, self.max_input_pixels)
+        return limits.max_pixels if limit is None else min(limit, limits.max_pixels)
+
+    def check_photo(self, options: Options, width: int, height: int, limits: Limits) -> None:
+        """Refuse (InvalidOptions) a photo too large for this operation, or options making a result too large."""
+        limit = self.input_limit(limits)
+        if width * height > limit:
+            raise InvalidOptions("photo", f"{self.name} takes photos of up to {limit / 1e6:g} MP on this server; "
+                                          f"this one is {width}x{height} ({width * height / 1e6:.1f} MP): send a "
+                                          "smaller one")
+        self._check_output(options, width, height, limits)
+        if self.check is not None:
+            self.check(options, width, height, limits)
+
+    def _check_output(self, options: Options, width: int, height: int, limits: Limits) -> None:
+        """Refuse a result above STUDIO_MAX_OUTPUT_PIXELS or longer than its format can be written."""
+        out_width, out_height = self.output_size(options, width, height)
+        if out_width * out_height > limits.max_output_pixels:
+            grown = out_width * out_height > width * height
+            raise InvalidOptions(self._grown_by() if grown else "photo",
+                                 f"the result could be up to {out_width}x{out_height} "
+                                 f"({out_width * out_height / 1e6:.1f} MP), above this server's limit of "
+                                 f"{limits.max_output_pixels / 1e6:g} MP: use a smaller photo or option")
+        for output in self.outputs:
+            if output.kind != "image":
+                continue
+            chosen = output.image_format == "options"
+            image_format = getattr(options, "format", "png") if chosen else output.image_format
+            if max(out_width, out_height) > MAX_SIDES[image_format]:
+                raise InvalidOptions("format" if chosen else "photo",
+                                     f"{image_format.upper()} images can be at most {MAX_SIDES[image_format]:,} "
+                                     f"pixels on a side and the {output.name} would be {out_width}x{out_height}"
+                                     + (": choose png" if chosen else ": send a photo less long and thin"))
+
+    def _grown_by(self) -> str:
+        """Return the option that can make the output larger than the photo, for the error's field."""
+        return next((name for name in ("margin", "scale", "sheet") if name in self.options.model_fields), "options")
 
     @property
     def result(self) -> Output:

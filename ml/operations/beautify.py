@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Output, WholeNumber
-from ml.operations.faces import FaceOptions
+from ml.operations.faces import FaceOptions, detector_work
 
 
 class BeautifyOptions(FaceOptions):
@@ -23,5 +23,5 @@ OPERATION = Operation(
     options=BeautifyOptions, run="ml.runs.beautify:run",
     outputs=(Output("result", "image", "the photo with smoothed skin"),
              Output("faces", "json", '{"count", "faces": [...]}: the faces that were smoothed')),
-    models=("mtcnn",),
+    models=("mtcnn",), work=detector_work,
 )

@@ -29,6 +29,18 @@ class FindFacesOptions(FaceOptions):
     """Options of faces."""
 
 
+# MTCNN's first stage scans the photo at 12 / min_face_size of its size and then at 0.709 of each level before
+# (ml/models/mtcnn/infer.py): its pixels are the photo's times the sum of the squared scales.
+DETECTOR_WINDOW = 12
+PYRAMID_FACTOR = 0.709
+
+
+def detector_work(options: FaceOptions, width: int, height: int) -> int:
+    """Return the pixels the detector's image pyramid scans for a photo of this size."""
+    first = (DETECTOR_WINDOW / options.min_face_size) ** 2
+    return int(width * height * first / (1 - PYRAMID_FACTOR ** 2))
+
+
 OPERATION = Operation(
     name="faces", title="Find faces",
     description="Find every face: its box, five landmarks (eyes, nose, mouth corners) and confidence, as JSON, with "
@@ -37,5 +49,5 @@ OPERATION = Operation(
     outputs=(Output("result", "json", '{"count", "faces": [{"box": [x1, y1, x2, y2], "landmarks", "confidence"}]} '
                                       "in photo pixels"),
              Output("preview", "image", "the photo with each face's box and landmarks drawn", image_format="jpeg")),
-    models=("mtcnn",),
+    models=("mtcnn",), work=detector_work,
 )

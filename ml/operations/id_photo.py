@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ml.edits.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS
+from ml.edits.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS, sheet_pixels
 from ml.operations.base import Operation, Output, choice
-from ml.operations.faces import FaceOptions
+from ml.operations.faces import FaceOptions, detector_work
 from ml.operations.mask_model import MaskModel
 
 Preset = choice(*ID_PRESETS)
@@ -34,6 +34,13 @@ class IdPhotoOptions(FaceOptions):
                                 json_schema_extra={"x-labels": {"jpeg": "JPEG", "png": "PNG"}})
 
 
+def id_photo_size(options: IdPhotoOptions, width: int, height: int) -> tuple[int, int]:
+    """Return the largest image id_photo makes: the print sheet when asked for, else the photo at the standard."""
+    photo = ID_PRESETS[options.preset].pixels(int(options.dpi))
+    sheet = sheet_pixels(int(options.dpi)) if options.sheet else (0, 0)
+    return max(photo, sheet, key=lambda size: size[0] * size[1])
+
+
 OPERATION = Operation(
     name="id_photo", title="ID photo",
     description="Make a passport or visa photo: background replaced, eyes levelled, head sized and placed as the "
@@ -43,4 +50,5 @@ OPERATION = Operation(
              Output("sheet", "image", "a 10x15 cm print sheet of copies (when asked for)")),
     models=("mtcnn",),
     helper_models=lambda options: (options.mask_model,),
+    work=detector_work, output_size=id_photo_size,
 )

@@ -8,6 +8,16 @@ from ml.operations.base import Operation, Options, Output, WholeNumber
 from ml.operations.mask_model import MASK_MODELS, MaskModel
 
 
+# The preview's long side at most (ml/mask_stats.py draws it), whatever the photo's size.
+PREVIEW_MAX_SIDE = 1600
+
+
+def preview_size(options: "MaskStatsOptions", width: int, height: int) -> tuple[int, int]:
+    """Return the preview's size: the photo scaled down to PREVIEW_MAX_SIDE on its long side."""
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 class MaskStatsOptions(Options):
     """Options of mask_stats."""
 
@@ -28,5 +38,5 @@ OPERATION = Operation(
                                       '"area_fraction", "centroid": [x, y]}} in photo pixels'),
              Output("preview", "image", "the photo with the subject outlined, its box and centroid drawn",
                     image_format="jpeg")),
-    models=MASK_MODELS,
+    models=MASK_MODELS, output_size=preview_size,
 )

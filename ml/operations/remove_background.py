@@ -96,6 +96,13 @@ class RemoveBackgroundOptions(Options):
         return parse_colour(self.bg_color) if self.bg_color else None
 
 
+def output_size(options: RemoveBackgroundOptions, width: int, height: int) -> tuple[int, int]:
+    """Return the largest image a run makes: the photo, or a crop whose margin reaches past it on every side."""
+    if options.crop:
+        return width + 2 * options.margin, height + 2 * options.margin
+    return width, height
+
+
 OPERATION = Operation(
     name="remove_background",
     title="Remove background",
@@ -103,7 +110,7 @@ OPERATION = Operation(
     options=RemoveBackgroundOptions,
     run="ml.runs.remove_background:run",
     outputs=(Output("result", "image", "the cutout, or the mask, at the photo's size unless cropped or resized"),),
-    models=MASK_MODELS,
+    models=MASK_MODELS, output_size=output_size,
     attachments=(Attachment("bg_image", "Background image",
                             "a picture to put behind the cutout, scaled and cropped to cover it (not with a "
                             "background colour or blur)"),),

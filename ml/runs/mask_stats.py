@@ -9,10 +9,8 @@ from PIL import Image, ImageDraw
 
 from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
-from ml.operations.mask_stats import MaskStatsOptions
+from ml.operations.mask_stats import PREVIEW_MAX_SIDE, MaskStatsOptions
 from ml.runner import RunContext
-
-PREVIEW_MAX_SIDE = 1600
 
 
 def measure(mask: Image.Image, threshold: int) -> dict[str, Any]:

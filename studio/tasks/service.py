@@ -95,8 +95,7 @@ def installed_models() -> tuple[str, ...]:
 
 def limits(config: Mapping[str, Any] | None = None) -> Limits:
     """Return the operator's limits an operation checks its options and its work against (the app's by default)."""
-    config = current_app.config if config is None else config
-    return Limits(config["STUDIO_MAX_PIXELS"], config["STUDIO_MAX_OUTPUT_PIXELS"])
+    return Limits.from_config(current_app.config if config is None else config)
 
 
 def parse_upload(submitted: Mapping[str, Any], files: Mapping[str, FileStorage]) -> UploadRequest:
@@ -134,10 +133,8 @@ def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: 
 
 def check_for_photo(request: UploadRequest, width: int, height: int) -> None:
     """Refuse (400) options that cannot work on a photo of this size, before anything is stored or run."""
-    if request.operation.check is None:
-        return
     try:
-        request.operation.check(request.options, width, height, limits())
+        request.operation.check_photo(request.options, width, height, limits())
     except InvalidOptions as error:
         raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
 
@@ -207,7 +204,7 @@ def _check_allowed(user_id: int, request: UploadRequest, width: int, height: int
     """Refuse what this photo, the account's unfinished tasks or its plan do not allow."""
     check_for_photo(request, width, height)
     quota.check_unfinished(user_id)
-    plans.check_monthly_limits(user_id, width * height)
+    plans.check_monthly_limits(user_id, request.operation.work_pixels(request.options, width, height))
 
 
 def _new_task(user_id: int, request: UploadRequest, filename: str | None, media_type: str, size: int, width: int,

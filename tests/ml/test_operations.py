@@ -195,11 +195,12 @@ def test_mask_stats_says_when_there_is_no_subject():
 def test_an_upscale_too_large_for_the_servers_limit_is_refused_before_anything_runs():
     upscale = get_operation("upscale")
     options = upscale.parse({"scale": "4"}, models=MODELS_REGISTERED)
-    limits = Limits(max_pixels=50_000_000, max_output_pixels=64_000_000)
-    upscale.check(options, 2000, 2000, limits)  # 8000x8000 = 64 MP: just within
-    with pytest.raises(InvalidOptions, match=r"scale: a 4x upscale of this 2001x2000 photo would be 8004x8000 "
-                                             r"\(64.0 MP\), above this server's limit of 64.0 MP"):
-        upscale.check(options, 2001, 2000, limits)
+    limits = Limits(max_pixels=50_000_000, max_output_pixels=64_000_000,
+                    operation_max_pixels={"upscale": 50_000_000})
+    upscale.check_photo(options, 2000, 2000, limits)  # 8000x8000 = 64 MP: just within
+    with pytest.raises(InvalidOptions, match=r"scale: the result could be up to 8004x8000 \(64.0 MP\), above this "
+                                             r"server's limit of 64 MP"):
+        upscale.check_photo(options, 2001, 2000, limits)
     # The job's time follows the photo's size: minutes per megapixel on one thread.
     assert upscale.timeout(options, 2_000_000) > 10 * upscale.timeout(options, 100_000) / 4
     with pytest.raises(InvalidOptions, match="format: JPEG has no transparency"):

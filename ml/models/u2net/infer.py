@@ -41,10 +41,13 @@ def sample_bilinear(image: Image.Image, size: int) -> np.ndarray:
     height, width = pixels.shape[:2]
     top, bottom, top_weight, bottom_weight = _bilinear_taps(height, size)
     left, right, left_weight, right_weight = _bilinear_taps(width, size)
-    # Rows first, on the few rows sampled: the photo itself is never converted to floating point.
-    rows = (pixels[top].astype(np.float32) * top_weight[:, None, None]
-            + pixels[bottom].astype(np.float32) * bottom_weight[:, None, None])
-    sampled = rows[:, left] * left_weight[None, :, None] + rows[:, right] * right_weight[None, :, None]
+    # Only the four neighbours of each sample are gathered, as 8-bit pixels: memory is size x size, whatever the
+    # photo's shape (gathering whole rows first would copy `size` rows of a very wide photo as floating point).
+    sampled = np.zeros((size, size, 3), dtype=np.float32)
+    for rows, row_weight in ((top, top_weight), (bottom, bottom_weight)):
+        for columns, column_weight in ((left, left_weight), (right, right_weight)):
+            weight = row_weight[:, None, None] * column_weight[None, :, None]
+            sampled += pixels[np.ix_(rows, columns)].astype(np.float32) * weight
     return sampled / 255
 
 
