@@ -1,28 +1,60 @@
 """The operations registry: every processing type the studio offers, by name.
 
 A new operation is one module in ml/ (its run function, with torch) and one declaration module here (its options
-schema and outputs, without torch), added to OPERATIONS below; studio/ and jobs/ need no change.
+schema and outputs, without torch), named in DECLARATIONS below; studio/ and jobs/ need no change. A declaration
+is imported when its operation is first looked up, so a process that runs one operation (the CLI) never imports
+the others'; listing them all (the web app, `studio operations`) imports every one.
 """
 
 from __future__ import annotations
 
-from ml.operations import faces, mask_stats, objects, remove_background, stylize, upscale
+from typing import Iterator, Mapping
+
 from ml.operations.base import Attachment, InvalidOptions, Limits, Operation, Options, Output
+from ml.registry import import_string
 
 DEFAULT_OPERATION = "remove_background"
 
-OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (
-    remove_background.OPERATION,
-    mask_stats.OPERATION,
-    stylize.OPERATION,
-    upscale.OPERATION,
-    faces.FIND_FACES,
-    faces.ANONYMIZE,
-    faces.BEAUTIFY,
-    faces.ID_PHOTO,
-    objects.DETECT,
-    objects.SMART_CROP,
-)}
+# Each operation's name and the dotted path of its declaration, in the order the pages and documents list them.
+DECLARATIONS: dict[str, str] = {
+    "remove_background": "ml.operations.remove_background:OPERATION",
+    "mask_stats": "ml.operations.mask_stats:OPERATION",
+    "stylize": "ml.operations.stylize:OPERATION",
+    "upscale": "ml.operations.upscale:OPERATION",
+    "faces": "ml.operations.faces:FIND_FACES",
+    "anonymize": "ml.operations.faces:ANONYMIZE",
+    "beautify": "ml.operations.faces:BEAUTIFY",
+    "id_photo": "ml.operations.faces:ID_PHOTO",
+    "detect": "ml.operations.objects:DETECT",
+    "smart_crop": "ml.operations.objects:SMART_CROP",
+}
+
+
+class Registry(Mapping[str, Operation]):
+    """The operations by name, each declaration imported on first access."""
+
+    def __init__(self, declarations: Mapping[str, str]) -> None:
+        self._declarations = dict(declarations)
+        self._loaded: dict[str, Operation] = {}
+
+    def __getitem__(self, name: str) -> Operation:
+        operation = self._loaded.get(name)
+        if operation is None:
+            # KeyError for a name that is not an operation; imports are thread-safe, and so is setdefault.
+            operation = self._loaded.setdefault(name, import_string(self._declarations[name]))
+        return operation
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._declarations)
+
+    def __len__(self) -> int:
+        return len(self._declarations)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._declarations
+
+
+OPERATIONS: Mapping[str, Operation] = Registry(DECLARATIONS)
 
 
 class UnknownOperation(LookupError):
@@ -38,5 +70,5 @@ def get_operation(name: object) -> Operation:
     return OPERATIONS[key]
 
 
-__all__ = ["Attachment", "DEFAULT_OPERATION", "InvalidOptions", "Limits", "OPERATIONS", "Operation", "Options",
-           "Output", "UnknownOperation", "get_operation"]
+__all__ = ["Attachment", "DEFAULT_OPERATION", "DECLARATIONS", "InvalidOptions", "Limits", "OPERATIONS", "Operation",
+           "Options", "Output", "UnknownOperation", "get_operation"]
