@@ -126,3 +126,14 @@ def test_fewer_photos_than_cores_share_the_cores_out(photos_dir, tmp_path, count
     assert [result.error for result in results] == [None] * count
     # One photo computes on both cores; three run one per core, each on one thread.
     assert threads[0] == (2 if count == 1 else 1)
+
+
+def test_the_web_process_imports_neither_torch_nor_any_operations_run_code(tmp_path):
+    code = "import json, sys, wsgi; print(json.dumps(sorted(sys.modules)))"  # what gunicorn imports (wsgi:app)
+    environment = {**os.environ, "STUDIO_LOG_LEVEL": "error", "DATABASE_URL": f"sqlite:///{tmp_path / 'web.db'}"}
+    output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True,
+                            check=True).stdout
+    loaded = set(json.loads(output.strip().splitlines()[-1]))
+    runs = sorted({operation.run.partition(":")[0] for operation in OPERATIONS.values()})
+    assert "studio.tasks.views" in loaded
+    assert [module for module in ("torch", "ml.sessions", "ml.batch", *runs) if module in loaded] == []
