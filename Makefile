@@ -39,7 +39,7 @@ lint: install
 
 # Each benchmark runs ours and its peer (rembg, onnxruntime, ncnn, TF.js; the service against our own CLI) side by
 # side: `make bench` runs them all, `make bench BENCH=upscale` one of them (bench/NAME.py).
-BENCH ?= throughput stylize upscale faces detect service
+BENCH ?= throughput stylize upscale faces detect service startup
 bench: install
 	@for name in $(BENCH); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
 

@@ -118,8 +118,9 @@ def process_files(operation: Operation, sources: list[Path], targets: list[Path]
     # One photo per core, each computed single-threaded, beats one photo at a time on all cores for small networks
     # (U2NetP: 105 ms a photo against 121 ms on 2 cores), and decoding and encoding overlap the other photo's
     # forward pass. Long runs on big networks (upscaling) go one photo at a time on every core instead.
-    streams = streams or (cores if operation.photo_parallel else 1)
-    threads = 1 if operation.photo_parallel else cores
+    # Fewer photos than cores (one photo, say) share the cores out instead of leaving them idle.
+    streams = streams or (max(1, min(cores, len(sources))) if operation.photo_parallel else 1)
+    threads = max(1, cores // streams) if operation.photo_parallel else cores
     with _threads_per_photo(threads), ThreadPoolExecutor(streams, thread_name_prefix="photo") as pool:
         window: deque[Future] = deque()
         for source, target in zip(sources, targets):

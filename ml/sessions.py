@@ -41,6 +41,21 @@ def use_bfloat16(setting: str, device: torch.device) -> bool:
     return device.type == "cuda" or bfloat16_is_fast()
 
 
+def build_with_weights(spec: ModelSpec, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Build the network around its loaded weights, without initialising it at random or copying them."""
+    # On the meta device the layers allocate nothing; the weights then become the parameters themselves.
+    with torch.device("meta"):
+        model = spec.architecture()
+    model.load_state_dict(state, assign=True)
+    attributes = (value for module in model.modules() for value in vars(module).values()
+                  if isinstance(value, torch.Tensor))
+    if any(tensor.is_meta for tensor in (*model.parameters(), *model.buffers(), *attributes)):
+        # A tensor the weights do not hold (a non-persistent buffer, a constant): build it for real.
+        model = spec.architecture()
+        model.load_state_dict(state)
+    return model
+
+
 class ModelSession:
     """A loaded model ready for inference, with the device and precision it runs in."""
 
@@ -54,8 +69,7 @@ class ModelSession:
         state = load_state_dict(path)
         if spec.checksum and state_dict_digest(state) != spec.checksum:
             raise ModelUnavailable(f"model {spec.name!r}: {path} fails its checksum; reinstall it")
-        model = spec.architecture()
-        model.load_state_dict(state)
+        model = build_with_weights(spec, state)
         memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
         # channels_last lets oneDNN pick its fastest convolution kernels on the CPU (and tensor cores on CUDA).
         self.model = model.eval().to(self.device, memory_format=memory_format)

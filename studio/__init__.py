@@ -1,20 +1,17 @@
-"""Photo Studio: the Flask application factory."""
+"""Photo Studio: the Flask application factory.
+
+Importing the package costs nothing: the web app's modules (Flask, SQLAlchemy, the pages, the API) are imported by
+create_app, so `python -m studio` and the processes that only read studio.settings never load them.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from studio import dashboard, health, logs, metrics, settings
-from studio.json_bodies import BoundedJSONProvider
-from studio.extensions import csrf, db, limiter, login_manager, migrate
-from studio import auth, errors, security
-from studio.tasks import views as task_views
-from studio import api
-from studio import admin
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def _secret_key(instance_dir: Path) -> str:
@@ -32,6 +29,13 @@ def _secret_key(instance_dir: Path) -> str:
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create and configure the Photo Studio app."""
+    from flask import Flask
+
+    from studio import admin, api, auth, cli, dashboard, errors, health, logs, metrics, security, settings
+    from studio.extensions import csrf, db, limiter, login_manager, migrate
+    from studio.json_bodies import BoundedJSONProvider
+    from studio.tasks import views as task_views
+
     root = settings.PROJECT_ROOT
     app = Flask(
         __name__,
@@ -58,9 +62,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(task_views.bp)
     app.register_blueprint(api.bp)
-
-    from studio import cli
-
     cli.init_app(app)
     app.register_blueprint(health.bp)
     dashboard.init_app(app)

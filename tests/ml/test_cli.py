@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from studio import create_app
@@ -17,7 +16,7 @@ def invoke(model_dir):
     app = create_app({"STUDIO_MODEL_DIR": str(model_dir), "TESTING": True})
 
     def run(*arguments: str):
-        return CliRunner().invoke(app.cli, ["studio", *arguments])
+        return app.test_cli_runner().invoke(args=["studio", *arguments])
     return run
 
 
