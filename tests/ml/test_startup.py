@@ -76,8 +76,7 @@ def test_an_operations_flags_import_its_declaration_alone_and_neither_torch_nor_
     assert report["exit"] == 0 and "--threshold" in report["stdout"]
     loaded = set(report["modules"])
     declarations = {path.partition(":")[0] for path in DECLARATIONS.values()}
-    # remove_background's declaration comes too: it names the U²-Net models that mask_stats chooses among.
-    assert loaded & declarations == {"ml.operations.mask_stats", "ml.operations.remove_background"}
+    assert loaded & declarations == {"ml.operations.mask_stats"}
     assert [module for module in ("torch", "ml.sessions", *WEB_APP) if module in loaded] == []
 
 
