@@ -27,7 +27,7 @@ RUN useradd --create-home --uid 10001 studio \
 COPY --from=weights /opt/studio/models /opt/studio/models
 # The code stays owned by root: the app user can read it, not change it.
 COPY . .
-# GLIBC_TUNABLES: malloc maps huge pages, about 10% less CPU a photo (studio/memory.py).
+# GLIBC_TUNABLES: malloc maps huge pages, about 10% less CPU a photo (processes/memory.py).
 ENV STUDIO_MODEL_DIR=/opt/studio/models \
     STUDIO_INSTANCE_DIR=/var/lib/studio \
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1

@@ -65,7 +65,8 @@ from ml.operations import DEFAULT_OPERATION, Limits, get_operation
 from ml.operations.runner import process
 from ml.registry import available_model_names
 from ml.sessions import configure, preload
-from studio import create_app, logs, memory, metrics, settings
+from processes import memory
+from studio import create_app, logs, metrics, settings
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis
 from studio.storage import get_storage
@@ -422,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure_from(settings.from_environment())
     if not memory.uses_huge_pages(os.environ):
         logger.info("%s does not hold %s: each photo costs about 10%% more CPU (docs/production.md, \"Memory and "
-                    "huge pages\"); python -m studio.launcher and the Docker image set it", memory.TUNABLES,
+                    "huge pages\"); python -m processes.launcher and the Docker image set it", memory.TUNABLES,
                     memory.HUGE_PAGES_TUNABLE)
     scheduler = start_periodic_scheduler(arguments) if arguments.with_scheduler else None
     torch_threads = torch.get_num_threads()
@@ -455,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     if limit == 1:
         # What loading and the warm-up freed goes back to the kernel: each horse then maps fresh pages for its
-        # photo instead of copying the parent's (studio/memory.py).
+        # photo instead of copying the parent's (processes/memory.py).
         memory.return_free_memory()
     worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO",
                 max_jobs=limit if limit != 1 else None)

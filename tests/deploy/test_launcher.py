@@ -39,7 +39,7 @@ class RunningStudio:
         env.update(PORT=str(self.port), STUDIO_INSTANCE_DIR=str(self.instance),
                    STUDIO_MODEL_DIR=str(MODEL_DIR))
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "studio.launcher"], env=env,
+            self.process = subprocess.Popen([sys.executable, "-m", "processes.launcher"], env=env,
                                             cwd=settings.PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 
@@ -135,7 +135,7 @@ def test_the_launcher_serves_on_embedded_services_and_stops_everything_on_ctrl_c
 
     assert health["status"] == "ok"
     assert "redis-server" in names and "gunicorn" in names and "rq_worker.py --with-scheduler" in names
-    # Its children's malloc maps huge pages (studio/memory.py), on top of the environment it was given.
+    # Its children's malloc maps huge pages (processes/memory.py), on top of the environment it was given.
     for process in children:
         if "redis-server" not in " ".join(process.cmdline()):
             assert process.environ().get("GLIBC_TUNABLES") == "glibc.malloc.hugetlb=1", process.cmdline()
@@ -181,7 +181,7 @@ def test_the_launcher_starts_a_dead_worker_again_and_stops_everything_when_the_w
 
 
 def test_a_worker_that_keeps_dying_is_not_restarted_for_ever(monkeypatch) -> None:
-    from studio import launcher
+    from processes import launcher
 
     monkeypatch.setattr(launcher, "RESTART_LIMIT", 2)
     child = launcher.Child("worker", [sys.executable, "-c", "raise SystemExit(3)"], os.environ, restartable=True)
@@ -197,7 +197,7 @@ def test_a_worker_that_keeps_dying_is_not_restarted_for_ever(monkeypatch) -> Non
 
 def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
     env = dict(os.environ, PORT="eighty", STUDIO_INSTANCE_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-m", "studio.launcher"], env=env, cwd=settings.PROJECT_ROOT,
+    result = subprocess.run([sys.executable, "-m", "processes.launcher"], env=env, cwd=settings.PROJECT_ROOT,
                             capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 1
@@ -205,7 +205,7 @@ def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
 
 
 def test_make_run_starts_one_photo_worker_per_core_and_a_webhook_worker():
-    from studio.launcher import LauncherError, worker_commands, worker_count
+    from processes.launcher import LauncherError, worker_commands, worker_count
 
     assert worker_count({"STUDIO_WORKERS": 3}) == 3
     assert worker_count({"STUDIO_WORKERS": 0}) == len(__import__("os").sched_getaffinity(0))

@@ -25,7 +25,8 @@ from typing import Callable, Mapping
 from redis import Redis
 from redis.exceptions import RedisError
 
-from studio import memory, metrics, settings
+from processes import memory
+from studio import metrics, settings
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ def run(environ: Mapping[str, str]) -> int:
     stop = StopRequested()
     stop.install()
     port = port_from_environment(environ)
-    # Huge pages for malloc in every child: about 10% less CPU a photo in the workers (studio/memory.py).
+    # Huge pages for malloc in every child: about 10% less CPU a photo in the workers (processes/memory.py).
     env = dict(memory.with_huge_pages(environ), PYTHONUNBUFFERED="1")
     env.setdefault("STUDIO_METRICS_DIR", str(settings.INSTANCE_DIR / "metrics"))
     try:
@@ -326,7 +327,7 @@ def run(environ: Mapping[str, str]) -> int:
 
 
 def main() -> int:
-    """Command line entry point: `python -m studio.launcher`."""
+    """Command line entry point: `python -m processes.launcher`."""
     logging.basicConfig(level=logging.INFO, format="studio: %(message)s")
     try:
         return run(os.environ)
