@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import time
 
+import psutil
 import pytest
 from rq.job import Job, JobStatus
 
@@ -31,6 +32,14 @@ def wait_until_sleeping(worker, studio, task_id: str) -> None:
     studio.wait_for_status(task_id, "PROCESSING")
     wait_until(lambda: f"task {task_id}: fault injection: sleeping" in worker.output(), "the job sleeps",
                diagnostics=worker.output)
+
+
+def gone(pid: int) -> bool:
+    """Return True when the process has ended (a zombie waiting for its parent's wait() counts as ended)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 @BOTH_MODES
@@ -92,7 +101,8 @@ def test_a_killed_horse_is_retried_at_once_not_after_the_backoff(make_studio, ph
 @BOTH_MODES
 def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
         make_studio, photo, jobs_per_process):
-    studio = make_studio(STUDIO_JOB_RETRIES=0, STUDIO_JOB_TIMEOUT=2)
+    # Retries allowed, and only the first attempt hangs: a timed-out job is failed all the same, never retried.
+    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=2)
     worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"{HANG}@slow.jpeg",
                                  STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     slow = studio.upload(photo, filename="slow.jpeg")
@@ -110,7 +120,7 @@ def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
 @BOTH_MODES
 def test_a_job_that_ignores_its_timeout_alarm_is_ended_at_rqs_hard_limit_and_the_worker_carries_on(
         make_studio, photo, jobs_per_process):
-    studio = make_studio(STUDIO_JOB_RETRIES=0, STUDIO_JOB_TIMEOUT=2)
+    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=2)  # timed out: not retried all the same
     # As a job stuck in native code: the alarm that normally ends it at the timeout never gets through.
     worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"ignore-timeout@slow.jpeg,{HANG}@slow.jpeg",
                                  STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
@@ -228,3 +238,63 @@ def test_a_reusing_worker_runs_its_jobs_in_its_own_process_then_starts_afresh(ma
     assert worker.exited() is None  # the same process (pid) all along, as its supervisor sees it
     assert worker.horse_pid() is None
     assert [path.name for path in studio.result_files()] == sorted(f"{task_id}.png" for task_id in ids)
+
+
+@BOTH_MODES
+def test_a_worker_started_again_under_its_name_takes_over_its_killed_predecessors_job_at_once(
+        make_studio, photo, jobs_per_process):
+    studio = make_studio()
+    # RQ by itself would take the job for abandoned only after this grace, far past every wait here; no reconciler.
+    env = dict(STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS=600, STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, **env)
+    task_id = studio.upload(photo)
+    wait_until_sleeping(first, studio, task_id)
+    horse = first.horse_pid()
+
+    first.kill_group()  # as the OOM killer or a lost container: no clean-up of any kind
+    killed = time.monotonic()
+    second = studio.start_worker(name=first.name, **env)
+
+    task = studio.wait_for_status(task_id, "COMPLETED")
+    print(f"recovered {time.monotonic() - killed:.1f} s after the kill ({jobs_per_process} jobs a process)")
+    assert (task.attempts, task.error) == (2, None)
+    assert "its previous process died without stopping" in second.output()
+    if horse is not None:  # the horse, in a process group of its own, died with its worker: it never ran on
+        wait_until(lambda: gone(horse), "the horse dies with its worker", diagnostics=studio.logs)
+    assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
+
+
+@BOTH_MODES
+def test_a_photo_that_kills_its_worker_twice_fails_with_a_reason_and_is_not_retried_again(
+        make_studio, photo, jobs_per_process):
+    studio = make_studio(STUDIO_JOB_RETRIES=3)
+    env = dict(STUDIO_FAULT_INJECTION="sleep-every-attempt=600", STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+    worker = studio.start_worker(**env)
+    task_id = studio.upload(photo)
+    for _ in range(2):
+        wait_until_sleeping(worker, studio, task_id)
+        worker.kill_group()
+        worker = studio.start_worker(name=worker.name, **env)
+
+    task = studio.wait_for_status(task_id, "FAILED")
+    assert task.attempts == 2
+    assert task.error == ("Processing failed after 2 attempts; its worker was killed each time, most likely because "
+                          "the photo needed more memory than a worker has.")
+    after = studio.upload(photo, filename="other.jpeg")
+    assert studio.wait_for_status(after, "PROCESSING")
+    assert worker.exited() is None
+
+
+def test_a_photo_that_kills_its_work_horse_twice_fails_with_a_reason_and_is_not_retried_again(make_studio, photo):
+    studio = make_studio(STUDIO_JOB_RETRIES=3)
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep-every-attempt=600", **FORK)
+    task_id = studio.upload(photo)
+    for attempt in (1, 2):
+        wait_until(lambda: worker.output().count(f"task {task_id}: fault injection: sleeping") == attempt,
+                   f"attempt {attempt} sleeps", diagnostics=worker.output)
+        worker.kill_horse()
+
+    task = studio.wait_for_status(task_id, "FAILED")
+    assert task.attempts == 2
+    assert "most likely because the photo needed more memory than a worker has" in task.error
+    assert worker.exited() is None
