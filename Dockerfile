@@ -33,4 +33,6 @@ ENV STUDIO_MODEL_DIR=/opt/studio/models \
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 USER studio
 EXPOSE 8000
+# Beyond loopback gunicorn serves only behind a proxy that reads each request whole (STUDIO_PROXY_COUNT=1, nginx as
+# Compose and Kubernetes run it): see deploy/gunicorn.conf.py.
 CMD ["gunicorn", "--config", "deploy/gunicorn.conf.py", "--bind", "0.0.0.0:8000", "wsgi:app"]
