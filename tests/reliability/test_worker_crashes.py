@@ -20,6 +20,8 @@ from tests.reliability.conftest import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HANG = "sleep=600"  # far longer than any bounded wait here: only a kill or a timeout ends it
+# The job timeout of the timeout tests: a real photo after the hung one must finish within it on a busy machine.
+TIMEOUT = 10
 
 # STUDIO_WORKER_JOBS_PER_PROCESS: jobs run in the worker's own process (the default), or a work horse forked for
 # each. Where both must hold, a test runs with each; a test of the work horse itself sets FORK.
@@ -102,15 +104,15 @@ def test_a_killed_horse_is_retried_at_once_not_after_the_backoff(make_studio, ph
 def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
         make_studio, photo, jobs_per_process):
     # Retries allowed, and only the first attempt hangs: a timed-out job is failed all the same, never retried.
-    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=2)
+    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=TIMEOUT)
     worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"{HANG}@slow.jpeg",
                                  STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     slow = studio.upload(photo, filename="slow.jpeg")
     studio.wait_for_status(slow, "PROCESSING")
 
     # The horse's own alarm stops the job at the timeout; the margin covers the failure callback.
-    task = studio.wait_for_status(slow, "FAILED", timeout=2 + 20)
-    assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
+    task = studio.wait_for_status(slow, "FAILED", timeout=TIMEOUT + 20)
+    assert task.error == f"Processing failed after 1 attempt; it took longer than {TIMEOUT} seconds."
 
     after = studio.upload(photo)
     assert studio.wait_for_status(after, "COMPLETED").attempts == 1
@@ -120,20 +122,20 @@ def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
 @BOTH_MODES
 def test_a_job_that_ignores_its_timeout_alarm_is_ended_at_rqs_hard_limit_and_the_worker_carries_on(
         make_studio, photo, jobs_per_process):
-    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=2)  # timed out: not retried all the same
+    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=TIMEOUT)  # timed out: not retried all the same
     # As a job stuck in native code: the alarm that normally ends it at the timeout never gets through.
     worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"ignore-timeout@slow.jpeg,{HANG}@slow.jpeg",
                                  STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     slow = studio.upload(photo, filename="slow.jpeg")
     studio.wait_for_status(slow, "PROCESSING")
-    time.sleep(2 + 5)
+    time.sleep(TIMEOUT + 5)
     assert studio.status(slow) == "PROCESSING", studio.logs()  # past its timeout: the alarm was ignored
     assert "fault injection: blocking the timeout alarm" in studio.logs()
 
     # RQ's worker kills a horse still running 60 s past the timeout; a worker running the job in its own process
     # ends the attempt alike and starts afresh. The margin covers the failure handling.
-    task = studio.wait_for_status(slow, "FAILED", timeout=60 + 30)
-    assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
+    task = studio.wait_for_status(slow, "FAILED", timeout=TIMEOUT + 60 + 30)
+    assert task.error == f"Processing failed after 1 attempt; it took longer than {TIMEOUT} seconds."
 
     after = studio.upload(photo)
     assert studio.wait_for_status(after, "COMPLETED").attempts == 1
