@@ -40,6 +40,7 @@ import io
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -232,17 +233,17 @@ class ReusingWorker(StudioWorker, SimpleWorker):
                 except RedisError as error:  # the next beat tries again; the job goes on
                     logger.warning("job %s: could not refresh its heartbeat: %s", job.id, error)
 
-    def request_stop_execution(self, execution_id: str) -> None:
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """RQ's stop-job command for the job running in this process, which has no horse to kill.
 
-        A cancelled task's job stops by itself at its next progress report (studio.queue.stop_task_job); one still
-        running STOP_GRACE_SECONDS later (a long step that reports nothing) is ended as a forking worker ends a
-        stopped horse's job: STOPPED, its stopped callback run, and this process started afresh.
+        RQ calls this only for the job it runs now (a stop-job or stop-execution command). A cancelled task's job
+        stops by itself at its next progress report (studio.queue.stop_task_job); one still running
+        STOP_GRACE_SECONDS later (a long step that reports nothing) is ended as a forking worker ends a stopped
+        horse's job: STOPPED, its stopped callback run, and this process started afresh.
         """
-        execution = self.executions.get(execution_id)
-        super().request_stop_execution(execution_id)
-        if execution is not None:
-            timer = threading.Timer(STOP_GRACE_SECONDS, self._force_stop, args=(execution.job_id,))
+        job_id = self.get_current_job_id()
+        if job_id:
+            timer = threading.Timer(STOP_GRACE_SECONDS, self._force_stop, args=(job_id,))
             timer.daemon = True
             timer.start()
 

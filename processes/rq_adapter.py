@@ -19,10 +19,10 @@ logger = logging.getLogger(__name__)
 
 # RQ's worker methods that rq_worker.py overrides or calls: renamed or gone, the worker would silently do RQ's
 # default (or fail mid-job), so their absence stops it at start instead.
-OVERRIDDEN = ("get_heartbeat_ttl", "request_stop", "request_force_stop", "request_stop_execution", "execute_job",
-              "main_work_horse", "handle_execution_ended", "prepare_execution", "perform_job", "cleanup_execution",
-              "maintain_heartbeats", "handle_work_horse_killed", "handle_job_failure", "teardown", "set_state",
-              "register_death", "executions_key", "key")
+OVERRIDDEN = ("get_heartbeat_ttl", "request_stop", "request_force_stop", "kill_horse", "get_current_job_id",
+              "execute_job", "main_work_horse", "handle_execution_ended", "prepare_execution", "perform_job",
+              "cleanup_execution", "maintain_heartbeats", "handle_work_horse_killed", "handle_job_failure",
+              "teardown", "set_state", "register_death", "executions_key", "key")
 
 
 class IncompatibleRQ(RuntimeError):

@@ -8,6 +8,7 @@ from typing import Iterator
 import pytest
 from redis import Redis
 from rq import Queue, Retry, Worker
+from rq.command import handle_stop_job_command
 from rq.job import JobStatus
 from rq.rate_limit import RateLimit
 from rq.worker.base import BaseWorker
@@ -35,9 +36,9 @@ def test_the_installed_rq_has_everything_the_worker_relies_on() -> None:
 
 
 def test_a_missing_piece_stops_the_worker_at_start_and_is_named(monkeypatch) -> None:
-    monkeypatch.delattr(BaseWorker, "request_stop_execution")  # where RQ defines it
+    monkeypatch.delattr(BaseWorker, "get_current_job_id")  # where RQ defines it
 
-    with pytest.raises(rq_adapter.IncompatibleRQ, match=r"lacks Worker\.request_stop_execution, which rq_worker.py"):
+    with pytest.raises(rq_adapter.IncompatibleRQ, match=r"lacks Worker\.get_current_job_id, which rq_worker.py"):
         rq_adapter.check()
 
 
@@ -92,3 +93,21 @@ def test_a_worker_leaves_alone_a_namesake_that_stopped_cleanly_and_a_stranger(co
     assert rq_adapter.take_over(Worker([queue], name="slot-0", connection=connection)) is None
     assert rq_adapter.take_over(Worker([queue], name="slot-2", connection=connection)) is None
     assert job.get_status() == JobStatus.STARTED
+
+
+def test_rqs_stop_job_command_reaches_kill_horse_for_the_running_job_only(connection) -> None:
+    # ReusingWorker has no horse: its kill_horse stops the job running in its own process (rq_worker.py).
+    calls = []
+
+    class Recording(Worker):
+        def kill_horse(self, sig=None) -> None:
+            calls.append(self.get_current_job_id())
+
+    queue = Queue("photos", connection=connection)
+    worker = Recording([queue], name="slot-0", connection=connection)
+    worker.prepare_execution(queue.enqueue("os.getpid", job_id="running"))
+
+    handle_stop_job_command(worker, {"job_id": "running"})
+    handle_stop_job_command(worker, {"job_id": "another"})
+
+    assert calls == ["running"]
