@@ -226,8 +226,12 @@ def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
         return
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         job.retries_left = 0  # a photo that ran out of time once would again: its next attempt only costs a worker
-    elif exc_type is not None and issubclass(exc_type, AbandonedJobError) and _killed_again(job):
-        exc_type, exc_value = WorkerKilledAgain, None
+    elif exc_type is not None and issubclass(exc_type, AbandonedJobError):
+        # Its worker was killed: retried at once, as a killed horse's job is (on_work_horse_killed), once at most.
+        if _killed_again(job):
+            exc_type, exc_value = WorkerKilledAgain, None
+        else:
+            job.retry_intervals = None
     if job.retries_left:
         logger.warning("task %s: attempt failed (%s: %s); %s retries left", job.id,
                        exc_type.__name__ if exc_type else "error", exc_value, job.retries_left)

@@ -11,9 +11,12 @@ import logging
 
 from redis import Redis
 from rq import Worker
+from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
+from rq.utils import parse_composite_key
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,9 @@ def take_over(worker: Worker) -> list[str] | None:
     finds the name still registered knows its predecessor died without unregistering (SIGKILL, the OOM killer). Its
     started jobs are marked expired in RQ's started registries and RQ's own abandoned-job handling runs at once
     (the failure callback, then a retry or a failure), instead of after the heartbeat's TTL and the next
-    maintenance; then the dead worker is unregistered, so RQ lets this one register under the same name.
+    maintenance; then the dead worker's executions are deleted (RQ's own clean-up leaves them in each job's
+    execution registry a minute longer than the executions themselves live, and a job that finishes meanwhile fails
+    its bookkeeping on them) and the dead worker is unregistered, so RQ lets this one register under the same name.
     """
     connection: Redis = worker.connection
     if not connection.exists(worker.key) or connection.hexists(worker.key, "death"):
@@ -69,8 +74,22 @@ def take_over(worker: Worker) -> list[str] | None:
             # Only entries still there (xx): a job its predecessor finished is left alone.
             connection.zadd(registry.key, {entry: 0 for entry in entries}, xx=True)
         registry.cleanup()
+    for entry in entries:
+        _delete_execution(worker, *parse_composite_key(entry))
     worker.register_death()
     return job_ids
+
+
+def _delete_execution(worker: Worker, job_id: str, execution_id: str) -> None:
+    """Delete a dead worker's execution of a job from every registry that lists it."""
+    try:
+        job = worker.job_class.fetch(job_id, connection=worker.connection, serializer=worker.serializer)
+    except NoSuchJobError:
+        return
+    execution = Execution(execution_id, job_id, connection=worker.connection, worker_name=worker.name)
+    with worker.connection.pipeline() as pipeline:
+        execution.delete(job, pipeline=pipeline)
+        pipeline.execute()
 
 
 def _version() -> str:

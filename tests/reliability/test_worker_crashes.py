@@ -245,7 +245,8 @@ def test_a_reusing_worker_runs_its_jobs_in_its_own_process_then_starts_afresh(ma
 @BOTH_MODES
 def test_a_worker_started_again_under_its_name_takes_over_its_killed_predecessors_job_at_once(
         make_studio, photo, jobs_per_process):
-    studio = make_studio()
+    # A 10-minute backoff and no scheduler: only an immediate retry can complete the task within the wait.
+    studio = make_studio(STUDIO_JOB_RETRY_INTERVALS=[600])
     # RQ by itself would take the job for abandoned only after this grace, far past every wait here; no reconciler.
     env = dict(STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS=600, STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, **env)
@@ -261,6 +262,10 @@ def test_a_worker_started_again_under_its_name_takes_over_its_killed_predecessor
     print(f"recovered {time.monotonic() - killed:.1f} s after the kill ({jobs_per_process} jobs a process)")
     assert (task.attempts, task.error) == (2, None)
     assert "its previous process died without stopping" in second.output()
+    # The retry finished cleanly: nothing of the dead worker's execution was left for its bookkeeping to trip on.
+    wait_until(lambda: "Job OK" in second.output() or "Successfully completed" in second.output(),
+               "RQ records the job's success", diagnostics=second.output)
+    assert "not found in Redis" not in second.output()
     if horse is not None:  # the horse, in a process group of its own, died with its worker: it never ran on
         wait_until(lambda: gone(horse), "the horse dies with its worker", diagnostics=studio.logs)
     assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]

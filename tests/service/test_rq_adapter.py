@@ -78,6 +78,8 @@ def test_a_worker_takes_over_what_a_dead_worker_of_its_name_had_started(connecti
     job.refresh()
     assert (job.get_status(), job.retries_left) == (JobStatus.QUEUED, 0)  # RQ's abandoned-job rule: one retry used
     assert queue.job_ids == ["held"]
+    # Nothing of the dead worker's execution is left for the job's next run to trip on when it finishes.
+    assert job.get_executions() == []
     successor.register_birth()  # RQ lets the name be registered again
 
 
