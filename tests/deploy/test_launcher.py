@@ -236,7 +236,11 @@ def test_a_launcher_killed_outright_leaves_nothing_running(studio: RunningStudio
     studio.process.kill()  # as the OOM killer, or a `kill -9` of `make run`
     studio.process.wait()
 
-    assert psutil.wait_procs(still_running(children), timeout=60)[1] == []
+    try:
+        assert psutil.wait_procs(still_running(children), timeout=60)[1] == []
+    finally:
+        for process in still_running(children):  # orphans, should the test fail: none may outlive it
+            process.kill()
 
 
 def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
