@@ -240,7 +240,10 @@ def test_a_launcher_killed_outright_leaves_nothing_running(studio: RunningStudio
         assert psutil.wait_procs(still_running(children), timeout=60)[1] == []
     finally:
         for process in still_running(children):  # orphans, should the test fail: none may outlive it
-            process.kill()
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
