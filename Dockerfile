@@ -27,10 +27,12 @@ RUN useradd --create-home --uid 10001 studio \
 COPY --from=weights /opt/studio/models /opt/studio/models
 # The code stays owned by root: the app user can read it, not change it.
 COPY . .
-# GLIBC_TUNABLES: malloc maps huge pages, about 10% less CPU a photo (studio/memory.py).
+# GLIBC_TUNABLES: malloc maps huge pages, about 10% less CPU a photo (processes/memory.py).
 ENV STUDIO_MODEL_DIR=/opt/studio/models \
     STUDIO_INSTANCE_DIR=/var/lib/studio \
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 USER studio
 EXPOSE 8000
+# Beyond loopback gunicorn serves only behind a proxy that reads each request whole (STUDIO_PROXY_COUNT=1, nginx as
+# Compose and Kubernetes run it): see deploy/gunicorn.conf.py.
 CMD ["gunicorn", "--config", "deploy/gunicorn.conf.py", "--bind", "0.0.0.0:8000", "wsgi:app"]

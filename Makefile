@@ -26,7 +26,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $@
 
 run: install
-	$(BIN)/python -m studio.launcher
+	$(BIN)/python -m processes.launcher
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -35,7 +35,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/python -m flake8 studio jobs ml tests bench tools wsgi.py rq_worker.py
+	$(BIN)/python -m flake8 studio jobs ml processes tests bench tools wsgi.py rq_worker.py
 
 # Each benchmark runs ours and its peer (rembg, onnxruntime, ncnn, TF.js; the service against our own CLI) side by
 # side: `make bench` runs them all, `make bench BENCH=upscale` one of them (bench/NAME.py).

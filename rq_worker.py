@@ -65,7 +65,9 @@ from ml.operations import DEFAULT_OPERATION, get_operation
 from ml.registry import available_model_names
 from ml.runner import process
 from ml.sessions import configure, preload
-from studio import create_app, logs, memory, metrics, settings
+from processes import memory, rq_adapter
+from processes.parent_death import die_with_parent
+from studio import create_app, logs, metrics, settings, worker_deaths
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis
 from studio.storage import get_storage
@@ -96,6 +98,8 @@ class StudioWorker:
     job_monitoring_interval: int
     heartbeat_grace_seconds: int = 60
     cold_shutdown_started: bool = False
+    # Set by the first SIGTERM or SIGINT (RQ's warm shutdown).
+    stopping: bool = False
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Return how long the job's execution stays alive without a heartbeat (RQ adds a fixed 60 s)."""
@@ -103,6 +107,11 @@ class StudioWorker:
         if job.timeout and job.timeout > 0:
             remaining = min(job.timeout - working_time, remaining)
         return int(max(remaining, 1)) + self.heartbeat_grace_seconds
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Warm shutdown, as RQ does it; remember it, so main does not start the worker afresh after it."""
+        self.stopping = True
+        super().request_stop(signum, frame)  # type: ignore[misc] - RQ's, next in the workers' MRO
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """Cold shutdown: RQ stops the job (kills the horse, if any); hand the interrupted job back, then exit."""
@@ -135,9 +144,8 @@ class StudioWorker:
                                      serializer=self.serializer)
             # Queued before the execution is dropped: stopped in between, the job is queued and the leftover
             # execution is ignored by RQ's cleanup (which only takes STARTED jobs), never the other way round.
-            # Straight onto the queue: the job still holds its account's concurrency slot (studio/queue.py), which
-            # RQ's enqueue_job would make it wait for again behind the account's other photos.
-            queue._enqueue_job(job, at_front=True)
+            # Straight onto the queue: the job still holds its account's concurrency slot (studio/queue.py).
+            rq_adapter.enqueue_at_front(queue, job)
             with self.connection.pipeline() as pipeline:
                 self.cleanup_execution(job, pipeline=pipeline, execution=execution)
                 pipeline.execute()
@@ -153,6 +161,9 @@ class PreloadedWorker(StudioWorker, Worker):
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         """Prepare the freshly forked horse, then run the job as RQ does."""
+        # Killed with its worker (SIGKILL, the OOM killer), the horse must not run on: a restarted worker of the
+        # same name takes its job over at once (processes/rq_adapter.take_over).
+        die_with_parent(self.pid)
         # Its metrics go to its worker's files, not to new ones per horse (one per job would pile up).
         metrics.work_horse_started()
         with self.app.app_context():
@@ -226,11 +237,12 @@ class ReusingWorker(StudioWorker, SimpleWorker):
     def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """RQ's stop-job command for the job running in this process, which has no horse to kill.
 
-        A cancelled task's job stops by itself at its next progress report (studio.queue.stop_task_job); one still
-        running STOP_GRACE_SECONDS later (a long step that reports nothing) is ended as a forking worker ends a
-        stopped horse's job: STOPPED, its stopped callback run, and this process started afresh.
+        RQ calls this only for the job it runs now (a stop-job or stop-execution command). A cancelled task's job
+        stops by itself at its next progress report (studio.queue.stop_task_job); one still running
+        STOP_GRACE_SECONDS later (a long step that reports nothing) is ended as a forking worker ends a stopped
+        horse's job: STOPPED, its stopped callback run, and this process started afresh.
         """
-        job_id = self._stopped_job_id
+        job_id = self.get_current_job_id()
         if job_id:
             timer = threading.Timer(STOP_GRACE_SECONDS, self._force_stop, args=(job_id,))
             timer.daemon = True
@@ -305,7 +317,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                         help="also run RQ's scheduler (it requeues delayed retries) and rq-scheduler's periodic jobs "
                              "(the task reconciler); run at least one such worker")
     parser.add_argument("--burst", action="store_true", help="quit when the queues are empty")
-    parser.add_argument("--name", help="worker name (default: random)")
+    parser.add_argument("--name", help="worker name, one live process's at a time: a worker started under the name "
+                                       "of one that died takes over its jobs at once (default: STUDIO_WORKER_NAME, "
+                                       "else random)")
     parser.add_argument("--simple", action="store_true", help="run jobs in this process instead of forking")
     return parser.parse_args(argv)
 
@@ -378,7 +392,8 @@ def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int, 
     """Return the worker for the queues: forking, or running the jobs in this process (limit: jobs_per_process)."""
     queues = arguments.queues or [app.config["STUDIO_QUEUE"]]
     connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
-    options = dict(name=arguments.name, connection=connection, work_horse_killed_handler=on_work_horse_killed,
+    options = dict(name=arguments.name or app.config["STUDIO_WORKER_NAME"] or None, connection=connection,
+                   work_horse_killed_handler=on_work_horse_killed,
                    job_monitoring_interval=app.config["STUDIO_WORKER_MONITOR_SECONDS"],
                    maintenance_interval=app.config["STUDIO_WORKER_MAINTENANCE_SECONDS"])
     if limit != 1:
@@ -399,10 +414,28 @@ def start_periodic_scheduler(arguments: argparse.Namespace) -> multiprocessing.P
     config = settings.from_environment()
     queue = (arguments.queues or [config["STUDIO_QUEUE"]])[0]
     process = multiprocessing.get_context("fork").Process(
-        target=run_scheduler, args=(config["REDIS_URL"], queue, config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"]),
+        target=_scheduler_main,
+        args=(os.getpid(), config["REDIS_URL"], queue, config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"]),
         name="rq-scheduler", daemon=True)
     process.start()
     return process
+
+
+def _scheduler_main(worker_pid: int, redis_url: str, queue: str, outage_seconds: float) -> None:
+    """Run the periodic scheduler until the worker ends, however it ends (daemon covers only a clean exit)."""
+    die_with_parent(worker_pid)
+    run_scheduler(redis_url, queue, outage_seconds)
+
+
+def take_over_predecessor(worker: Worker) -> None:
+    """Take over the jobs of a dead worker of the same name, and report its death (log, metric, /admin)."""
+    job_ids = rq_adapter.take_over(worker)
+    if job_ids is None:
+        return
+    logger.error("worker %s: its previous process died without stopping (killed, out of memory?); handed its "
+                 "jobs back: %s", worker.name, ", ".join(job_ids) or "none")
+    metrics.worker_died()
+    worker_deaths.record(worker.connection, worker.name, job_ids)
 
 
 def warn_if_redis_is_down(app: Flask) -> None:
@@ -421,9 +454,14 @@ def main(argv: list[str] | None = None) -> int:
     """Build the app, preload the models, then work the queues."""
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     logs.configure_from(settings.from_environment())
+    try:
+        rq_adapter.check()
+    except rq_adapter.IncompatibleRQ as error:
+        logger.error("%s", error)
+        return 1
     if not memory.uses_huge_pages(os.environ):
         logger.info("%s does not hold %s: each photo costs about 10%% more CPU (docs/production.md, \"Memory and "
-                    "huge pages\"); python -m studio.launcher and the Docker image set it", memory.TUNABLES,
+                    "huge pages\"); python -m processes.launcher and the Docker image set it", memory.TUNABLES,
                     memory.HUGE_PAGES_TUNABLE)
     scheduler = start_periodic_scheduler(arguments) if arguments.with_scheduler else None
     torch_threads = torch.get_num_threads()
@@ -449,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(app)
     warn_if_redis_is_down(app)
     worker = build_worker(app, arguments, torch_threads, limit)
+    take_over_predecessor(worker)
     if isinstance(worker, ReusingWorker):
         worker.start_afresh = lambda reason: recycle(reason, scheduler)
     # Everything built so far lives as long as the worker: out of the garbage collector's way, a horse's collections
@@ -456,11 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     if limit == 1:
         # What loading and the warm-up freed goes back to the kernel: each horse then maps fresh pages for its
-        # photo instead of copying the parent's (studio/memory.py).
+        # photo instead of copying the parent's (processes/memory.py).
         memory.return_free_memory()
     worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO",
                 max_jobs=limit if limit != 1 else None)
-    if limit not in (1, None) and worker.jobs_done >= limit and not worker._stop_requested:
+    if limit not in (1, None) and worker.jobs_done >= limit and not worker.stopping:
         recycle(f"ran {worker.jobs_done} jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS)", scheduler)
     return 0
 

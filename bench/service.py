@@ -5,7 +5,7 @@ Rounds alternate (service, CLI, service, CLI, ...), so machine noise hits both a
 their ratio, then the medians. The same 24 photos on both sides (the 12 fixture photos, twice), the same operation
 (remove_background, u2netp, PNG).
 
-- Service: the real stack, started once as `make run` starts it (`python -m studio.launcher`, a temporary
+- Service: the real stack, started once as `make run` starts it (`python -m processes.launcher`, a temporary
   STUDIO_INSTANCE_DIR, a free PORT; SQLite, local storage and the embedded Redis unless --database-url and
   --redis-url say otherwise), an account made with `flask studio create-user` and a token from POST /api/v1/tokens,
   one untimed pass to warm the workers. The clock runs from the first upload (POST /api/v1/tasks) to the last
@@ -66,7 +66,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from studio import memory  # noqa: E402 - the bench runs as a script from the repository
+from processes import memory  # noqa: E402 - the bench runs as a script from the repository
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "fixtures" / "photos"
@@ -150,7 +150,7 @@ def _counts(value: str) -> list[int]:
 def stack_environment(arguments: argparse.Namespace, work: Path, port: int, workers: int,
                       jobs_per_process: int) -> dict[str, str]:
     """Return the environment of the bench's stack and CLI: `make run`'s defaults, in a temporary instance. The
-    CLI gets the malloc tuning that the launcher gives the stack's processes (studio/memory.py), so both compute
+    CLI gets the malloc tuning that the launcher gives the stack's processes (processes/memory.py), so both compute
     alike."""
     outside = {"DATABASE_URL", "REDIS_URL", "PORT"}
     env = memory.with_huge_pages({name: value for name, value in os.environ.items()
@@ -180,13 +180,13 @@ def stack_environment(arguments: argparse.Namespace, work: Path, port: int, work
 
 
 class Stack:
-    """`make run`'s processes (python -m studio.launcher), an account and its API token."""
+    """`make run`'s processes (python -m processes.launcher), an account and its API token."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = env
         self.base = f"http://127.0.0.1:{env['PORT']}"
         self.log = log_path.open("wb")
-        self.process = subprocess.Popen([str(PYTHON), "-m", "studio.launcher"], env=env, cwd=ROOT,
+        self.process = subprocess.Popen([str(PYTHON), "-m", "processes.launcher"], env=env, cwd=ROOT,
                                         stdout=self.log, stderr=subprocess.STDOUT, process_group=0)
         self.token = ""
 

@@ -3,6 +3,7 @@
 STUDIO_FAULT_INJECTION is a comma-separated list of POINT[@FILENAME] entries. Each fires on a task's first
 attempt only (so the retry shows the recovery), and only for tasks uploaded as FILENAME when one is given:
 - sleep=SECONDS: sleep once the task is PROCESSING, before the photo is processed (a long photo, a hung job);
+- sleep-every-attempt=SECONDS: the same on every attempt (a photo that kills each worker that takes it);
 - ignore-timeout: block SIGALRM in the work horse first, so RQ's timeout alarm cannot stop it (a job stuck in
   native code that never returns to Python);
 - after-store: end the work horse with os._exit(1) after the result is stored, before the database commit.
@@ -22,11 +23,14 @@ from studio.models import Task
 
 logger = logging.getLogger(__name__)
 
+# The suffix of a point that fires on every attempt, not only the first.
+EVERY_ATTEMPT = "-every-attempt"
+
 
 def _armed(point: str, task: Task) -> str | None:
     """Return the argument of the entry for this point that applies to this task, or None."""
     spec = current_app.config.get("STUDIO_FAULT_INJECTION")
-    if not spec or task.attempts != 1:
+    if not spec or (task.attempts != 1 and not point.endswith(EVERY_ATTEMPT)):
         return None
     for entry in spec.split(","):
         name_and_argument, _, filename = entry.strip().partition("@")
@@ -41,7 +45,7 @@ def before_processing(task: Task) -> None:
     if _armed("ignore-timeout", task) is not None:
         logger.warning("task %s: fault injection: blocking the timeout alarm", task.id)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-    seconds = _armed("sleep", task)
+    seconds = _armed("sleep", task) or _armed("sleep" + EVERY_ATTEMPT, task)
     if seconds is not None:
         logger.warning("task %s: fault injection: sleeping %s seconds", task.id, seconds)
         time.sleep(float(seconds))

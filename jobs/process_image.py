@@ -44,6 +44,11 @@ logger = logging.getLogger(__name__)
 # most cutouts, writes none).
 PROGRESS_STEP = 5
 PROGRESS_INTERVAL_SECONDS = 0.5
+# A job whose worker was killed (the OOM killer, an operator, a lost machine) is retried this many times at most,
+# whatever STUDIO_JOB_RETRIES says: a photo that needs more memory than a worker has kills one worker per attempt.
+KILLED_RETRIES = 1
+# job.meta's count of the attempts whose worker was killed.
+_KILLS = "worker_kills"
 
 
 class PermanentFailure(Exception):
@@ -52,6 +57,10 @@ class PermanentFailure(Exception):
 
 class TaskStopped(Exception):
     """The task was cancelled or deleted while the job ran: stop, keep nothing."""
+
+
+class WorkerKilledAgain(Exception):
+    """The job's worker was killed on more than KILLED_RETRIES + 1 attempts (the OOM killer, most often)."""
 
 
 def process_task(task_id: str) -> None:
@@ -179,6 +188,8 @@ def failure_reason(attempts: int, timeout: int | None, exc_type: type[BaseExcept
     """
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         cause = f"it took longer than {timeout} seconds"
+    elif exc_type is not None and issubclass(exc_type, WorkerKilledAgain):
+        cause = "its worker was killed each time, most likely because the photo needed more memory than a worker has"
     elif exc_type is None or issubclass(exc_type, AbandonedJobError):
         cause = "the worker processing it stopped unexpectedly"
     else:
@@ -212,6 +223,14 @@ def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
     """
     if _cancelled_or_gone(job):
         return
+    if exc_type is not None and issubclass(exc_type, JobTimeoutException):
+        job.retries_left = 0  # a photo that ran out of time once would again: its next attempt only costs a worker
+    elif exc_type is not None and issubclass(exc_type, AbandonedJobError):
+        # Its worker was killed: retried at once, as a killed horse's job is (on_work_horse_killed), once at most.
+        if _killed_again(job):
+            exc_type, exc_value = WorkerKilledAgain, None
+        else:
+            job.retry_intervals = None
     if job.retries_left:
         logger.warning("task %s: attempt failed (%s: %s); %s retries left", job.id,
                        exc_type.__name__ if exc_type else "error", exc_value, job.retries_left)
@@ -225,20 +244,48 @@ def on_work_horse_killed(job: Job, pid: int | None, status: int | None, rusage: 
 
     RQ retries the job right after this hook, on the same job object. The backoff is for failing dependencies;
     a horse killed by the OOM killer or an operator is retried at once, so the intervals are dropped from this
-    object only (Job.save writes fields with HSET, so the stored intervals stay for later failures).
+    object only (Job.save writes fields with HSET, so the stored intervals stay for later failures). It is retried
+    KILLED_RETRIES times at most, and a horse killed past its timeout not at all.
     """
     overran = _overran_timeout(job)
     if _cancelled_or_gone(job):
         return
+    if overran:
+        # A horse that ignored its timeout alarm (stuck in native code), killed by RQ at the timeout plus 60 s: a
+        # timed-out job is never retried.
+        job.retries_left = 0
+        logger.error("task %s: work horse %s killed past its timeout (status %s); not retried", job.id, pid, status)
+        mark_failed(job, JobTimeoutException, None)
+        return
+    if _killed_again(job):
+        logger.error("task %s: work horse %s killed (status %s) again; not retried", job.id, pid, status)
+        mark_failed(job, WorkerKilledAgain, None)
+        return
     if job.retries_left:
         job.retry_intervals = None
         _count_retry(job.id)
-        logger.warning("task %s: work horse %s %s (status %s); retrying at once, %s retries left", job.id, pid,
-                       "killed past its timeout" if overran else "died", status, job.retries_left)
+        logger.warning("task %s: work horse %s died (status %s); retrying at once, %s retries left", job.id, pid,
+                       status, job.retries_left)
         return
     logger.error("task %s: work horse %s died (status %s) on the last attempt", job.id, pid, status)
-    # A horse that ignored its timeout alarm (stuck in native code) is killed by RQ at the timeout plus 60 s.
-    mark_failed(job, JobTimeoutException if overran else None, None)
+    mark_failed(job, None, None)
+
+
+def _killed_again(job: Job) -> bool:
+    """Count an attempt whose worker was killed; return True, and take the job's retries away, past KILLED_RETRIES.
+
+    The count lives in job.meta, which RQ keeps across the job's attempts.
+    """
+    kills = int(job.meta.get(_KILLS, 0)) + 1
+    job.meta[_KILLS] = kills
+    try:
+        job.save_meta()
+    except Exception:  # noqa: BLE001 - Redis may be why the worker died: the retry below is bounded all the same
+        logger.warning("task %s: could not record that its worker was killed", job.id)
+    if kills <= KILLED_RETRIES:
+        return False
+    job.retries_left = 0
+    return True
 
 
 def _cancelled_or_gone(job: Job) -> bool:

@@ -81,6 +81,8 @@ WEBHOOK_DELIVERIES = Counter("studio_webhook_deliveries", "Webhook delivery atte
 STORAGE_ERRORS = Counter("studio_storage_errors", "Errors from the file storage (S3 or disk), by action.", ["action"])
 UPLOADS_REFUSED = Counter("studio_uploads_refused", "Uploads refused before a task was created, by reason.",
                           ["reason"])
+WORKER_DEATHS = Counter("studio_worker_deaths", "Workers that died without stopping (killed, out of memory), counted "
+                        "by the worker that took their place.")
 
 # Each label value is a series of its own, kept by every process until it restarts: a value taken from a request
 # as it came would let anyone grow /metrics without end. So every label's values come from a closed set, and
@@ -154,6 +156,11 @@ def storage_error(action: str) -> None:
 def upload_refused(reason: str) -> None:
     """Count an upload refused ("too_large", "too_many_pixels", "not_an_image", "quota", ...)."""
     UPLOADS_REFUSED.labels(reason).inc()
+
+
+def worker_died() -> None:
+    """Count a worker found dead by its successor (studio/worker_deaths.py)."""
+    WORKER_DEATHS.inc()
 
 
 def prepare_directory(path: str | os.PathLike) -> None:

@@ -189,6 +189,10 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # How long a worker and its scheduler keep retrying a Redis command through an outage before giving up.
         "STUDIO_WORKER_REDIS_OUTAGE_SECONDS": _int(environ, "STUDIO_WORKER_REDIS_OUTAGE_SECONDS", 300),
         "STUDIO_WORKER_MAINTENANCE_SECONDS": _int(environ, "STUDIO_WORKER_MAINTENANCE_SECONDS", 60),
+        # A worker's name (rq_worker.py --name wins), one live process's at a time: a worker started under the name
+        # of one that died takes over its jobs at once. Empty: a random name. The launcher names its slots; on
+        # Kubernetes, the pod's name.
+        "STUDIO_WORKER_NAME": environ.get("STUDIO_WORKER_NAME", ""),
         # Jobs one worker process runs before it starts afresh (exec, same pid), so a leak cannot grow: no fork per
         # job (15-20% more photos a second). 1: a new process (a fork of the preloaded worker) per job, so a crash
         # takes down only that process, not the worker (docs/production.md).

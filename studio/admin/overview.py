@@ -15,7 +15,7 @@ from rq import Queue, Worker
 from sqlalchemy import func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from studio import charts
+from studio import charts, worker_deaths
 from studio.extensions import db
 from studio.queue import get_redis
 from studio.models import Task, TaskStatus, User
@@ -62,6 +62,8 @@ class Live:
 
     queues: list[QueueState] = field(default_factory=list)
     workers: list[WorkerState] = field(default_factory=list)
+    # Workers that died without stopping in the last day (killed, out of memory), newest first.
+    deaths: list[worker_deaths.WorkerDeath] = field(default_factory=list)
     error: str | None = None
 
 
@@ -183,6 +185,7 @@ def live() -> Live:
                                            queue.scheduled_job_registry.count, queue.failed_job_registry.count))
         workers = sorted(Worker.all(connection=connection), key=lambda worker: worker.name)
         jobs = {worker.name: worker.get_current_job_id() for worker in workers}
+        state.deaths = worker_deaths.recent(connection)
     except RedisError as error:
         logger.warning("admin overview: could not read the queues from Redis: %s", error)
         return Live(error="Redis cannot be reached: the queues and workers are unknown right now.")

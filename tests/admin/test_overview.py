@@ -103,3 +103,17 @@ def test_the_queues_and_what_each_worker_is_running(app, client, headers, user, 
     workers = during[during.index('id="workers"'):]
     assert running in workers and user.email in workers
     assert 'hx-trigger="load delay:10s"' in during  # it polls itself
+
+
+def test_a_worker_that_died_is_reported_with_the_task_it_held(app, admin_client):
+    from studio import worker_deaths
+    from studio.queue import get_redis
+
+    assert "worker-deaths" not in admin_client.get("/admin/overview").get_data(as_text=True)
+    with app.app_context():
+        worker_deaths.record(get_redis(), "studio-host-photos-0", ["task-it-held"])
+
+    page = admin_client.get("/admin/overview").get_data(as_text=True)
+    report = page[page.index('id="worker-deaths"'):]
+    assert "1 worker death in the last 24 hours" in report
+    assert "studio-host-photos-0" in report and "task-it-held" in report

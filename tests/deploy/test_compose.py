@@ -30,7 +30,7 @@ INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?][^}]*)?\}")
 def names_the_app_reads() -> set[str]:
     """Return every environment variable the app's Python code reads, plus the ones boto3 reads."""
     sources = [ROOT / "wsgi.py", ROOT / "rq_worker.py"]
-    for package in ("studio", "jobs", "ml"):
+    for package in ("studio", "jobs", "ml", "processes"):
         sources.extend((ROOT / package).rglob("*.py"))
     names = set()
     for source in sources:

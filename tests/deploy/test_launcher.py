@@ -39,7 +39,7 @@ class RunningStudio:
         env.update(PORT=str(self.port), STUDIO_INSTANCE_DIR=str(self.instance),
                    STUDIO_MODEL_DIR=str(MODEL_DIR))
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "studio.launcher"], env=env,
+            self.process = subprocess.Popen([sys.executable, "-m", "processes.launcher"], env=env,
                                             cwd=settings.PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 
@@ -135,7 +135,7 @@ def test_the_launcher_serves_on_embedded_services_and_stops_everything_on_ctrl_c
 
     assert health["status"] == "ok"
     assert "redis-server" in names and "gunicorn" in names and "rq_worker.py --with-scheduler" in names
-    # Its children's malloc maps huge pages (studio/memory.py), on top of the environment it was given.
+    # Its children's malloc maps huge pages (processes/memory.py), on top of the environment it was given.
     for process in children:
         if "redis-server" not in " ".join(process.cmdline()):
             assert process.environ().get("GLIBC_TUNABLES") == "glibc.malloc.hugetlb=1", process.cmdline()
@@ -164,8 +164,8 @@ def test_the_launcher_starts_a_dead_worker_again_and_stops_everything_when_the_w
 
     worker.kill()  # as a job that crashes a worker running it in its own process, or the OOM killer
 
-    wait_until(lambda: "worker exited unexpectedly with status -9; started it again" in studio.output(),
-               "the worker started again", diagnostics=studio.output)
+    wait_until(lambda: "worker exited unexpectedly with status -9" in studio.output()
+               and "started worker again" in studio.output(), "the worker started again", diagnostics=studio.output)
     replacement = next(process for process in still_running(psutil.Process(studio.process.pid).children())
                        if "--with-scheduler" in process.cmdline())
     assert replacement.pid != worker.pid
@@ -180,24 +180,75 @@ def test_the_launcher_starts_a_dead_worker_again_and_stops_everything_when_the_w
     assert psutil.wait_procs(still_running(children), timeout=10)[1] == []
 
 
-def test_a_worker_that_keeps_dying_is_not_restarted_for_ever(monkeypatch) -> None:
-    from studio import launcher
+def test_a_worker_that_keeps_dying_is_started_again_later_and_later_and_never_given_up() -> None:
+    from processes import launcher
 
-    monkeypatch.setattr(launcher, "RESTART_LIMIT", 2)
     child = launcher.Child("worker", [sys.executable, "-c", "raise SystemExit(3)"], os.environ, restartable=True)
-    statuses = []
-    for _ in range(3):
+    statuses, delays = [], []
+    for _ in range(len(launcher.RESTART_DELAYS) + 2):
         statuses.append(child.process.wait(timeout=60))
-        if not child.restart():
-            break
+        delays.append(child.died())
+        child.restart_at = 0.0  # due now: the test does not wait the delay out
+        assert child.restart_if_due()
 
-    assert statuses == [3, 3, 3]  # started, and started again twice: the limit
-    assert not launcher.Child("web server", [sys.executable, "-c", ""], os.environ).restart()
+    assert statuses == [3] * len(delays)
+    assert delays == [*launcher.RESTART_DELAYS, launcher.RESTART_DELAYS[-1], launcher.RESTART_DELAYS[-1]]
+    assert delays == sorted(delays) and delays[0] == 0.0
+    child.kill_group()
+    web = launcher.Child("web server", [sys.executable, "-c", ""], os.environ)
+    web.process.wait(timeout=60)
+    assert web.died() is None
+
+
+class StopAfterDeaths:
+    """A stop request that arrives once the child has died that many times."""
+
+    def __init__(self, child, deaths: int) -> None:
+        self.child, self.deaths = child, deaths
+
+    @property
+    def signal(self) -> int | None:
+        return signal.SIGTERM if len(self.child.deaths) >= self.deaths else None
+
+
+def test_a_worker_that_keeps_dying_never_stops_the_web_server(monkeypatch) -> None:
+    from processes import launcher
+
+    monkeypatch.setattr(launcher, "RESTART_DELAYS", (0.0,))
+    web = launcher.Child("web server", [sys.executable, "-c", "import time; time.sleep(600)"], os.environ)
+    worker = launcher.Child("worker", [sys.executable, "-c", "raise SystemExit(3)"], os.environ, restartable=True)
+    try:
+        status = launcher.supervise([web, worker], free_port(), StopAfterDeaths(worker, 12))
+
+        assert status == 0  # stopped by the signal, not by the dying worker
+        assert web.exited() is None
+    finally:
+        launcher.stop_all([web, worker], grace_seconds=5)
+
+
+def test_a_launcher_killed_outright_leaves_nothing_running(studio: RunningStudio) -> None:
+    studio.wait_until_serving()
+    studio.wait_for_workers()
+    children = studio.descendants()
+    names = " ".join(" ".join(process.cmdline()) for process in children)
+    assert "redis-server" in names and "gunicorn" in names and "rq_worker.py" in names
+
+    studio.process.kill()  # as the OOM killer, or a `kill -9` of `make run`
+    studio.process.wait()
+
+    try:
+        assert psutil.wait_procs(still_running(children), timeout=60)[1] == []
+    finally:
+        for process in still_running(children):  # orphans, should the test fail: none may outlive it
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
     env = dict(os.environ, PORT="eighty", STUDIO_INSTANCE_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-m", "studio.launcher"], env=env, cwd=settings.PROJECT_ROOT,
+    result = subprocess.run([sys.executable, "-m", "processes.launcher"], env=env, cwd=settings.PROJECT_ROOT,
                             capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 1
@@ -205,12 +256,16 @@ def test_the_launcher_refuses_a_bad_port(tmp_path: Path) -> None:
 
 
 def test_make_run_starts_one_photo_worker_per_core_and_a_webhook_worker():
-    from studio.launcher import LauncherError, worker_commands, worker_count
+    from processes.launcher import LauncherError, worker_commands, worker_count
 
     assert worker_count({"STUDIO_WORKERS": 3}) == 3
     assert worker_count({"STUDIO_WORKERS": 0}) == len(__import__("os").sched_getaffinity(0))
     with pytest.raises(LauncherError, match="STUDIO_WORKERS must be 0"):
         worker_count({"STUDIO_WORKERS": -1})
-    commands = [command[1:] for command in worker_commands(3, "hooks")]
-    assert commands == [["rq_worker.py", "--with-scheduler"], ["rq_worker.py"], ["rq_worker.py"],
-                        ["rq_worker.py", "hooks"]]
+    commands = [command[1:] for command in worker_commands(3, "hooks", prefix="here")]
+    assert commands == [["rq_worker.py", "--with-scheduler", "--name", "here-photos-0"],
+                        ["rq_worker.py", "--name", "here-photos-1"], ["rq_worker.py", "--name", "here-photos-2"],
+                        ["rq_worker.py", "hooks", "--name", "here-webhooks"]]
+    # Each slot keeps its name when started again; two launchers' names differ.
+    assert worker_commands(1) == worker_commands(1)
+    assert len({command[-1] for command in worker_commands(4)}) == 5

@@ -143,9 +143,9 @@ class PostgresCluster:
 class WorkerProcess:
     """A real `python rq_worker.py` in a process group of its own; its output goes to a log file."""
 
-    def __init__(self, env: dict[str, str], log: Path, arguments: list[str]) -> None:
+    def __init__(self, env: dict[str, str], log: Path, arguments: list[str], name: str | None = None) -> None:
         self.log = log
-        self.name = f"worker-{uuid.uuid4().hex[:8]}"
+        self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
         with open(log, "wb") as output:
             self.process = subprocess.Popen([sys.executable, "rq_worker.py", "--name", self.name, *arguments],
                                             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
@@ -186,6 +186,13 @@ class WorkerProcess:
                 os.kill(horse, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self.process.wait(timeout=30)
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker's process group (not its horse, which RQ puts in a group of its own), as a supervisor
+        or the OOM killer ends a worker."""
+        self.horse_pid()  # remember the horse, for close()
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
 
     def terminate(self) -> None:
@@ -273,10 +280,10 @@ class Studio:
         env.update({name: str(value) for name, value in overrides.items()})
         return env
 
-    def start_worker(self, *arguments: str, wait: bool = True, **env: Any) -> WorkerProcess:
-        """Start `python rq_worker.py` with extra environment; wait until it listens."""
+    def start_worker(self, *arguments: str, wait: bool = True, name: str | None = None, **env: Any) -> WorkerProcess:
+        """Start `python rq_worker.py` with extra environment (and a name, else a new one); wait until it listens."""
         worker = WorkerProcess(self.worker_env(**env), self.tmp_path / f"worker-{len(self.workers) + 1}.log",
-                               list(arguments))
+                               list(arguments), name)
         self.workers.append(worker)
         if wait:
             worker.wait_until_listening()

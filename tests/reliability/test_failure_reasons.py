@@ -46,6 +46,8 @@ def test_an_unexpected_error_shows_a_reference_and_logs_the_details(make_studio,
     (1, None, "Processing failed after 1 attempt; the worker processing it stopped unexpectedly."),
     (2, JobTimeoutException, "Processing failed after 2 attempts; it took longer than 30 seconds."),
     (3, AbandonedJobError, "Processing failed after 3 attempts; the worker processing it stopped unexpectedly."),
+    (2, job_module.WorkerKilledAgain, "Processing failed after 2 attempts; its worker was killed each time, most "
+                                      "likely because the photo needed more memory than a worker has."),
 ])
 def test_known_causes_are_explained_in_plain_words(attempts, exc_type, expected):
     assert job_module.failure_reason(attempts, 30, exc_type, "error-00000000") == expected

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from redis import Redis
 
-from studio import launcher
+from processes import launcher
 from tests.reliability.conftest import ROOT, wait_until
 
-DEPLOYMENT_FILES = ["docker-compose.yml", "Dockerfile", "Makefile", "studio/launcher.py",
+DEPLOYMENT_FILES = ["docker-compose.yml", "Dockerfile", "Makefile", "processes/launcher.py",
                     *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "deploy").glob("*"))]
 
 
@@ -54,6 +54,6 @@ def test_no_other_deployment_file_starts_a_redis_without_noeviction():
     # A new place that starts Redis must say noeviction too (and get a test like the two above).
     starters = [name for name in DEPLOYMENT_FILES
                 if (ROOT / name).is_file() and "redis-server" in (ROOT / name).read_text(errors="replace")]
-    assert set(starters) <= {"docker-compose.yml", "studio/launcher.py"}, starters
+    assert set(starters) <= {"docker-compose.yml", "processes/launcher.py"}, starters
     for name in starters:
         assert "noeviction" in (ROOT / name).read_text(), name

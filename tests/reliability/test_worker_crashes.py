@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import time
 
+import psutil
 import pytest
 from rq.job import Job, JobStatus
 
@@ -19,6 +20,8 @@ from tests.reliability.conftest import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HANG = "sleep=600"  # far longer than any bounded wait here: only a kill or a timeout ends it
+# The job timeout of the timeout tests: a real photo after the hung one must finish within it on a busy machine.
+TIMEOUT = 10
 
 # STUDIO_WORKER_JOBS_PER_PROCESS: jobs run in the worker's own process (the default), or a work horse forked for
 # each. Where both must hold, a test runs with each; a test of the work horse itself sets FORK.
@@ -31,6 +34,14 @@ def wait_until_sleeping(worker, studio, task_id: str) -> None:
     studio.wait_for_status(task_id, "PROCESSING")
     wait_until(lambda: f"task {task_id}: fault injection: sleeping" in worker.output(), "the job sleeps",
                diagnostics=worker.output)
+
+
+def gone(pid: int) -> bool:
+    """Return True when the process has ended (a zombie waiting for its parent's wait() counts as ended)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 @BOTH_MODES
@@ -92,15 +103,16 @@ def test_a_killed_horse_is_retried_at_once_not_after_the_backoff(make_studio, ph
 @BOTH_MODES
 def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
         make_studio, photo, jobs_per_process):
-    studio = make_studio(STUDIO_JOB_RETRIES=0, STUDIO_JOB_TIMEOUT=2)
+    # Retries allowed, and only the first attempt hangs: a timed-out job is failed all the same, never retried.
+    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=TIMEOUT)
     worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"{HANG}@slow.jpeg",
                                  STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     slow = studio.upload(photo, filename="slow.jpeg")
     studio.wait_for_status(slow, "PROCESSING")
 
     # The horse's own alarm stops the job at the timeout; the margin covers the failure callback.
-    task = studio.wait_for_status(slow, "FAILED", timeout=2 + 20)
-    assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
+    task = studio.wait_for_status(slow, "FAILED", timeout=TIMEOUT + 20)
+    assert task.error == f"Processing failed after 1 attempt; it took longer than {TIMEOUT} seconds."
 
     after = studio.upload(photo)
     assert studio.wait_for_status(after, "COMPLETED").attempts == 1
@@ -110,20 +122,20 @@ def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
 @BOTH_MODES
 def test_a_job_that_ignores_its_timeout_alarm_is_ended_at_rqs_hard_limit_and_the_worker_carries_on(
         make_studio, photo, jobs_per_process):
-    studio = make_studio(STUDIO_JOB_RETRIES=0, STUDIO_JOB_TIMEOUT=2)
+    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=TIMEOUT)  # timed out: not retried all the same
     # As a job stuck in native code: the alarm that normally ends it at the timeout never gets through.
     worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"ignore-timeout@slow.jpeg,{HANG}@slow.jpeg",
                                  STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
     slow = studio.upload(photo, filename="slow.jpeg")
     studio.wait_for_status(slow, "PROCESSING")
-    time.sleep(2 + 5)
+    time.sleep(TIMEOUT + 5)
     assert studio.status(slow) == "PROCESSING", studio.logs()  # past its timeout: the alarm was ignored
     assert "fault injection: blocking the timeout alarm" in studio.logs()
 
     # RQ's worker kills a horse still running 60 s past the timeout; a worker running the job in its own process
     # ends the attempt alike and starts afresh. The margin covers the failure handling.
-    task = studio.wait_for_status(slow, "FAILED", timeout=60 + 30)
-    assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
+    task = studio.wait_for_status(slow, "FAILED", timeout=TIMEOUT + 60 + 30)
+    assert task.error == f"Processing failed after 1 attempt; it took longer than {TIMEOUT} seconds."
 
     after = studio.upload(photo)
     assert studio.wait_for_status(after, "COMPLETED").attempts == 1
@@ -228,3 +240,68 @@ def test_a_reusing_worker_runs_its_jobs_in_its_own_process_then_starts_afresh(ma
     assert worker.exited() is None  # the same process (pid) all along, as its supervisor sees it
     assert worker.horse_pid() is None
     assert [path.name for path in studio.result_files()] == sorted(f"{task_id}.png" for task_id in ids)
+
+
+@BOTH_MODES
+def test_a_worker_started_again_under_its_name_takes_over_its_killed_predecessors_job_at_once(
+        make_studio, photo, jobs_per_process):
+    # A 10-minute backoff and no scheduler: only an immediate retry can complete the task within the wait.
+    studio = make_studio(STUDIO_JOB_RETRY_INTERVALS=[600])
+    # RQ by itself would take the job for abandoned only after this grace, far past every wait here; no reconciler.
+    env = dict(STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS=600, STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, **env)
+    task_id = studio.upload(photo)
+    wait_until_sleeping(first, studio, task_id)
+    horse = first.horse_pid()
+
+    first.kill_group()  # as the OOM killer or a lost container: no clean-up of any kind
+    killed = time.monotonic()
+    second = studio.start_worker(name=first.name, **env)
+
+    task = studio.wait_for_status(task_id, "COMPLETED")
+    print(f"recovered {time.monotonic() - killed:.1f} s after the kill ({jobs_per_process} jobs a process)")
+    assert (task.attempts, task.error) == (2, None)
+    assert "its previous process died without stopping" in second.output()
+    # The retry finished cleanly: nothing of the dead worker's execution was left for its bookkeeping to trip on.
+    wait_until(lambda: "Job OK" in second.output() or "Successfully completed" in second.output(),
+               "RQ records the job's success", diagnostics=second.output)
+    assert "not found in Redis" not in second.output()
+    if horse is not None:  # the horse, in a process group of its own, died with its worker: it never ran on
+        wait_until(lambda: gone(horse), "the horse dies with its worker", diagnostics=studio.logs)
+    assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
+
+
+@BOTH_MODES
+def test_a_photo_that_kills_its_worker_twice_fails_with_a_reason_and_is_not_retried_again(
+        make_studio, photo, jobs_per_process):
+    studio = make_studio(STUDIO_JOB_RETRIES=3)
+    env = dict(STUDIO_FAULT_INJECTION="sleep-every-attempt=600", STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+    worker = studio.start_worker(**env)
+    task_id = studio.upload(photo)
+    for _ in range(2):
+        wait_until_sleeping(worker, studio, task_id)
+        worker.kill_group()
+        worker = studio.start_worker(name=worker.name, **env)
+
+    task = studio.wait_for_status(task_id, "FAILED")
+    assert task.attempts == 2
+    assert task.error == ("Processing failed after 2 attempts; its worker was killed each time, most likely because "
+                          "the photo needed more memory than a worker has.")
+    after = studio.upload(photo, filename="other.jpeg")
+    assert studio.wait_for_status(after, "PROCESSING")
+    assert worker.exited() is None
+
+
+def test_a_photo_that_kills_its_work_horse_twice_fails_with_a_reason_and_is_not_retried_again(make_studio, photo):
+    studio = make_studio(STUDIO_JOB_RETRIES=3)
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep-every-attempt=600", **FORK)
+    task_id = studio.upload(photo)
+    for attempt in (1, 2):
+        wait_until(lambda: worker.output().count(f"task {task_id}: fault injection: sleeping") == attempt,
+                   f"attempt {attempt} sleeps", diagnostics=worker.output)
+        worker.kill_horse()
+
+    task = studio.wait_for_status(task_id, "FAILED")
+    assert task.attempts == 2
+    assert "most likely because the photo needed more memory than a worker has" in task.error
+    assert worker.exited() is None

@@ -1,4 +1,4 @@
-"""glibc's malloc tuning for the workers (studio/memory.py)."""
+"""glibc's malloc tuning for the workers (processes/memory.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from studio import memory
+from processes import memory
 
 
 def test_huge_pages_are_added_to_an_environment_without_them():

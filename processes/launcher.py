@@ -1,8 +1,10 @@
 """`make run`: migrate, then run the web server, the workers and (when REDIS_URL is unset) an embedded Redis.
 
 Everything a user needs on one machine, supervised together: Ctrl-C or SIGTERM stops all of it. A worker that
-dies is started again (its job is retried), up to RESTART_LIMIT times in RESTART_WINDOW_SECONDS; if the web
-server, Redis, or a worker past that limit dies, the others are stopped too, so nothing is left half-running.
+dies is started again under the same name, so it takes over its predecessor's job at once (rq_worker.py); one that
+keeps dying is started again after a growing delay (RESTART_DELAYS), reported each time, and never a reason to
+stop serving pages and the API. If the web server or Redis dies, the others are stopped too, so nothing is left
+half-running. Every child dies with the launcher, even when it is killed outright (processes/parent_death.py).
 
 One RQ worker per core by default (STUDIO_WORKERS), each job on one torch thread: more throughput than one
 worker with many threads. Web server and workers share one metrics folder (STUDIO_METRICS_DIR, default
@@ -25,7 +27,9 @@ from typing import Callable, Mapping
 from redis import Redis
 from redis.exceptions import RedisError
 
-from studio import memory, metrics, settings
+from processes import memory
+from processes.parent_death import child_of_this_process
+from studio import metrics, settings
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +40,9 @@ GRACE_SECONDS = 10.0
 COLD_SHUTDOWN_SECONDS = 5.0
 REDIS_START_SECONDS = 15.0
 POLL_SECONDS = 0.2
-# A worker that dies (a job that crashed it, the OOM killer) is started again, RESTART_LIMIT times in the window at
-# most; its job is found abandoned and retried (rq_worker.py).
-RESTART_LIMIT = 5
+# A worker that dies (a job that crashed it, the OOM killer) is started again after the delay for how many times it
+# died in the last RESTART_WINDOW_SECONDS: at once the first time, then longer and longer, never given up on.
+RESTART_DELAYS = (0.0, 1.0, 5.0, 15.0, 30.0, 60.0)
 RESTART_WINDOW_SECONDS = 300.0
 
 
@@ -47,29 +51,39 @@ class LauncherError(RuntimeError):
 
 
 class Child:
-    """One supervised process, started in a process group of its own; `restartable` ones are started again when
-    they die (at most RESTART_LIMIT times in RESTART_WINDOW_SECONDS)."""
+    """One supervised process, started in a process group of its own, that dies with the launcher; `restartable`
+    ones are started again when they die, after a delay that grows while they keep dying (RESTART_DELAYS)."""
 
     def __init__(self, name: str, command: list[str], env: Mapping[str, str], restartable: bool = False) -> None:
         self.name, self.command, self.env, self.restartable = name, command, dict(env), restartable
-        self.restarts: list[float] = []
+        self.deaths: list[float] = []
+        self.restart_at: float | None = None
         self.start()
 
     def start(self) -> None:
         """Start the process."""
         # A group of its own: the terminal's Ctrl-C reaches only the launcher, which stops the children in order
         # (web and worker first, Redis last, since the worker still talks to Redis while it shuts down).
-        self.process = subprocess.Popen(self.command, env=self.env, cwd=settings.PROJECT_ROOT, process_group=0)
+        self.process = subprocess.Popen(self.command, env=self.env, cwd=settings.PROJECT_ROOT, process_group=0,
+                                        preexec_fn=child_of_this_process())
 
-    def restart(self) -> bool:
-        """Start a restartable process again after it died; False when it may not (not restartable, or it keeps
-        dying: a worker that cannot start is a problem to show, not to hide)."""
+    def died(self) -> float | None:
+        """Record that a restartable process died and return in how many seconds it starts again (None: it may not
+        be restarted)."""
+        if not self.restartable:
+            return None
         now = time.monotonic()
-        self.restarts = [moment for moment in self.restarts if now - moment < RESTART_WINDOW_SECONDS]
-        if not self.restartable or len(self.restarts) >= RESTART_LIMIT:
-            return False
-        self.restarts.append(now)
+        self.deaths = [moment for moment in self.deaths if now - moment < RESTART_WINDOW_SECONDS] + [now]
         self.kill_group()  # what it left in its group (its periodic scheduler)
+        delay = RESTART_DELAYS[min(len(self.deaths), len(RESTART_DELAYS)) - 1]
+        self.restart_at = now + delay
+        return delay
+
+    def restart_if_due(self) -> bool:
+        """Start the process again once its delay has passed; True when it did."""
+        if self.restart_at is None or time.monotonic() < self.restart_at:
+            return False
+        self.restart_at = None
         self.start()
         return True
 
@@ -200,11 +214,19 @@ def worker_command() -> list[str]:
     return [sys.executable, "rq_worker.py", "--with-scheduler"]
 
 
-def worker_commands(count: int, webhook_queue: str = "webhooks") -> list[list[str]]:
+def worker_commands(count: int, webhook_queue: str = "webhooks", prefix: str | None = None) -> list[list[str]]:
     """Return the commands of `count` photo workers (the first also runs the schedulers, which one worker is enough
-    for) and of the webhook deliveries' own small worker (no model), so a slow receiver never holds up a photo."""
+    for) and of the webhook deliveries' own small worker (no model), so a slow receiver never holds up a photo.
+
+    Each has a name of its own (its slot's) that it keeps when it is started again, so a worker started after one
+    died takes over what the dead one held at once (rq_worker.py). The prefix (default: this host and launcher)
+    keeps the names of two launchers on one Redis apart.
+    """
+    prefix = prefix or f"studio-{socket.gethostname()}-{os.getpid()}"
     photos = [worker_command()] + [[sys.executable, "rq_worker.py"] for _ in range(count - 1)]
-    return photos + [[sys.executable, "rq_worker.py", webhook_queue]]
+    commands = [*photos, [sys.executable, "rq_worker.py", webhook_queue]]
+    names = [f"{prefix}-photos-{slot}" for slot in range(count)] + [f"{prefix}-webhooks"]
+    return [[*command, "--name", name] for command, name in zip(commands, names)]
 
 
 def worker_count(config: Mapping) -> int:
@@ -251,12 +273,18 @@ def supervise(children: list[Child], port: int, stop: StopRequested,
     announced = False
     while stop.signal is None:
         for child in children:
-            status = child.exited()
-            if status is None:
+            if child.restart_if_due():
+                print(f"studio: started {child.name} again", file=sys.stderr, flush=True)
                 continue
-            if child.restart():
-                print(f"studio: {child.name} exited unexpectedly with status {status}; started it again",
-                      file=sys.stderr, flush=True)
+            status = child.exited()
+            if status is None or child.restart_at is not None:
+                continue
+            delay = child.died()
+            if delay is not None:
+                # The worker that replaces it reports the death too (log, metric, /admin): see rq_worker.py.
+                print(f"studio: {child.name} exited unexpectedly with status {status} ({len(child.deaths)} time"
+                      f"{'s' if len(child.deaths) != 1 else ''} in {RESTART_WINDOW_SECONDS / 60:.0f} minutes); "
+                      f"starting it again in {delay:.0f} s", file=sys.stderr, flush=True)
                 continue
             print(f"studio: {child.name} exited unexpectedly with status {status}; stopping everything",
                   file=sys.stderr, flush=True)
@@ -288,7 +316,7 @@ def run(environ: Mapping[str, str]) -> int:
     stop = StopRequested()
     stop.install()
     port = port_from_environment(environ)
-    # Huge pages for malloc in every child: about 10% less CPU a photo in the workers (studio/memory.py).
+    # Huge pages for malloc in every child: about 10% less CPU a photo in the workers (processes/memory.py).
     env = dict(memory.with_huge_pages(environ), PYTHONUNBUFFERED="1")
     env.setdefault("STUDIO_METRICS_DIR", str(settings.INSTANCE_DIR / "metrics"))
     try:
@@ -326,7 +354,7 @@ def run(environ: Mapping[str, str]) -> int:
 
 
 def main() -> int:
-    """Command line entry point: `python -m studio.launcher`."""
+    """Command line entry point: `python -m processes.launcher`."""
     logging.basicConfig(level=logging.INFO, format="studio: %(message)s")
     try:
         return run(os.environ)
