@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     # A replaced process (recycle) keeps the metrics its predecessor counted.
     metrics.init_worker(app, clean=RECYCLED not in os.environ)
     get_storage(app)
-    if processes_photos(app, arguments):
+    photos = processes_photos(app, arguments)
+    if photos:
         try:
             names = preload_models(app)
         except Exception as error:  # noqa: BLE001 - any failure to load means this worker cannot do its job
@@ -497,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         # What loading and the warm-up freed goes back to the kernel: each horse then maps fresh pages for its
         # photo instead of copying the parent's (processes/memory.py).
         memory.return_free_memory()
-    worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler, logging_level="INFO",
+    # A webhook-only worker moves its own waiting deliveries (retry intervals, an open breaker) back onto its queue:
+    # RQ's scheduler for its queues only (RQ's lock per queue lets replicas share it), not rq-scheduler's periodic jobs.
+    worker.work(burst=arguments.burst, with_scheduler=arguments.with_scheduler or not photos, logging_level="INFO",
                 max_jobs=limit if limit != 1 else None)
     if limit not in (1, None) and worker.jobs_done >= limit and not worker.stopping:
         recycle(f"ran {worker.jobs_done} jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS)", scheduler)

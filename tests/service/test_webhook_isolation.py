@@ -221,9 +221,6 @@ def test_the_breaker_state_is_shared_and_lets_exactly_one_probe_through(make_app
     assert [worker.admit() for worker in workers] == [None] * 4
 
 
-@pytest.mark.xfail(strict=True, reason="rq_worker.py runs RQ's scheduler only with --with-scheduler, and the webhook "
-                                       "worker (compose, k8s, the launcher) is started without it: a delivery that "
-                                       "waits (a retry interval, the breaker) is never run again")
 def test_the_webhook_worker_runs_the_deliveries_that_wait(make_app, make_user, receivers, tmp_path):
     app = _hook_app(make_app, STUDIO_WEBHOOK_RETRIES=1, STUDIO_WEBHOOK_RETRY_INTERVALS=[1])
     receiver = receivers()
