@@ -27,11 +27,11 @@ limiter = Limiter(key_func=get_remote_address)
 def _sqlite_write_ahead_log(connection, _record) -> None:
     """Run the embedded SQLite database in WAL mode, with synchronous=NORMAL.
 
-    The web server and the workers write to one file at once: with a write-ahead log, readers no longer wait for
-    a writer, and a commit appends to the log with no fsync, where the default rollback journal made each commit
-    wait for two or three (they held each worker about 10 ms between two photos, and cost a tenth of the
-    throughput). A process that dies, killed or crashed, loses nothing committed; a power cut may lose the last
-    moments' commits, as it may the files that local storage writes without fsync. Production runs PostgreSQL.
+    The web server and the workers write to one file at once: with a write-ahead log, readers do not wait for a
+    writer, and a commit appends to the log with no fsync, where the default rollback journal makes each commit
+    wait for two or three, holding up every worker between two photos (docs/production.md). A process that dies,
+    killed or crashed, loses nothing committed; a power cut may lose the last moments' commits, as it may the files
+    that local storage writes without fsync. Production runs PostgreSQL.
     """
     if isinstance(connection, sqlite3.Connection):
         cursor = connection.cursor()

@@ -134,12 +134,12 @@ def job_timeout(task: Task, config: Mapping[str, Any]) -> int:
 def account_share(user_id: int, config: Mapping[str, Any], concurrency: int | None = None) -> RateLimit:
     """Return RQ's concurrency limit that keeps one account from holding more than its share of the workers.
 
-    RQ serves a queue first in, first out, so 40 photos from one account used to stand in front of everyone else's.
-    With this limit at most STUDIO_ACCOUNT_CONCURRENCY of an account's jobs are queued or running at a time; the rest
-    wait (status rate_limited) in RQ's own registry and are promoted, oldest first, as the account's jobs finish.
-    Another account's photo therefore waits behind at most that many of them. The work queue's length stays the
-    number of jobs that could start now: what an autoscaler should read. concurrency: the account's plan's own
-    share (studio/plans.py), instead of STUDIO_ACCOUNT_CONCURRENCY.
+    RQ serves a queue first in, first out, so without a limit one account's 40 photos stand in front of everyone
+    else's. With this limit at most STUDIO_ACCOUNT_CONCURRENCY of an account's jobs are queued or running at a
+    time; the rest wait (status rate_limited) in RQ's own registry and are promoted, oldest first, as the account's
+    jobs finish. Another account's photo therefore waits behind at most that many of them. The work queue's length
+    stays the number of jobs that could start now: what an autoscaler should read. concurrency: the account's
+    plan's own share (studio/plans.py), instead of STUDIO_ACCOUNT_CONCURRENCY.
     """
     share = concurrency if concurrency is not None else config["STUDIO_ACCOUNT_CONCURRENCY"]
     return RateLimit(f"account:{user_id}", max(int(share), 1))

@@ -93,7 +93,7 @@ def _trusted_hosts(environ: Mapping[str, str]) -> list[str] | None:
 
 def _database_url(environ: Mapping[str, str]) -> str:
     url = environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'studio.sqlite3'}"
-    # Heroku-style URLs still say postgres://, which SQLAlchemy 2 no longer accepts.
+    # Heroku-style URLs say postgres://, which SQLAlchemy 2 does not accept.
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; we ship psycopg2.
@@ -138,8 +138,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # Memory bound of a process's model cache; the least recently used model is evicted past it.
         "STUDIO_MODEL_CACHE_BYTES": _int(environ, "STUDIO_MODEL_CACHE_BYTES", 1 << 30),
         "STUDIO_BFLOAT16": _choice(environ, "STUDIO_BFLOAT16", ("auto", "on", "off"), "auto"),
-        # zlib level of PNG results: level 4 takes 30 ms a cutout against 42 ms for 6 and 22 ms for 1, for 2% more
-        # bytes than 6 and 9% fewer than 1 (levels 1-3 do not use lazy matching).
+        # zlib level of PNG results: 4 is the first level with lazy matching, so nearly as small as 6 and
+        # quicker to write (docs/settings.md).
         "STUDIO_PNG_COMPRESS_LEVEL": _int(environ, "STUDIO_PNG_COMPRESS_LEVEL", 4),
         "MAX_CONTENT_LENGTH": _int(environ, "STUDIO_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
         "STUDIO_MAX_PIXELS": _int(environ, "STUDIO_MAX_PIXELS", 50_000_000),
@@ -193,15 +193,15 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # of one that died takes over its jobs at once. Empty: a random name. The launcher names its slots; on
         # Kubernetes, the pod's name.
         "STUDIO_WORKER_NAME": environ.get("STUDIO_WORKER_NAME", ""),
-        # Jobs one worker process runs before it starts afresh (exec, same pid), so a leak cannot grow: no fork per
-        # job (15-20% more photos a second). 1: a new process (a fork of the preloaded worker) per job, so a crash
-        # takes down only that process, not the worker (docs/production.md).
+        # Jobs one worker process runs before it starts afresh (exec, same pid), so a leak cannot grow, with no fork
+        # per job to pay for. 1: a new process (a fork of the preloaded worker) per job, so a crash takes down only
+        # that process, not the worker (docs/production.md, "One process per job, or many").
         "STUDIO_WORKER_JOBS_PER_PROCESS": _int(environ, "STUDIO_WORKER_JOBS_PER_PROCESS", 1000),
         # Test-only fault injection (jobs/faults.py); never set it in production.
         "STUDIO_FAULT_INJECTION": environ.get("STUDIO_FAULT_INJECTION") or None,
-        # Threads per job. One, because U2NetP's small convolutions gain little from more (121 against 158 ms on two
-        # cores) and OpenMP threads that spin-wait collapse when the machine is busy (seen: 3 s instead of 0.4 s);
-        # run one worker per core for throughput. 0 means all cores.
+        # Threads per job. One, because U2NetP's small convolutions gain little from more, and OpenMP threads that
+        # spin-wait collapse when the machine is busy (docs/production.md); run one worker per core for throughput.
+        # 0 means all cores.
         "STUDIO_TORCH_THREADS": _int(environ, "STUDIO_TORCH_THREADS", 1),
         "STUDIO_TASKS_PER_PAGE": _int(environ, "STUDIO_TASKS_PER_PAGE", 20),
         "SESSION_COOKIE_SECURE": _bool(environ, "STUDIO_SECURE_COOKIES", False),

@@ -1,7 +1,7 @@
 """Paging the dashboard's lists: the page number from the query, clamped, and the arguments its links carry.
 
 A page number is whatever the address bar holds: beyond the last page it shows the last, and anything that is not a
-positive whole number shows the first (an unbounded one made PostgreSQL's OFFSET overflow, a 500). The links of a
+positive whole number shows the first (an unbounded one would overflow PostgreSQL's OFFSET). The links of a
 page are built from the arguments the page declares, never from the query as it came: url_for takes keywords of its
 own (`_external`, `_scheme`, `_anchor`, ...), which would otherwise let a crafted link point elsewhere.
 """

@@ -238,8 +238,8 @@ def user_for_token(plaintext: str) -> User | None:
     if token is None or token.user.disabled_at is not None:
         return None
     now = utcnow()
-    # To the minute: a write and a commit on every API request cost a third of the web process's time on a busy
-    # client (measured by bench/service.py), for a date the account page shows to the minute anyway.
+    # To the minute: a write and a commit on every API request would weigh heavily on the web process under a busy
+    # client (docs/production.md), for a date the account page shows to the minute anyway.
     if token.last_used_at is None or now - as_utc(token.last_used_at) >= LAST_USED_PRECISION:
         token.last_used_at = now
         db.session.commit()
