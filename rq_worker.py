@@ -7,8 +7,8 @@ How it runs its jobs (STUDIO_WORKER_JOBS_PER_PROCESS, docs/production.md "One pr
   jobs it replaces itself with a fresh start (exec, the same pid), so a leak cannot grow. A thread keeps RQ's
   heartbeats fresh while a job runs; a job that ignores its timeout alarm (stuck in native code) or RQ's stop-job
   command is ended by starting the worker afresh, as a forking worker kills a horse; a crash ends the worker with
-  the job (its supervisor starts it again, and the job is found abandoned and retried). No fork per job: 15-20%
-  more photos a second on 2 cores than a horse per job (bench/service.py).
+  the job (its supervisor starts it again, and the job is found abandoned and retried). No fork per job, so no
+  photo pays for a new process (the figures are in docs/production.md).
 - With 1, RQ's forking Worker (PreloadedWorker): each job runs in a work horse forked from this preloaded process,
   so the model weights are shared copy-on-write and a job that crashes in native code takes down only its horse.
   Two things do not survive fork and are handled explicitly:
@@ -180,7 +180,7 @@ class ReusingWorker(StudioWorker, SimpleWorker):
     """RQ's SimpleWorker: jobs run one after another in this process, no fork (STUDIO_WORKER_JOBS_PER_PROCESS > 1,
     --simple, CUDA).
 
-    It saves what a new process per job costs (about 75-130 ms of CPU a photo, see docs/production.md). What a
+    It saves what a new process per job costs (see docs/production.md). What a
     forking worker does for a job stuck where its timeout alarm cannot reach it (native code), killing the horse at
     RQ's hard limit (the timeout + 60 s), this worker's heartbeat thread does to the whole process: it records the
     attempt as a killed horse's (retried, or failed with the timeout as reason) and starts the worker afresh (exec,
@@ -342,10 +342,9 @@ def warm_up(app: Flask) -> bool:
 
     What a process does the first time it runs an operation (oneDNN creates and compiles the kernel of each
     convolution, PIL loads its codecs, the operation's modules are imported) would otherwise cost the first job, and,
-    with a horse forked per job, every job: about 45 ms of CPU on a 520 ms cutout of the fixture photos (with
-    gc.freeze in main). Done here once, the horses inherit it. Always on one thread, whatever the caller set: a
-    parallel region run here would deadlock every horse that computes with more than one (see the module
-    docstring). Other operations still pay their first run in each horse.
+    with a horse forked per job, every job (docs/production.md). Done here once, the horses inherit it. Always on
+    one thread, whatever the caller set: a parallel region run here would deadlock every horse that computes with
+    more than one (see the module docstring). Other operations still pay their first run in each horse.
     """
     config = app.config
     operation = get_operation(DEFAULT_OPERATION)
@@ -492,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(worker, ReusingWorker):
         worker.start_afresh = lambda reason: recycle(reason, scheduler)
     # Everything built so far lives as long as the worker: out of the garbage collector's way, a horse's collections
-    # no longer write into those objects' pages, which it would otherwise copy from the parent (copy-on-write).
+    # do not write into those objects' pages, which it would otherwise copy from the parent (copy-on-write).
     gc.freeze()
     if limit == 1:
         # What loading and the warm-up freed goes back to the kernel: each horse then maps fresh pages for its

@@ -2,9 +2,9 @@
 
 A cutout allocates its activations (hundreds of megabytes) and frees them again; glibc hands such blocks back to
 the kernel on free and maps them afresh for the next photo, so every photo pays for its memory again, one 4 KiB page
-fault at a time: about 35,000 faults and 10% of a U2NetP cutout's CPU in a process that keeps running (the CLI, a
-worker that runs jobs in its own process), and twice the faults in a forked work horse, whose every page is new or
-copied from its parent. Two remedies, both measured in docs/production.md ("Memory and huge pages"):
+fault at a time, in a process that keeps running (the CLI, a worker that runs jobs in its own process), and more
+still in a forked work horse, whose every page is new or copied from its parent. Two remedies, both measured in
+docs/production.md ("Memory and huge pages"):
 
 - HUGE_PAGES_TUNABLE: glibc (2.35 and later) asks the kernel for transparent huge pages for what malloc maps, 2 MiB
   at a time. It must be in a process's environment when it starts (GLIBC_TUNABLES): the launcher puts it in its
