@@ -116,8 +116,9 @@ def process_files(operation: Operation, sources: list[Path], targets: list[Path]
         context.session(name)  # loaded before the threads start, so they never race to load it
     cores = torch.get_num_threads()
     # One photo per core, each computed single-threaded, beats one photo at a time on all cores for small networks
-    # (U2NetP: 105 ms a photo against 121 ms on 2 cores), and decoding and encoding overlap the other photo's
-    # forward pass. Long runs on big networks (upscaling) go one photo at a time on every core instead.
+    # (their convolutions gain little from more threads; docs/quality-and-speed.md), and decoding and encoding
+    # overlap the other photo's forward pass. Long runs on big networks (upscaling) go one photo at a time on every
+    # core instead.
     # Fewer photos than cores (one photo, say) share the cores out instead of leaving them idle.
     streams = streams or (max(1, min(cores, len(sources))) if operation.photo_parallel else 1)
     threads = max(1, cores // streams) if operation.photo_parallel else cores

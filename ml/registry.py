@@ -154,8 +154,8 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("u2net", "U²-Net (accurate)", "ml.models.u2net.network:u2net", "u2net.pt",
               "db6a54f0cef835bdc5744ee479fcb19e60f5789ec78941700e52f6e386adfd24",
               "salient object masks, the paper's full model (176 MB)", source=_U2NET_SOURCE,
-              # bfloat16 with stage1d and stage2d in float32 (ml/models/u2net/network.py): masks within 0.0001 of
-              # float32's.
+              # bfloat16 with stage1d and stage2d in float32 (ml/models/u2net/network.py): the masks stay as
+              # float32 makes them (docs/quality-and-speed.md).
               build_options={"batch_norm": False}, settings=_U2NET_SETTINGS, bfloat16=True),
     ModelSpec("u2netp_release", "U²-NetP (authors' checkpoint)", "ml.models.u2net.network:u2netp", "u2netp.pth", None,
               "salient object masks: the authors' U2NetP checkpoint with batch norm",

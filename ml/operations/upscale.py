@@ -9,7 +9,7 @@ from ml.operations.mask_model import MaskModel
 
 UpscaleModel = choice("realesrgan_x4plus")
 Scale = choice("2", "4")
-# What a job is allowed per megapixel of the photo, from ml/models/realesrgan/infer.py's measurements: 400 CPU
+# What a job is allowed per megapixel of the photo, from ml/models/realesrgan/infer.py's estimate: 400 CPU
 # seconds a megapixel the network runs on, about 1.8 times the photo with the tiles' context, on one thread
 # (STUDIO_TORCH_THREADS), with a margin of 3 for a busy machine. ml/models/realesrgan/infer.py's timeout_seconds says
 # the same (tests/ml/test_upscale.py).

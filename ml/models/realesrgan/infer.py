@@ -30,24 +30,23 @@ Progress = Callable[[int, str], None]
 
 MODEL_SCALE = 4
 SCALES = (2, 4)
-# The largest side of what the network sees at once (a tile and its context): 512x512 pixels take about 550 MB while
-# they run (2.2 to 2.4 KB a pixel, measured). A photo that fits runs in one pass.
+# The largest side of what the network sees at once (a tile and its context), which bounds a pass's memory
+# (docs/upscaling.md gives it per pixel). A photo that fits runs in one pass.
 DEFAULT_TILE = 512
-# Pixels of context around each tile. This deep network (351 convolutions) feels a tile's edge from far: against one
-# untiled pass on a 256x256 crop, 16 pixels leave differences up to 46/255 at the seams, 32 up to 4/255, 64 up to
-# 2/255 (at 11 pixels in a million), 80 at most 1/255 (docs/upscaling.md). The price is work: with 512-pixel
-# tiles, about 1.8 times the photo's pixels run through the network.
+# Pixels of context around each tile. This deep network (351 convolutions) feels a tile's edge from far: 80 pixels
+# keep the seams within 1/255 of one untiled pass, fewer leave visible differences (docs/upscaling.md, "Why 80
+# pixels of overlap"). The price is work: with 512-pixel tiles, about 1.8 times the photo's pixels run through the
+# network.
 DEFAULT_OVERLAP = 80
 # Lanczos reaching 3 lobes into a 2x reduction reads 6 x4-pixels past a tile's edge: 2 input pixels of context.
 MIN_OVERLAP_FOR_X2 = 2
 # Rows of features upsampled at once: the 4x part's 64-channel maps are 16 times the tile's area, by far the
 # biggest memory of a pass; in bands they stay at a few tens of MB.
 BAND_ROWS = 16
-# CPU seconds the network takes per megapixel it runs on (tile contexts included), on one AMD EPYC (Zen 4) core,
-# measured by bench/upscale.py (ncnn takes about two thirds of that).
+# CPU seconds the network takes per megapixel it runs on (tile contexts included), on one AMD EPYC (Zen 4) core:
+# the estimate behind a job's timeout (bench/upscale.py measures it; docs/upscaling.md).
 CPU_SECONDS_PER_MEGAPIXEL = 400.0
-# A job's timeout allows this many times the estimate: a busy machine (measured: 2.5 times slower with 7 other
-# processes on 2 cores) or a slower CPU.
+# A job's timeout allows this many times the estimate, for a busy machine or a slower CPU (docs/upscaling.md).
 TIMEOUT_MARGIN = 3.0
 
 

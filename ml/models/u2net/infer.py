@@ -6,8 +6,8 @@ it back to the photo bilinearly.
 
 The authors' reference resized its input with scikit-image 0.14, whose `resize` had no anti-alias filter yet: plain
 bilinear interpolation between the four nearest pixels, in floating point, zero outside the photo. Reproducing that
-(rather than Pillow's anti-aliased resize, or rembg's Lanczos) is what brings the masks to theirs: measured on their
-eight test photos, the worst IoU of U2NetP goes from 0.947 (Pillow bilinear) to 0.994.
+(rather than Pillow's anti-aliased resize, or rembg's Lanczos) is what brings the masks to theirs
+(docs/quality-and-speed.md compares the ways on their eight test photos).
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def postprocess(logits: torch.Tensor, size: tuple[int, int]) -> Image.Image:
     prediction = torch.sigmoid(logits[0, 0])
     low, high = prediction.min(), prediction.max()
     prediction = (prediction - low) / torch.clamp(high - low, min=1e-8)
-    # Truncation, not rounding, and a resize of the 8-bit mask, as the authors' reference saves its masks: both
-    # measured closer to their results than rounding, a float resize or rembg's Lanczos.
+    # Truncation, not rounding, and a resize of the 8-bit mask, as the authors' reference saves its masks: both come
+    # closer to their results than rounding, a float resize or rembg's Lanczos (docs/quality-and-speed.md).
     small = Image.fromarray((prediction.numpy() * 255).astype(np.uint8), mode="L")
     return small.resize(size, Image.BILINEAR)
 

@@ -141,15 +141,14 @@ class U2Net(nn.Module):
 
 def u2net(batch_norm: bool = True) -> U2Net:
     """Build the full U^2-Net (176 MB of weights)."""
-    # Measured on the authors' test photos against float32: everything in bfloat16 moves the masks by 0.0021 on
-    # average (worst IoU 0.976 against their masks, below rembg on three photos); stage1d or stage2d alone in float32
-    # halves that, no other single stage (nor the side outputs) changes it, and the two together cut it twentyfold
-    # (0.0001), for 27% of the network's multiply-adds left in float32.
+    # In bfloat16, the last two decoder stages are what moves the masks away from float32's and the authors'; kept
+    # in float32 they bring the masks back, at about a quarter of the multiply-adds (docs/quality-and-speed.md,
+    # "bfloat16").
     return U2Net(U2NET_ENCODER, U2NET_DECODER, batch_norm=batch_norm, full_precision_stages=("stage2d", "stage1d"))
 
 
 def u2netp(batch_norm: bool = True) -> U2Net:
     """Build the small U^2-NetP (4.7 MB of weights)."""
-    # Measured on the authors' test photos: stage2d alone in bfloat16 (its last convolution plus the residual sum)
-    # doubles the mask error against their results; everything else in bfloat16 leaves it unchanged.
+    # Only stage2d in bfloat16 (its last convolution plus the residual sum) moves the masks away from the authors';
+    # everything else runs in bfloat16 without changing them (docs/quality-and-speed.md, "bfloat16").
     return U2Net(U2NETP_ENCODER, U2NETP_DECODER, batch_norm=batch_norm, full_precision_stages=("stage2d",))
