@@ -89,7 +89,7 @@ def _deliver(task_id: str) -> Retry | None:
     try:
         target = check_url(task.webhook_url, allow_private=allow_private)
     except UnsafeURL as error:
-        # A stored URL that the strict parse refuses (written to the database by other means): never called.
+        # A stored URL that the strict parse refuses, however it got into the database: never called.
         task.webhook_attempts += 1
         metrics.webhook_delivery("refused")
         _record(task, WebhookStatus.FAILED, f"not sent: the URL {error}")

@@ -38,8 +38,8 @@ def _admins_only() -> None:
     # The dashboard looks up /<n>/... in its list of Redis URLs and raises (a 500) past the end; we have one.
     if (request.view_args or {}).get("instance_number", 0) != 0:
         abort(404)
-    # Its job lists read the page size and number from the path unchecked: 0 divided by zero, a word failed int()
-    # and a huge number overflowed Redis' LRANGE, each a 500. Its own form offers 1 to 200 a page.
+    # Its job lists read the page size and number from the path unchecked: 0 would divide by zero, a word would fail
+    # int() and a huge number would overflow Redis' LRANGE, each a 500. Its own form offers 1 to 200 a page.
     for name, highest in (("per_page", 200), ("page", 1_000_000)):
         value = str((request.view_args or {}).get(name, 1))
         if not (value.isascii() and value.isdigit() and len(value) <= 7 and 1 <= int(value) <= highest):

@@ -1,6 +1,6 @@
 """JSON request bodies parsed within bounds: a deeply nested or oversized body is a 400, never a 500.
 
-Python's json module recurses once per level of nesting, so `[[[[...]]]]` a hundred thousand deep raised
+Python's json module recurses once per level of nesting, so `[[[[...]]]]` a hundred thousand deep raises
 RecursionError, which Flask does not turn into a 400. The app's JSON provider checks the size and the nesting
 first; whatever it refuses raises ValueError, which Flask's request.get_json answers with 400 Bad Request (or
 None with silent=True).

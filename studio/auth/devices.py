@@ -1,7 +1,7 @@
 """Device cookies (OWASP's answer to lockout): a browser that signed in before is not throttled by others' failures.
 
 Throttling password guesses per account lets anyone lock anyone out: ten wrong passwords a minute from one address
-kept the owner out, even with the right password, from any address. So a successful sign-in (page or API token
+would keep the owner out, even with the right password, from any address. So a successful sign-in (page or API token
 exchange) gives the client a device cookie: signed with the app's secret, naming the account (by a digest of its
 email) and a random device id. An attempt that presents a valid device cookie for the account it signs in to is
 counted in that device's own allowance; every other attempt shares the account's allowance for untrusted clients,

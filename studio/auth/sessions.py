@@ -45,7 +45,7 @@ def is_live() -> bool:
     """Return False when the current session's id was revoked by a sign-out."""
     session_id = session.get(SESSION_ID_KEY)
     if not isinstance(session_id, str) or not session_id:
-        # Signed before session ids existed (only we can sign cookies): its sign-out bumps session_version instead.
+        # A cookie of ours without a session id (only we can sign cookies): its sign-out bumps session_version instead.
         return True
     return db.session.get(RevokedSession, id_hash(session_id)) is None
 
