@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ml.registry import available_model_names
-from tests.conftest import require
-from tests.service.conftest import load_task, run_worker, upload
+from tests.support.services import require
+from tests.support.studio import load_task, run_worker, upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

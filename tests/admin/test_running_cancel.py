@@ -13,9 +13,9 @@ from studio.extensions import db
 from studio.models import DailyUsage
 from studio.queue import get_redis
 from studio.storage import get_storage, result_key
-from tests.admin.conftest import ADMIN, PASSWORD, audit_entries, post, sign_in
-# The crash tests' real worker processes, on a PostgreSQL and a Redis of their own (found by name).
-from tests.reliability.conftest import make_studio, photo, postgres, redis_server, wait_until  # noqa: F401
+from tests.support.admin import ADMIN, PASSWORD, audit_entries, post, sign_in
+# The crash tests' real worker processes (on a PostgreSQL and a Redis of their own): tests/plugins/processes.py.
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ import pytest
 
 from jobs import process_image as job_module
 from ml.operations.runner import EncodedOutput
-from tests.service.conftest import PASSWORD, load_task, run_worker, upload
+from tests.support.studio import PASSWORD, load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration
 

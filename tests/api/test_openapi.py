@@ -13,7 +13,7 @@ from jobs import process_image as job_module
 from ml.operations import DEFAULT_OPERATION, OPERATIONS
 from ml.operations.runner import EncodedOutput
 from studio.api.document import options_schema_name
-from tests.service.conftest import PASSWORD, run_worker, upload
+from tests.support.studio import PASSWORD, run_worker, upload
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.service.conftest import load_task, run_worker, upload
+from tests.support.studio import load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from ml import faces, id_photo, saliency
 from ml.mtcnn import Face, detect_faces
 from ml.registry import MODELS
 from ml.sessions import get_session
-from tests.conftest import require
+from tests.support.services import require
 
 PEOPLE = ("Two_dancers.jpg", "Athlete-Intake.jpg", "lionel-messi-athletes-fashion.jpg",
           "track-runners-hurdles-1280.jpg")

@@ -16,7 +16,7 @@ from torch.nn import functional
 from ml import realesrgan_weights, rrdbnet, upscale
 from ml.registry import MODELS
 from ml.sessions import ModelSession
-from tests.conftest import MODEL_DIR, require
+from tests.support.services import MODEL_DIR, require
 
 
 class BlurThenNearest(nn.Module):

@@ -12,7 +12,7 @@ import torch
 from ml import saliency, u2net_weights, weights
 from ml.registry import MODELS, model_state
 from ml.sessions import ModelSession, ModelUnavailable
-from tests.conftest import require
+from tests.support.services import require
 
 U2NETP = MODELS["u2netp"]
 

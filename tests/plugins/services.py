@@ -1,59 +1,32 @@
-"""Fixtures for the service tests: real PostgreSQL (schema from the migrations), real Redis, moto's S3 server."""
+"""Fixtures for the app on the real services: PostgreSQL (schema from the migrations), Redis, moto's S3 server."""
 
 from __future__ import annotations
 
-import io
 import os
-import socket
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from redis import Redis
-from rq import SimpleWorker
 from sqlalchemy import MetaData, create_engine
 
 from jobs import context as job_context
 from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
-from studio.models import Task, User
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
-
-PASSWORD = "correct horse battery staple"
-# Cheap Argon2 parameters keep the suite fast; production uses the library defaults.
-FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-S3_BUCKET = "studio-test"
-AWS_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                   "AWS_DEFAULT_REGION": "us-east-1"}
+from studio.models import User
+from tests.support.network import free_port
+from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
+from tests.support.studio import (
+    AWS_ENVIRONMENT, FAST_HASHER, PASSWORD, S3_BUCKET, base_config, clean, default_model_ready, reset_limiter,
+)
 
 
-def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[str, Any]:
-    """Return the test configuration: real services, immediate retries, the generous production rate limits."""
-    return {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret",
-        "SERVER_NAME": "studio.test",
-        "TRUSTED_HOSTS": ["studio.test", "localhost", "127.0.0.1"],
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "REDIS_URL": redis_url,
-        "RATELIMIT_STORAGE_URI": redis_url,
-        "STUDIO_QUEUE": "studio-test",
-        "STUDIO_WEBHOOK_QUEUE": "studio-test-webhooks",
-        "STUDIO_STORAGE_DIR": str(storage_dir),
-        "STUDIO_S3_BUCKET": None,
-        "STUDIO_JOB_RETRIES": 2,
-        # No delay between attempts, so a burst worker runs every retry without a scheduler.
-        "STUDIO_JOB_RETRY_INTERVALS": [0],
-    }
-
-
-@pytest.fixture(scope="session")
+# Package scope: the browser and web tests drop the schema they share, so each folder starts from a fresh migration.
+@pytest.fixture(scope="package")
 def database_url() -> str:
     """Return the test database URL with its schema built by the migrations (not create_all)."""
     url = sqlalchemy_url(TEST_DATABASE_URL)
@@ -73,9 +46,9 @@ def redis_url() -> str:
     return TEST_REDIS_URL
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def migrated(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Upgrade the empty test database to the newest migration, once per session."""
+    """Upgrade the empty test database to the newest migration, once per folder."""
     app = create_app(base_config(database_url, redis_url, tmp_path_factory.mktemp("storage")))
     with app.app_context():
         upgrade()
@@ -102,22 +75,28 @@ def make_app(migrated: str, redis_url: str, tmp_path: Path) -> Iterator[Callable
         job_context.bind_app(app)
         return app
 
-    _clean(migrated, redis_url)
+    clean(migrated, redis_url)
     yield make
     for app in apps:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
     job_context.bind_app(None)
-    _clean(migrated, redis_url)
+    clean(migrated, redis_url)
 
 
-def _clean(database_url: str, redis_url: str) -> None:
-    engine = create_engine(database_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("TRUNCATE tasks, api_tokens, users RESTART IDENTITY CASCADE")
-    engine.dispose()
-    Redis.from_url(redis_url).flushdb()
+@pytest.fixture
+def security_app(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:
+    """Return a factory of apps on the test services; rate limits off unless a test turns them on."""
+    reset_limiter()
+
+    def build(**overrides: Any) -> Flask:
+        config: dict[str, Any] = {"RATELIMIT_ENABLED": False}
+        config.update(overrides)
+        return make_app(**config)
+
+    yield build
+    reset_limiter()
 
 
 @pytest.fixture
@@ -173,48 +152,10 @@ def photo_bytes(photos_dir: Path) -> Callable[[str], bytes]:
     return lambda name: (photos_dir / name).read_bytes()
 
 
-def upload(client: FlaskClient, headers: dict[str, str], data: bytes, filename: str = "photo.jpg",
-           **options: str):
-    """POST a photo to the API as a multipart upload."""
-    return client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
-                       data={"image": (io.BytesIO(data), filename), **options})
-
-
-def load_task(app: Flask, task_id: str) -> Task | None:
-    """Return a task row, detached, read fresh from the database."""
-    with app.app_context():
-        task = db.session.get(Task, task_id)
-        if task is not None:
-            db.session.expunge(task)
-        return task
-
-
-def run_worker(app: Flask, queues: list[str] | None = None) -> None:
-    """Run a real RQ worker in this process until its queues are empty (SimpleWorker, burst mode)."""
-    job_context.bind_app(app)
-    queues = queues or [app.config["STUDIO_QUEUE"], app.config["STUDIO_WEBHOOK_QUEUE"]]
-    worker = SimpleWorker(queues, connection=Redis.from_url(app.config["REDIS_URL"]))
-    worker.work(burst=True)
-
-
-def default_model_ready(app: Flask) -> bool:
-    """Return True when ml.pipeline and the default model's weights are installed."""
-    from ml.registry import available_model_names
-
-    return app.config["STUDIO_DEFAULT_MODEL"] in available_model_names(app.config["STUDIO_MODEL_DIR"])
-
-
 @pytest.fixture
 def model_ready(app: Flask) -> None:
     """Require the real model (skip on a laptop without weights, fail in CI)."""
     require(default_model_ready(app), "the default model's weights are not installed (make install)")
-
-
-def free_port() -> int:
-    """Return a TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

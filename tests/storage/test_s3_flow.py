@@ -11,7 +11,7 @@ from PIL import Image
 
 from studio.extensions import db
 from studio.tasks import service
-from tests.service.conftest import load_task, run_worker, upload
+from tests.support.studio import load_task, run_worker, upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

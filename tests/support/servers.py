@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from studio import settings
-from tests.conftest import MODEL_DIR, TEST_REDIS_URL, require
-from tests.deploy.conftest import free_port
+from tests.support.services import MODEL_DIR, TEST_REDIS_URL, require
+from tests.support.network import free_port
 
 ROOT = settings.PROJECT_ROOT
 START_SECONDS = 120

@@ -10,7 +10,7 @@ from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
 from jobs import process_image as job_module
-from tests.service.conftest import run_worker
+from tests.support.studio import run_worker
 
 pytestmark = pytest.mark.integration
 

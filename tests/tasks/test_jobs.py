@@ -20,7 +20,7 @@ from ml.operations.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task
 from studio.storage import get_storage
-from tests.service.conftest import load_task, run_worker, upload
+from tests.support.studio import load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration
 

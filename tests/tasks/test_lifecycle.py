@@ -20,7 +20,7 @@ from studio.models import Task, TaskStatus, utcnow
 from studio.queue import get_redis
 from studio.tasks import lifecycle
 from studio.tasks.lifecycle import StoredOutput
-from tests.service.conftest import load_task, run_worker, upload
+from tests.support.studio import load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from ml.operations.runner import EncodedOutput
 from studio import metrics
 from studio.queue import get_redis
 from studio.tasks.waiting import CHANNEL
-from tests.service.conftest import run_worker, upload
+from tests.support.studio import run_worker, upload
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from PIL import Image
 from studio.extensions import db
 from studio.models import Task
 from studio.storage import get_storage
-from tests.bad_input import samples
-from tests.service.conftest import run_worker, upload
+from tests.support import samples
+from tests.support.studio import run_worker, upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

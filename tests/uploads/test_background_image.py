@@ -13,7 +13,7 @@ from studio.extensions import db
 from studio.models import Task
 from studio.storage import get_storage
 from studio.tasks import quota
-from tests.service.conftest import load_task, run_worker
+from tests.support.studio import load_task, run_worker
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from tests.bad_input import samples
+from tests.support import samples
 
 pytestmark = pytest.mark.integration
 

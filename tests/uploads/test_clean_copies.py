@@ -15,8 +15,8 @@ from PIL import Image
 from studio.extensions import db
 from studio.models import Task
 from studio.storage import get_storage
-from tests.bad_input import samples
-from tests.bad_input.conftest import sign_in, stored_files
+from tests.support import samples
+from tests.support.uploads import sign_in, stored_files
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from ml.imageio import decode_image
 from studio.tasks import uploads
 from studio.tasks.uploads import clean_photo
-from tests.bad_input import samples
+from tests.support import samples
 
 MAX_PIXELS = 50_000_000
 SECRETS = (b"SecretCam", b"SECRET-GPS-DATUM", b"SecretXMP", b"SecretIPTC", b"SecretComment", b"EXIF-THUMBNAIL",

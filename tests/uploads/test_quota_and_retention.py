@@ -19,10 +19,10 @@ from studio.models import Task, utcnow
 from studio.queue import get_queue
 from studio.storage import get_storage
 from studio.tasks.uploads import clean_photo
-from tests.bad_input import samples
-from tests.bad_input.conftest import Uploader, queued_ids, sign_in, stored_files, task_count
-from tests.service.conftest import load_task, run_worker, upload
-from tests.web.conftest import csrf_token
+from tests.support import samples
+from tests.support.uploads import Uploader, queued_ids, sign_in, stored_files, task_count
+from tests.support.studio import load_task, run_worker, upload
+from tests.support.web import csrf_token
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from studio.tasks import uploads
-from tests.bad_input import samples
+from tests.support import samples
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from redis import Redis
 from rq.job import Job
 
 from studio.storage import get_storage
-from tests.service.conftest import load_task, upload
+from tests.support.studio import load_task, upload
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def test_upload_stores_photo_under_generated_key_and_queues_job(app, client, hea
         io.BytesIO(data)).size)
     with app.app_context():
         # A clean copy is stored: the upload cut of its metadata and trailing bytes, or re-encoded where its
-        # pixels must change (tests/bad_input checks what it holds).
+        # pixels must change (tests/uploads checks what it holds).
         stored = get_storage().get(task.input_key)
         assert Image.open(io.BytesIO(stored)).size == Image.open(io.BytesIO(data)).size
         assert task.input_size == len(stored)

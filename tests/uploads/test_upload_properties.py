@@ -15,7 +15,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from ml.operations import OPERATIONS, InvalidOptions, Operation
 from studio.tasks.service import MAX_FILENAME_LENGTH, display_filename
 from studio.tasks.uploads import UploadRejected, clean_photo, option_fields, read_upload
-from tests.bad_input import samples
+from tests.support import samples
 
 MAX_PIXELS = 1_000_000
 MODELS = ("u2netp", "u2net")

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from studio.auth import service
 from studio.extensions import db
 from studio.models import ApiToken, User
-from tests.web.conftest import PASSWORD, csrf_token
+from tests.support.web import PASSWORD, csrf_token
 
 
 def _user(app, email="ada@example.com") -> User:

@@ -21,8 +21,8 @@ from studio.models import Task
 from studio.queue import get_redis, webhook_job_id
 from studio.storage import get_storage
 from studio.webhooks import new_secret
-from tests.service.conftest import load_task, run_worker, upload
-from tests.service.receiver import Receiver
+from tests.support.studio import load_task, run_worker, upload
+from tests.support.receiver import Receiver
 
 PHOTO = "rifle2.jpeg"
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from studio.auth import service as account_service
-from tests.service.conftest import upload
+from tests.support.studio import upload
 
 pytestmark = pytest.mark.integration
 

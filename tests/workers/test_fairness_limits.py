@@ -1,5 +1,5 @@
 """One account cannot take the workers: every photo counts against the upload allowance, and an account's
-unfinished tasks are capped. (The queue's fairness with real workers: tests/reliability/test_fairness.py.)"""
+unfinished tasks are capped. (The queue's fairness with real workers: tests/workers/test_fairness.py.)"""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from studio.extensions import db
 from studio.models import Task
-from tests.security.conftest import csrf_token, login, png_bytes
-from tests.service.conftest import upload
+from tests.support.security import csrf_token, login, png_bytes
+from tests.support.studio import upload
 
 pytestmark = pytest.mark.integration
 

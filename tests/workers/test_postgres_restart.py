@@ -13,7 +13,7 @@ from sqlalchemy import text
 from studio.extensions import db
 from studio.models import User
 from studio.queue import get_redis
-from tests.reliability.conftest import PostgresCluster, wait_until
+from tests.support.processes import PostgresCluster, wait_until
 
 pytestmark = pytest.mark.integration
 

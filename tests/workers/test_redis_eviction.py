@@ -11,7 +11,7 @@ import yaml
 from redis import Redis
 
 from studio import launcher
-from tests.reliability.conftest import ROOT, wait_until
+from tests.support.processes import ROOT, wait_until
 
 DEPLOYMENT_FILES = ["docker-compose.yml", "Dockerfile", "Makefile", "studio/launcher.py",
                     *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "deploy").glob("*"))]

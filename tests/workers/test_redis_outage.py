@@ -11,7 +11,7 @@ from rq_scheduler import Scheduler
 
 from jobs.scheduled import PERIODIC_JOBS, SCHEDULER_INTERVAL_SECONDS, run_scheduler
 from studio.queue import outage_retry
-from tests.reliability.conftest import wait_until
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

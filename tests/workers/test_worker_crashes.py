@@ -14,7 +14,7 @@ from rq.job import Job, JobStatus
 
 from jobs.maintenance import reconcile_tasks
 from studio.queue import get_redis
-from tests.reliability.conftest import wait_until
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

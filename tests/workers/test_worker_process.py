@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import load_task, upload
+from tests.support.studio import load_task, upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

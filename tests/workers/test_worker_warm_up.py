@@ -18,7 +18,7 @@ import rq_worker
 from ml.operations import DEFAULT_OPERATION
 from ml.registry import MODELS
 from studio import settings
-from tests.conftest import MODEL_DIR, require
+from tests.support.services import MODEL_DIR, require
 
 
 def worker_app(**overrides: object) -> Flask:
