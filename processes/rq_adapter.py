@@ -2,7 +2,7 @@
 
 rq_worker.py subclasses RQ's workers and overrides some of their methods (OVERRIDDEN); everything else it needs that
 RQ does not document goes through the functions below. check() runs as the worker starts and names what a new RQ
-no longer has; tests/service/test_rq_adapter.py holds a test for each behaviour relied on here.
+no longer has; tests/workers/test_rq_adapter.py holds a test for each behaviour relied on here.
 """
 
 from __future__ import annotations

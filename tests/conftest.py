@@ -1,63 +1,25 @@
-"""Shared test settings: where the real services and the fixtures are, and whether they may be skipped."""
+"""Fixtures every folder may use (the fixture photos, the shared fixture plugins) and the markers of a test's kind.
+
+Helpers (factories, servers, clients, photo makers) live in `tests.support`; a conftest.py holds only fixtures.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from redis import Redis
-from redis.exceptions import RedisError
-from sqlalchemy import create_engine
-from sqlalchemy.exc import OperationalError
 
-from studio.settings import from_environment
+from tests.support.services import FIXTURES_DIR, require
 
-# In CI every test that needs PostgreSQL, Redis, S3, the browser or the fixtures must run, never skip.
-IN_CI = os.environ.get("CI", "").lower() == "true"
-TEST_DATABASE_URL = os.environ.get("STUDIO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-TEST_REDIS_URL = os.environ.get("STUDIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-# Where `make install` put the model weights, as the app reads it.
-MODEL_DIR = Path(from_environment()["STUDIO_MODEL_DIR"])
-FIXTURES_DIR = Path(
-    os.environ.get("STUDIO_FIXTURES_DIR") or Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
-)
-
-
-def sqlalchemy_url(url: str) -> str:
-    """Name the installed driver: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, we ship psycopg2."""
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
-
-
-def postgres_up(url: str = TEST_DATABASE_URL) -> bool:
-    """Return True when the database answers."""
-    engine = create_engine(sqlalchemy_url(url))
-    try:
-        with engine.connect():
-            return True
-    except OperationalError:
-        return False
-    finally:
-        engine.dispose()
-
-
-def redis_up(url: str = TEST_REDIS_URL) -> bool:
-    """Return True when Redis answers."""
-    try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
-    except RedisError:
-        return False
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip when a service is missing on a laptop; fail in CI, where everything must run."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
+# A test that uses one of these fixtures needs a real service, so it is marked `integration`; one that drives
+# Chromium is marked `browser`. Folders group tests by subject, markers say what kind of test each one is.
+INTEGRATION_FIXTURES = frozenset({
+    "database_url", "migrated", "postgres_url", "redis_url", "redis_connection", "s3_endpoint", "postgres",
+    "redis_server", "live_server",
+})
+BROWSER_FIXTURES = frozenset({"browser", "live_server"})
+# Fixtures used in more than one folder: the app on the real services, and real server and worker processes.
+pytest_plugins = ["tests.plugins.services", "tests.plugins.processes"]
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +33,13 @@ def fixtures_dir() -> Path:
 def photos_dir(fixtures_dir: Path) -> Path:
     """Return the folder of real photos."""
     return fixtures_dir / "photos"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with the kind its fixtures give it (`integration`, `browser`), whatever its folder."""
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        if needs & INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        if needs & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)

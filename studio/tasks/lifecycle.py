@@ -8,7 +8,7 @@
 Each transition names the statuses it may leave and changes the row only if the task is still in one of them, so
 the web app, the job and the reconciler may race without a lost update: the loser's UPDATE matches no row and it
 learns so from the return value (a job whose task was deleted or cancelled meanwhile discards its result). Nothing
-else writes a task's status (tests/service/test_lifecycle.py reads the code to check). Once a task is finished its
+else writes a task's status (tests/tasks/test_lifecycle.py reads the code to check). Once a task is finished its
 webhook is queued here, whoever finished it, and its usage is counted (studio/usage.py) in the transaction that
 finishes it: once per task, whatever retries came before.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.admin.conftest import audit_entries, csrf_token, load_user, sign_in
+from tests.support.admin import audit_entries, csrf_token, load_user, sign_in
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import pytest
 from rq.job import Job
 
 from studio.queue import get_redis
-from tests.admin.conftest import ADMIN, PASSWORD, audit_entries, load_user, post, sign_in
-from tests.service.conftest import load_task, upload
+from tests.support.admin import ADMIN, PASSWORD, audit_entries, load_user, post, sign_in
+from tests.support.studio import load_task, upload
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from jobs import process_image as job_module
 from ml.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task, User, utcnow
-from tests.admin.conftest import png
-from tests.service.conftest import run_worker, upload
+from tests.support.admin import png
+from tests.support.studio import run_worker, upload
 
 pytestmark = pytest.mark.integration
 

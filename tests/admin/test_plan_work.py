@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.service.conftest import upload
+from tests.support.studio import upload
 
 pytestmark = pytest.mark.integration
 

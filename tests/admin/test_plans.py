@@ -16,8 +16,8 @@ from studio.models import DailyUsage, User
 from studio.queue import get_redis
 from studio.settings import from_environment
 from studio.usage import next_month_start, today
-from tests.admin.conftest import csrf_token, sign_in
-from tests.service.conftest import PASSWORD, load_task, run_worker, upload
+from tests.support.admin import csrf_token, sign_in
+from tests.support.studio import PASSWORD, load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from studio.admin import audit, service
-from tests.admin.conftest import post
+from tests.support.admin import post
 
 pytestmark = pytest.mark.integration
 

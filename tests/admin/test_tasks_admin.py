@@ -11,9 +11,9 @@ from rq.job import Job
 
 from jobs import process_image as job_module
 from studio.queue import get_redis
-from tests.admin.conftest import ADMIN, audit_entries, fake_run_failures, post, sign_in, usage_rows
-from tests.service.conftest import load_task, run_worker, upload
-from tests.service.receiver import Receiver
+from tests.support.admin import ADMIN, audit_entries, fake_run_failures, post, sign_in, usage_rows
+from tests.support.studio import load_task, run_worker, upload
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from openapi_schema_validator import OAS31Validator
 from studio.models import utcnow
 from studio.tasks.service import delete_tasks_created_before
 from studio.usage import today
-from tests.admin.conftest import ADMIN, OUTPUT_SIZE, audit_entries, fake_run_failures, post, usage_rows
-from tests.service.conftest import load_task, run_worker, upload
+from tests.support.admin import ADMIN, OUTPUT_SIZE, audit_entries, fake_run_failures, post, usage_rows
+from tests.support.studio import load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -17,42 +14,9 @@ from redis import Redis
 
 from studio import create_app, settings
 from studio.extensions import db
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
-STARTUP_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url + "/login", timeout=2):
-                return
-        except OSError:  # refused, reset or timed out while gunicorn boots
-            time.sleep(0.2)
-    pytest.fail(f"the server did not answer within {STARTUP_SECONDS}s:\n{log.read_text()[-4000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+from tests.support.live_server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, stop, wait_until_serving
+from tests.support.network import free_port
+from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +50,7 @@ def live_server(tmp_path_factory, browser_executable) -> Iterator[str]:
         db.create_all()
     Redis.from_url(TEST_REDIS_URL).flushdb()
 
-    port = _free_port()
+    port = free_port()
     server_log, worker_log = workdir / "gunicorn.log", workdir / "worker.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
@@ -97,11 +61,11 @@ def live_server(tmp_path_factory, browser_executable) -> Iterator[str]:
         cwd=PROJECT_ROOT, env=environment, stdout=worker_log.open("w"), stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(base_url, server, server_log)
+        wait_until_serving(base_url, server, server_log)
         yield base_url
     finally:
-        _stop(server)
-        _stop(worker)
+        stop(server)
+        stop(worker)
         print("--- worker log (tail) ---\n" + worker_log.read_text()[-3000:])
         with app.app_context():
             db.session.remove()

@@ -16,7 +16,7 @@ from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Task
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, sqlalchemy_url
+from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, sqlalchemy_url
 
 ADMIN, MEMBER, PASSWORD = "admin-browser@example.com", "member-browser@example.com", "a long browser passphrase"
 PHOTO = "rifle2.jpeg"

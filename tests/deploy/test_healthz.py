@@ -12,8 +12,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from studio import health, settings
-from tests.conftest import TEST_DATABASE_URL, require
-from tests.deploy.conftest import free_port, make_app
+from tests.support.services import TEST_DATABASE_URL, require
+from tests.support.network import free_port
+from tests.support.deploy import make_app
 
 pytestmark = pytest.mark.integration
 

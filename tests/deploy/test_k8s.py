@@ -15,7 +15,8 @@ from botocore.credentials import EnvProvider
 from rq import Queue
 
 from studio import create_app, settings
-from tests.deploy.conftest import free_port, make_app
+from tests.support.network import free_port
+from tests.support.deploy import make_app
 
 ROOT = settings.PROJECT_ROOT
 K8S = ROOT / "deploy" / "k8s"

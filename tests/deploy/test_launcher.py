@@ -17,10 +17,10 @@ import psutil
 import pytest
 from redis import Redis
 
-from tests.conftest import MODEL_DIR
+from tests.support.services import MODEL_DIR
 from studio import settings
-from tests.deploy.conftest import free_port
-from tests.reliability.conftest import wait_until
+from tests.support.network import free_port
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from flask import request
 from rq import Queue
 
 from studio import logs
-from tests.deploy.conftest import make_app
-from tests.deploy.servers import Gunicorn, run_burst_worker, studio_environment
+from tests.support.deploy import make_app
+from tests.support.servers import Gunicorn, run_burst_worker, studio_environment
 
 logger = logging.getLogger("tests.deploy.test_logging")
 

@@ -14,7 +14,7 @@ from jobs.maintenance import PENDING_GRACE_SECONDS, STALLED_GRACE_SECONDS, recon
 from studio.extensions import db
 from studio.models import Task, TaskStatus, User, utcnow
 from studio.queue import get_queue
-from tests.deploy.conftest import make_app
+from tests.support.deploy import make_app
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,9 @@ from rq import Queue, Worker
 from rq.utils import utcformat
 
 from studio import metrics, metrics_state
-from tests.deploy.conftest import free_port, make_app
-from tests.deploy.servers import ROOT, Gunicorn, run_burst_worker, small_model_dir, studio_environment
+from tests.support.network import free_port
+from tests.support.deploy import make_app
+from tests.support.servers import ROOT, Gunicorn, run_burst_worker, small_model_dir, studio_environment
 
 TOKEN = "metrics-token-for-tests"
 AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}

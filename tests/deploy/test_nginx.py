@@ -17,8 +17,9 @@ from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from studio import settings
-from tests.conftest import require
-from tests.deploy.conftest import free_port, make_app
+from tests.support.services import require
+from tests.support.network import free_port
+from tests.support.deploy import make_app
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from studio import settings
-from tests.conftest import require
-from tests.deploy.conftest import make_app
+from tests.support.services import require
+from tests.support.deploy import make_app
 from tests.deploy.test_metrics import AUTHORIZED, TOKEN, record_one_of_each
 
 ROOT = settings.PROJECT_ROOT

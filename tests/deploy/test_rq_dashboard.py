@@ -14,7 +14,7 @@ from rq import Queue
 from studio.dashboard import INLINE_SCRIPT
 from studio.extensions import db
 from studio.models import User
-from tests.deploy.conftest import make_app
+from tests.support.deploy import make_app
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import free_port
-from tests.deploy.servers import ROOT, Gunicorn, studio_environment
-from tests.reliability.conftest import wait_until
+from tests.support.network import free_port
+from tests.support.servers import ROOT, Gunicorn, studio_environment
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 

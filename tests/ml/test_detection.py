@@ -17,7 +17,7 @@ from ml.models.nanodet.infer import (DETECTION_MODEL, Detection, class_indices, 
 from ml.models.u2net.infer import predict_mask
 from ml.registry import MODELS
 from ml.sessions import ModelSession, get_session
-from tests.conftest import MODEL_DIR, require
+from tests.support.services import MODEL_DIR, require
 
 ASPECTS = [(1, 1), (4, 5), (16, 9), (9, 16), (3, 2), (2, 3)]
 

@@ -14,7 +14,7 @@ from ml.models.mtcnn.infer import Face, detect_faces
 from ml.models.u2net import infer as saliency
 from ml.registry import MODELS
 from ml.sessions import get_session
-from tests.conftest import require
+from tests.support.services import require
 
 PEOPLE = ("Two_dancers.jpg", "Athlete-Intake.jpg", "lionel-messi-athletes-fashion.jpg",
           "track-runners-hurdles-1280.jpg")

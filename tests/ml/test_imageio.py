@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ml.imageio import ImageDecodeError, decode_image, encode_image, inspect_image
-from tests.ml.conftest import encoded
+from tests.support.images import encoded
 
 
 def png_header_claiming(width: int, height: int) -> bytes:

@@ -1,7 +1,7 @@
 """MTCNN: the networks take the released weights, the cascade's pieces behave, and it finds what facenet-pytorch finds.
 
 The reference is facenet-pytorch 2.6.0's own detection code, kept verified under the model directory's sources/ by
-the installer and run on our torch, its two torchvision imports stood in for (tests/ml/facenet_reference.py).
+the installer and run on our torch, its two torchvision imports stood in for (tests/support/facenet_reference.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from ml.models.mtcnn import infer as mtcnn, network
 from ml.models.nms import non_maximum_suppression
 from ml.registry import MODELS
 from ml.sessions import ModelSession
-from tests.conftest import require
-from tests.ml.facenet_reference import reference_mtcnn
+from tests.support.services import require
+from tests.support.facenet_reference import reference_mtcnn
 
 SPEC = MODELS["mtcnn"]
 PEOPLE = ("Two_dancers.jpg", "Athlete-Intake.jpg", "lionel-messi-athletes-fashion.jpg",

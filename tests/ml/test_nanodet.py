@@ -23,7 +23,7 @@ from ml.models.nanodet.network import COCO_CLASSES, decode, nanodet_g
 from ml.registry import MODELS
 from ml.sessions import ModelSession
 from ml.weights import source_files, state_dict_digest
-from tests.conftest import MODEL_DIR, require
+from tests.support.services import MODEL_DIR, require
 
 TFJS_DIR = Path(__file__).resolve().parent / "tfjs"
 PHOTOS = ("horse.jpg", "boat.jpg", "Two_dancers.jpg")

@@ -12,7 +12,7 @@ from ml.imageio import decode_image
 from ml.models.u2net.infer import predict_mask
 from ml.registry import MODELS
 from ml.sessions import ModelSession
-from tests.conftest import require
+from tests.support.services import require
 
 # Every model with the authors' reference masks, in each precision it may run in (bfloat16 only where allowed).
 CASES = [(name, bfloat16) for name in ("u2netp", "u2net") for bfloat16 in (False, True)

@@ -20,7 +20,7 @@ from pydantic import Field
 from ml.batch import process_files
 from ml.operations import DECLARATIONS, OPERATIONS, Limits, Operation, Options, Output
 from ml.operations.base import Result
-from tests.conftest import MODEL_DIR
+from tests.support.services import MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 # Runs `python -m studio ARGUMENTS` (its __main__, as a user runs it), then prints what the process holds.

@@ -17,7 +17,7 @@ from ml.models.style26 import convert as style_weights, infer as style_transfer,
 from ml.registry import MODELS
 from ml.sessions import ModelSession
 from ml.weights import source_files
-from tests.conftest import MODEL_DIR, require
+from tests.support.services import MODEL_DIR, require
 
 SPEC = MODELS["style26"]
 PREVIEWS = Path(__file__).resolve().parents[2] / "static" / "img" / "styles"

@@ -36,7 +36,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def measured(model_dir) -> dict[str, dict]:
     """Return each operation's peak over its small-photo run, measured in one fresh interpreter."""
-    finished = subprocess.run([sys.executable, "-m", "tests.ml.peak_memory", json.dumps(CASES)], cwd=ROOT,
+    finished = subprocess.run([sys.executable, "-m", "tests.support.peak_memory", json.dumps(CASES)], cwd=ROOT,
                               capture_output=True, text=True, check=True)
     results = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
     return {result["operation"]: result for result in results}

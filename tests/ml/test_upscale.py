@@ -16,7 +16,7 @@ from torch.nn import functional
 from ml.models.realesrgan import convert as realesrgan_weights, infer as upscale, network as rrdbnet
 from ml.registry import MODELS
 from ml.sessions import ModelSession
-from tests.conftest import MODEL_DIR, require
+from tests.support.services import MODEL_DIR, require
 
 
 class BlurThenNearest(nn.Module):

@@ -13,7 +13,7 @@ from ml import weights
 from ml.models.u2net import convert as u2net_weights, infer as saliency
 from ml.registry import MODELS, model_state
 from ml.sessions import ModelSession, ModelUnavailable
-from tests.conftest import require
+from tests.support.services import require
 
 U2NETP = MODELS["u2netp"]
 

@@ -7,7 +7,7 @@ from flask import Flask
 from redis import Redis
 from rq import Queue
 
-from tests.security.conftest import (
+from tests.support.security import (
     STATE_CHANGING_METHODS, csrf_token, login, methods, route_path, routes, snapshot, task_exists,
 )
 

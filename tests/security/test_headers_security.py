@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from studio import settings
-from tests.security.conftest import CSRF_FIELD, PASSWORD, login, methods, route_path, routes
+from tests.support.security import CSRF_FIELD, PASSWORD, login, methods, route_path, routes
 
 TEMPLATES = Path(settings.PROJECT_ROOT) / "templates"
 EMAIL = "admin@example.com"

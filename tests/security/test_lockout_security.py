@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from studio.auth import devices
-from tests.security.conftest import PASSWORD, csrf_token, login
+from tests.support.security import PASSWORD, csrf_token, login
 
 pytestmark = pytest.mark.integration
 

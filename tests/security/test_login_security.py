@@ -9,7 +9,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from studio.auth import service as account_service
-from tests.security.conftest import PASSWORD, csrf_token, login
+from tests.support.security import PASSWORD, csrf_token, login
 
 EMAIL = "ada@example.com"
 # A signed CSRF token (itsdangerous: payload.timestamp.signature), different on every page.

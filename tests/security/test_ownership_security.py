@@ -8,9 +8,7 @@ import pytest
 from flask import Flask
 
 from studio.models import TaskStatus
-from tests.security.conftest import (
-    TASK_ARGUMENTS, csrf_token, login, methods, route_path, routes, snapshot, task_exists,
-)
+from tests.support.security import TASK_ARGUMENTS, csrf_token, login, methods, route_path, routes, snapshot, task_exists
 
 OWNER, INTRUDER = "owner@example.com", "intruder@example.com"
 

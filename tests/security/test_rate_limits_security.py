@@ -8,9 +8,7 @@ import uuid
 
 import pytest
 
-from tests.security.conftest import (
-    PASSWORD, csrf_token, login, methods, png_bytes, route_path, routes,
-)
+from tests.support.security import PASSWORD, csrf_token, login, methods, png_bytes, route_path, routes
 
 EMAIL = "ada@example.com"
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"

@@ -11,8 +11,8 @@ from rq import Queue, SimpleWorker
 
 from studio.extensions import db
 from studio.models import User
-from tests.security.conftest import login, png_bytes
-from tests.service.conftest import upload
+from tests.support.security import login, png_bytes
+from tests.support.studio import upload
 
 pytestmark = pytest.mark.integration
 

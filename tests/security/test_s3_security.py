@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from studio import settings
-from tests.security.conftest import login, png_bytes
+from tests.support.security import login, png_bytes
 
 pytestmark = pytest.mark.integration
 LIFETIME = 120

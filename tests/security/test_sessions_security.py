@@ -7,7 +7,7 @@ from datetime import timedelta
 from studio.auth.sessions import SESSION_ID_KEY, id_hash, purge_expired_revocations
 from studio.extensions import db
 from studio.models import RevokedSession, User, utcnow
-from tests.security.conftest import PASSWORD, csrf_token, login, session_cookie, signed_in, with_cookie
+from tests.support.security import PASSWORD, csrf_token, login, session_cookie, signed_in, with_cookie
 
 EMAIL = "ada@example.com"
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"

@@ -16,8 +16,8 @@ from jobs.webhooks import DeliveryFailed, deliver_webhook
 from studio.extensions import db
 from studio.models import Task, WebhookStatus
 from studio.outbound import UnsafeURL, check_url, non_public_reason
-from tests.service.conftest import load_task, run_worker, upload
-from tests.service.receiver import Receiver
+from tests.support.studio import load_task, run_worker, upload
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -217,6 +217,6 @@ def test_webhooks_wait_on_their_own_queue_so_photos_never_queue_behind_them(
 
 
 def _png() -> bytes:
-    from tests.security.conftest import png_bytes
+    from tests.support.security import png_bytes
 
     return png_bytes((32, 24))

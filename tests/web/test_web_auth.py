@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from studio.auth import service
 from studio.extensions import db
 from studio.models import ApiToken, User
-from tests.web.conftest import PASSWORD, AuthActions, csrf_token
+from tests.support.web import PASSWORD, AuthActions, csrf_token
 
 
 def _user(app, email="ada@example.com") -> User:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from studio import create_app
 from studio.extensions import db, limiter
 from studio.security import content_security_policy, limiter_storage_uri
-from tests.web.conftest import PASSWORD, csrf_token, make_app
+from tests.support.web import PASSWORD, csrf_token, make_app
 
 UNREACHABLE_DATABASE = "postgresql+psycopg2://postgres@127.0.0.1:1/nothing"
 

@@ -15,7 +15,7 @@ from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Task, TaskStatus, User
 from studio.storage import get_storage
-from tests.web.conftest import csrf_token
+from tests.support.web import csrf_token
 
 # A fragment polls with a delayed load trigger; once everything in it is finished it has none.
 POLLING = re.compile(r'hx-trigger="load delay:\d+s')
@@ -270,7 +270,7 @@ def test_upload_one_photo_opens_its_page(signed_in, photo):
     original = signed_in.get(task_page + "/input")
     assert original.status_code in (200, 302)
     if original.status_code == 200:
-        # The stored photo is a clean copy (tests/bad_input), the same picture.
+        # The stored photo is a clean copy (tests/uploads), the same picture.
         assert original.data.startswith(b"\xff\xd8") and len(original.data) > 1000
 
 
