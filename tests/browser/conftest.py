@@ -16,7 +16,8 @@ from studio import create_app, settings
 from studio.extensions import db
 from tests.support.live_server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, stop, wait_until_serving
 from tests.support.network import free_port
-from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
+from tests.support.services import (TEST_DATABASE_URL, TEST_REDIS_URL, database_of_its_own, postgres_up, redis_up,
+                                    require)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,7 @@ def live_server(tmp_path_factory, browser_executable) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("live")
     environment = {
         **os.environ,
-        "DATABASE_URL": sqlalchemy_url(TEST_DATABASE_URL),
+        "DATABASE_URL": database_of_its_own(TEST_DATABASE_URL, "browser"),
         "REDIS_URL": TEST_REDIS_URL,
         "SECRET_KEY": "browser-test-secret",
         "STUDIO_INSTANCE_DIR": str(workdir / "instance"),

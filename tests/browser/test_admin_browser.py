@@ -16,7 +16,7 @@ from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Task
-from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, sqlalchemy_url
+from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, database_of_its_own
 
 ADMIN, MEMBER, PASSWORD = "admin-browser@example.com", "member-browser@example.com", "a long browser passphrase"
 PHOTO = "rifle2.jpeg"
@@ -34,8 +34,8 @@ def screenshots(tmp_path) -> Path:
 @pytest.fixture
 def database(live_server):
     """Return an app on the live server's database, for setting the scene and checking the outcome."""
-    app = create_app({"SQLALCHEMY_DATABASE_URI": sqlalchemy_url(TEST_DATABASE_URL), "REDIS_URL": TEST_REDIS_URL,
-                      "SECRET_KEY": "x", "RATELIMIT_ENABLED": False})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_of_its_own(TEST_DATABASE_URL, "browser"),
+                      "REDIS_URL": TEST_REDIS_URL, "SECRET_KEY": "x", "RATELIMIT_ENABLED": False})
     yield app
     with app.app_context():
         db.session.remove()

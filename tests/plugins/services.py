@@ -25,7 +25,7 @@ from tests.support.studio import (
 )
 
 
-# Package scope: the browser and web tests drop the schema they share, so each folder starts from a fresh migration.
+# Package scope: each folder starts from a fresh migration (the web and browser tests use databases of their own).
 @pytest.fixture(scope="package")
 def database_url() -> str:
     """Return the test database URL with its schema built by the migrations (not create_all)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from studio.settings import from_environment
@@ -22,6 +22,24 @@ MODEL_DIR = Path(from_environment()["STUDIO_MODEL_DIR"])
 FIXTURES_DIR = Path(
     os.environ.get("STUDIO_FIXTURES_DIR") or Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 )
+
+
+def database_of_its_own(url: str, suffix: str) -> str:
+    """Return the URL of the database beside url's named <name>_<suffix>, created when missing.
+
+    The web and browser tests build their schema with create_all and drop it after each test: on a database of
+    their own they never take the migrated schema away from the folders that run after them.
+    """
+    parsed = make_url(sqlalchemy_url(url))
+    name = f"{parsed.database}_{suffix}"
+    server = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as connection:
+            if not connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).scalar():
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        server.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
 
 
 def sqlalchemy_url(url: str) -> str:

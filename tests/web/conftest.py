@@ -14,7 +14,8 @@ from redis import Redis
 from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Task, TaskStatus, User
-from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
+from tests.support.services import (TEST_DATABASE_URL, TEST_REDIS_URL, database_of_its_own, postgres_up, redis_up,
+                                    require)
 from tests.support.web import AuthActions, FAST_HASHER, PASSWORD, make_app
 
 
@@ -22,7 +23,7 @@ from tests.support.web import AuthActions, FAST_HASHER, PASSWORD, make_app
 def postgres_url() -> str:
     """Return the test database URL, skipping (failing in CI) when PostgreSQL is not there."""
     require(postgres_up(), f"PostgreSQL not reachable at {TEST_DATABASE_URL}")
-    return sqlalchemy_url(TEST_DATABASE_URL)
+    return database_of_its_own(TEST_DATABASE_URL, "web")
 
 
 @pytest.fixture(scope="session")
