@@ -25,7 +25,7 @@ from tests.support.studio import (
 )
 
 
-# Package scope: each folder starts from a fresh migration (the web and browser tests use databases of their own).
+# The web and browser tests, which drop their schema after each test, use databases of their own (tests/support/services.py).
 @pytest.fixture(scope="package")
 def database_url() -> str:
     """Return the test database URL with its schema built by the migrations (not create_all)."""
