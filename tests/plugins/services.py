@@ -25,7 +25,7 @@ from tests.support.studio import (
 )
 
 
-# The web and browser tests, which drop their schema after each test, use databases of their own (tests/support/services.py).
+# The web and browser tests drop their schema after each test: they use databases of their own.
 @pytest.fixture(scope="package")
 def database_url() -> str:
     """Return the test database URL with its schema built by the migrations (not create_all)."""
