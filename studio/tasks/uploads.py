@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -107,8 +106,8 @@ def accept_photo(data: bytes, max_pixels: int) -> AcceptedPhoto:
     info = inspect_upload(data, max_pixels)
     try:
         turned = _source_facts(data)[2] in _TURNING
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error):
-        turned = False  # an unreadable EXIF turns nothing; the job's clean copy decides for good
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises many kinds on a damaged block
+        turned = False  # an unreadable EXIF turns nothing here; the job's clean copy decides for good
     width, height = (info.height, info.width) if turned else (info.width, info.height)
     return AcceptedPhoto(data, MEDIA_TYPES[info.format], _ENCODERS[info.format][0], width, height)
 
