@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from PIL import Image
+from rq.job import Job
 
+from jobs import maintenance
 from studio.extensions import db
 from studio.models import Task
+from studio.queue import get_redis
 from studio.storage import get_storage
 from studio.tasks import cleaning, quota, service
 from tests.bad_input import samples
@@ -201,4 +205,23 @@ def test_an_upload_whose_job_fails_before_cleaning_it_is_deleted(app, client, he
         task = db.session.get(Task, task_id)
         assert task.status == "FAILED" and task.attempts > 1  # retried, then failed for good
         assert task.inputs_clean and task.stored_bytes == 0 == quota.storage_used(task.user_id)
+    assert stored_files(app) == []
+
+
+def test_an_upload_the_reconciler_fails_before_it_was_cleaned_is_deleted(app, client, headers):
+    data = samples.jpeg_rotated_with_gps(samples.picture((90, 60)))
+    task_id = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                          data={"image": (io.BytesIO(data), "phone.jpg")}).get_json()["id"]
+    # As after a worker vanished on the last attempt, before cleaning: PROCESSING, a silent heartbeat, no job left.
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        task.status, task.attempts = "PROCESSING", 1 + app.config["STUDIO_JOB_RETRIES"]
+        task.heartbeat_at = task.updated_at = datetime.now(timezone.utc) - timedelta(hours=1)
+        db.session.commit()
+        Job.fetch(task_id, connection=get_redis()).delete()
+        assert maintenance.reconcile_tasks()["failed"] == 1
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        assert task.status == "FAILED" and task.inputs_clean and task.stored_bytes == 0
+        assert quota.storage_used(task.user_id) == 0
     assert stored_files(app) == []
