@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,11 +19,12 @@ from PIL import Image
 from rq.job import Job
 
 from jobs import maintenance
+from jobs import process_image as job_module
 from studio.extensions import db
 from studio.models import Task
 from studio.queue import get_redis
 from studio.storage import get_storage
-from studio.tasks import cleaning, quota, service
+from studio.tasks import cleaning, lifecycle, quota, service
 from tests.bad_input import samples
 from tests.bad_input.conftest import sign_in, stored_files
 from tests.service.conftest import run_worker
@@ -224,4 +226,18 @@ def test_an_upload_the_reconciler_fails_before_it_was_cleaned_is_deleted(app, cl
         task = db.session.get(Task, task_id)
         assert task.status == "FAILED" and task.inputs_clean and task.stored_bytes == 0
         assert quota.storage_used(task.user_id) == 0
+    assert stored_files(app) == []
+
+
+def test_an_upload_whose_job_was_stopped_before_cleaning_it_is_deleted(app, client, headers):
+    data = samples.jpeg_rotated_with_gps(samples.picture((90, 60)))
+    task_id = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                          data={"image": (io.BytesIO(data), "phone.jpg")}).get_json()["id"]
+    # As when an operator stops the job (rq's stop-job command) while it runs, before its first step ended.
+    with app.app_context():
+        assert lifecycle.started(task_id) is not None
+    job_module.on_stopped(SimpleNamespace(id=task_id), None)
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        assert task.status == "CANCELLED" and task.inputs_clean and task.stored_bytes == 0
     assert stored_files(app) == []
