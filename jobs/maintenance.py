@@ -27,7 +27,7 @@ from jobs.context import app_context
 from studio.extensions import db
 from jobs.webhooks import give_up
 from studio.models import FINISHED_STATUSES, Task, TaskStatus, WebhookStatus, utcnow
-from studio.tasks import lifecycle
+from studio.tasks import cleaning, lifecycle
 from studio.queue import LIVE_STATUSES, enqueue_task, enqueue_webhook, get_queue, job_status, webhook_job_id
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ def _reconcile(now: datetime) -> dict[str, int]:
                                          "upload the photo again."):
             logger.error("task %s: processing stopped (job %s) on the last attempt; failed", task.id, label)
             counts["failed"] += 1
+            # No job is left to clean its upload: one it never cleaned goes, metadata and all.
+            cleaning.discard_uncleaned(task.id)
 
     counts["webhooks"] = _reconcile_webhooks(pending_before, connection)
     if any(counts.values()):

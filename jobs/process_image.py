@@ -32,7 +32,7 @@ from studio import logs, metrics
 from studio.extensions import db
 from studio.models import Task, TaskStatus
 from studio.storage import ObjectNotFound, get_storage, result_key
-from studio.tasks import lifecycle
+from studio.tasks import cleaning, lifecycle
 from studio.tasks.lifecycle import StoredOutput
 from studio.tasks.service import delete_unrecorded_outputs
 
@@ -80,7 +80,7 @@ def process_task(task_id: str) -> None:
 def _process(task_id: str) -> None:
     task = lifecycle.started(task_id)
     if task is None:
-        logger.info("task %s: deleted, finished or cancelled; nothing to do", task_id)
+        _clean_cancelled(task_id)
         return
     logger.info("task %s: processing %s (attempt %s, model %s)", task.id, task.operation, task.attempts,
                 task.model or "none")
@@ -88,6 +88,10 @@ def _process(task_id: str) -> None:
     with Heartbeat(db.engine, task.id, config["STUDIO_HEARTBEAT_SECONDS"]):
         try:
             faults.before_processing(task)
+            # The uploads become clean copies before anything else reads them; the web request decoded nothing.
+            refused = _clean_inputs(task, _titles(task))
+            if refused is not None:
+                raise PermanentFailure(refused)
             operation, options = _operation(task)
             running = time.perf_counter()
             outputs = process(
@@ -102,6 +106,59 @@ def _process(task_id: str) -> None:
             return
     metrics.inference_seconds(task.operation, task.model, time.perf_counter() - running)
     _finish(task, operation, outputs)
+
+
+def _clean_inputs(task: Task, titles: dict[str, str] | None = None) -> str | None:
+    """Replace the task's uploads by clean copies; return why they cannot be (the uploads then deleted)."""
+    try:
+        return cleaning.clean_or_discard(task, current_app.config["STUDIO_MAX_PIXELS"], titles)
+    except cleaning.TaskGone:
+        raise TaskStopped() from None
+
+
+def clean_cancelled_task(task_id: str) -> None:
+    """Clean the uploads of a task cancelled before its job ran (the cleaning job that cancel_task queues)."""
+    job = get_current_job()
+    with app_context(), logs.bind(request_id=job.meta.get("request_id") if job else None, task_id=task_id):
+        try:
+            _clean_cancelled(task_id)
+        except TaskStopped:
+            db.session.rollback()
+            logger.info("task %s: deleted while its upload was cleaned", task_id)
+        finally:
+            db.session.remove()
+
+
+def on_cleaning_failed(job: Job, connection: Any, exc_type: type[BaseException] | None,
+                       exc_value: BaseException | None, traceback: TracebackType | None) -> None:
+    """RQ failure callback of the cleaning job: after its last attempt, delete the upload it could not clean."""
+    logger.warning("task %s: cleaning its upload failed (%s: %s); %s retries left", job.args[0] if job.args else "?",
+                   exc_type.__name__ if exc_type else "error", exc_value, job.retries_left or 0)
+    if not job.retries_left and job.args:
+        _discard_uncleaned(job.args[0])
+
+
+def _clean_cancelled(task_id: str) -> None:
+    """Clean the uploads of a finished task whose job never cleaned them (cancelled before it ran)."""
+    task = db.session.get(Task, task_id)
+    if task is None or task.inputs_clean:
+        logger.info("task %s: deleted, finished or cancelled; nothing to do", task_id)
+        return
+    logger.info("task %s: %s before its photo was cleaned; cleaning it", task_id, task.status.lower())
+    _clean_inputs(task)
+
+
+def _discard_uncleaned(task_id: str) -> None:
+    """Delete the uploads of a task that ends before its job cleaned them (callbacks: the database or the storage
+    may be why the job failed, so a failure here is logged and the retention deletes them later)."""
+    try:
+        with app_context():
+            try:
+                cleaning.discard_uncleaned(task_id)
+            finally:
+                db.session.remove()
+    except Exception:  # noqa: BLE001 - a callback must not fail the worker
+        logger.exception("task %s: could not delete its uncleaned upload", task_id)
 
 
 def _reason(error: Exception) -> str:
@@ -125,6 +182,14 @@ def _input(task: Task) -> bytes:
         return get_storage().get(task.input_key)
     except ObjectNotFound:
         raise PermanentFailure("The uploaded photo is no longer in storage; upload it again.") from None
+
+
+def _titles(task: Task) -> dict[str, str]:
+    """Return what the task's operation calls each attachment, for the reasons a person reads."""
+    try:
+        return {attachment.name: attachment.title.lower() for attachment in get_operation(task.operation).attachments}
+    except UnknownOperation:
+        return {}
 
 
 def _attachments(task: Task, operation: Operation) -> dict[str, bytes]:
@@ -213,6 +278,7 @@ def mark_failed(job: Job, exc_type: type[BaseException] | None, exc_value: BaseE
             lifecycle.failed(task.id, failure_reason(task.attempts, job.timeout, exc_type, reference))
         finally:
             db.session.remove()
+    _discard_uncleaned(job.id)
 
 
 def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
@@ -222,6 +288,7 @@ def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
     RQ calls it too, with AbandonedJobError, for a job whose worker vanished (StartedJobRegistry.cleanup).
     """
     if _cancelled_or_gone(job):
+        _discard_uncleaned(job.id)
         return
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         job.retries_left = 0  # a photo that ran out of time once would again: its next attempt only costs a worker
@@ -249,6 +316,7 @@ def on_work_horse_killed(job: Job, pid: int | None, status: int | None, rusage: 
     """
     overran = _overran_timeout(job)
     if _cancelled_or_gone(job):
+        _discard_uncleaned(job.id)
         return
     if overran:
         # A horse that ignored its timeout alarm (stuck in native code), killed by RQ at the timeout plus 60 s: a
@@ -327,6 +395,7 @@ def on_stopped(job: Job, connection: Any) -> None:
             logger.info("task %s: its job was stopped; the task is %s", task.id, task.status)
         finally:
             db.session.remove()
+    _discard_uncleaned(job.id)
 
 
 def _count_retry(task_id: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import uuid6
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, Date, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from studio.extensions import db
@@ -147,6 +147,9 @@ class Task(db.Model):
     # "size"}}; stored cleaned, like the photo.
     attachments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attachments_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Whether the stored photo and attachments are clean copies (no metadata, upright, sRGB): an upload is stored as
+    # received and its job cleans it in the worker before the operation runs (studio/tasks/cleaning.py).
+    inputs_clean: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # What a completed run stored, by output name in the operation's order, the main one ("result") first:
     # {"result": {"key", "media_type", "size"}, "preview": {...}}; empty until the task completes.
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 JOB_FUNCTION = "jobs.process_image.process_task"
 FAILURE_CALLBACK = "jobs.process_image.on_failure"
 STOPPED_CALLBACK = "jobs.process_image.on_stopped"
+CLEAN_FUNCTION = "jobs.process_image.clean_cancelled_task"
+CLEAN_FAILURE_CALLBACK = "jobs.process_image.on_cleaning_failed"
 WEBHOOK_FUNCTION = "jobs.webhooks.deliver_webhook"
 WEBHOOK_FAILURE_CALLBACK = "jobs.webhooks.on_delivery_failure"
 _EXTENSION_KEY = "studio.redis"
@@ -143,6 +145,24 @@ def account_share(user_id: int, config: Mapping[str, Any], concurrency: int | No
     """
     share = concurrency if concurrency is not None else config["STUDIO_ACCOUNT_CONCURRENCY"]
     return RateLimit(f"account:{user_id}", max(int(share), 1))
+
+
+def cleaning_job_id(task_id: str) -> str:
+    """Return the id of the job that cleans the upload of a task cancelled before its job ran."""
+    return f"clean-{task_id}"
+
+
+def enqueue_cleaning(task: Task) -> bool:
+    """Queue the cleaning of a cancelled task's upload, once (its own job was deleted before it could); False
+    when Redis is unreachable (the upload is then deleted with the task, by its owner or the retention)."""
+    config = current_app.config
+    return _enqueue_once(
+        cleaning_job_id(task.id), CLEAN_FUNCTION, task.id,
+        description=f"clean the upload of task {task.id}",
+        retry=retry_policy(config),
+        job_timeout=job_timeout(task, config),
+        on_failure=Callback(CLEAN_FAILURE_CALLBACK),
+    )
 
 
 def webhook_job_id(task_id: str) -> str:

@@ -28,10 +28,10 @@ from ml.registry import available_model_names
 from studio import plans
 from studio.extensions import db
 from studio.models import Task, TaskStatus, User, WebhookStatus, new_task_id
-from studio.queue import cancel_task_job, enqueue_task, stop_task_job
+from studio.queue import cancel_task_job, enqueue_cleaning, enqueue_task, stop_task_job
 from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key, result_key
 from studio.tasks import lifecycle, quota, uploads
-from studio.tasks.uploads import CleanPhoto, UploadRejected
+from studio.tasks.uploads import AcceptedPhoto, UploadRejected
 from studio.webhooks import check_webhook_url, ensure_secret
 
 logger = logging.getLogger(__name__)
@@ -53,12 +53,12 @@ DOWNLOAD_VALUES = ("1", "true")
 @dataclass(frozen=True)
 class UploadRequest:
     """What an upload or a re-run asks for, validated once: the operation, its options, whom to tell when it is
-    done, and the extra pictures it takes, cleaned."""
+    done, and the extra pictures it takes, checked from their headers."""
 
     operation: Operation
     options: Options
     webhook_url: str | None = None
-    attachments: Mapping[str, CleanPhoto] = field(default_factory=dict)
+    attachments: Mapping[str, AcceptedPhoto] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -111,7 +111,7 @@ def parse_upload(submitted: Mapping[str, Any], files: Mapping[str, FileStorage])
     check_attached_names(operation, files)
     # The options before the pictures: a refused request decodes nothing.
     options = parse_options(operation, fields, set(files))
-    return UploadRequest(operation, options, webhook_url, _clean_attachments(files))
+    return UploadRequest(operation, options, webhook_url, _accept_attachments(files))
 
 
 def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: set[str] | frozenset[str]) -> Options:
@@ -151,23 +151,26 @@ def check_attached_names(operation: Operation, files: Mapping[str, FileStorage])
         raise UploadRejected(400, "invalid_option", f"{missing[0]}: attach the {known[missing[0]].title.lower()}.")
 
 
-def _clean_attachments(files: Mapping[str, FileStorage]) -> dict[str, CleanPhoto]:
-    """Check and clean the attached pictures by the photo's rules; a refusal names the field."""
+def _accept_attachments(files: Mapping[str, FileStorage]) -> dict[str, AcceptedPhoto]:
+    """Check the attached pictures' headers by the photo's rules; a refusal names the field."""
     config = current_app.config
-    return {name: uploads.clean_attachment(name, upload, config.get("MAX_CONTENT_LENGTH"), config["STUDIO_MAX_PIXELS"])
+    return {name: uploads.accept_attachment(name, upload, config.get("MAX_CONTENT_LENGTH"),
+                                            config["STUDIO_MAX_PIXELS"])
             for name, upload in files.items()}
 
 
 def create_task(user: User, upload: FileStorage | None, request: UploadRequest) -> Task:
-    """Check a photo against a validated request, store clean copies, record the task and queue it."""
+    """Check a photo's header against a validated request, store the upload, record the task and queue it.
+
+    No pixel is decoded here: the job replaces the stored photo and attachments by their clean copies before its
+    operation runs (studio/tasks/cleaning.py).
+    """
     data = uploads.read_upload(upload, current_app.config.get("MAX_CONTENT_LENGTH"))
-    max_pixels = current_app.config["STUDIO_MAX_PIXELS"]
-    # The header check first: a decompression bomb is refused before a single pixel is decoded.
-    header = uploads.inspect_upload(data, max_pixels)
-    _check_allowed(user.id, request, header.width, header.height)
-    photo = uploads.clean_photo(data, max_pixels, header)
+    photo = uploads.accept_photo(data, current_app.config["STUDIO_MAX_PIXELS"])
+    _check_allowed(user.id, request, photo.width, photo.height)
     task = _new_task(user.id, request, display_filename(upload.filename), photo.media_type, len(photo.data),
                      photo.width, photo.height)
+    task.inputs_clean = False
     if request.webhook_url:
         task.webhook_url, task.webhook_status = request.webhook_url, WebhookStatus.PENDING.value
         ensure_secret(user)  # committed with the task: the delivery is signed with it
@@ -192,6 +195,8 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
     _check_allowed(task.user_id, request, task.input_width, task.input_height)
     new_task = _new_task(task.user_id, request, task.original_filename, task.input_content_type, task.input_size,
                          task.input_width, task.input_height)
+    # A copy of a photo whose job has not cleaned it yet is cleaned by the new task's own job.
+    new_task.inputs_clean = task.inputs_clean
     files = [_File(input_key(task.user_id, new_task.id, PurePosixPath(task.input_key).suffix),
                    task.input_content_type, task.input_size, source=task.input_key)]
     files += [_File(attachment_key(task.user_id, new_task.id, name, PurePosixPath(item["key"]).suffix),
@@ -266,12 +271,15 @@ def cancel_task(task: Task, reason: str = "Cancelled by its owner.") -> bool:
     A waiting job is deleted; a running one is stopped through RQ's stop-job command (its work horse killed, the
     job never retried). The photo stays, so the task can be re-run; outputs an interrupted run may have stored are
     deleted (again by the job's stopped callback, once the horse is dead: it may have been writing one just now).
+    A photo its job never cleaned is cleaned by a job of its own, in the worker (a stopped job's is deleted).
     """
     if not lifecycle.cancelled(task.id, reason):
         return False
     cancel_task_job(task.id)
     stop_task_job(task.id)
     db.session.refresh(task)
+    if not task.inputs_clean and task.started_at is None:
+        enqueue_cleaning(task)
     if task.started_at is not None:
         delete_unrecorded_outputs(task)
     return True

@@ -1,5 +1,7 @@
-"""What an upload must be: one still JPEG, PNG or WebP photo and well-formed fields; what is stored is a clean copy.
+"""What an upload must be: one still JPEG, PNG or WebP photo and well-formed fields; what is kept is a clean copy.
 
+The web request checks only what the header says (accept_photo: format, size, structure, pixels; no pixel is
+decoded there); the job makes the clean copy (clean_photo) before its operation runs, in the worker.
 Nothing here needs the app, so the property tests can throw random bytes and option maps at it directly.
 Every refusal is an UploadRejected with a 4xx status, a stable code and a sentence a person can act on.
 """
@@ -37,6 +39,8 @@ _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _PIXEL_INFO = {"jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi", "adobe", "adobe_transform", "progressive",
                "progression", "gamma", "chromaticity", "srgb", "transparency", "loop", "background", "duration",
                "timestamp"}
+# EXIF orientations that swap width and height (a quarter turn, with or without a mirror).
+_TURNING = {5, 6, 7, 8}
 # Rows compared at a time: the check never holds a third full copy of a large photo in memory.
 _COMPARED_ROWS = 256
 
@@ -64,6 +68,18 @@ class CleanPhoto:
     height: int
 
 
+@dataclass(frozen=True)
+class AcceptedPhoto:
+    """An upload as received, checked from its header only: its real format and its upright size; the job
+    replaces it in storage by its clean copy."""
+
+    data: bytes
+    media_type: str
+    extension: str
+    width: int
+    height: int
+
+
 def read_upload(upload: FileStorage | None, max_bytes: int | None) -> bytes:
     """Return the uploaded bytes; refuse a missing, empty or oversized file."""
     if upload is None or not upload.filename:
@@ -76,12 +92,24 @@ def read_upload(upload: FileStorage | None, max_bytes: int | None) -> bytes:
     return data
 
 
-def clean_attachment(name: str, upload: FileStorage | None, max_bytes: int | None, max_pixels: int) -> CleanPhoto:
-    """Check and clean an attached picture (a background, a style) by the photo's rules; refusals name the field."""
+def accept_attachment(name: str, upload: FileStorage | None, max_bytes: int | None,
+                      max_pixels: int) -> AcceptedPhoto:
+    """Check an attached picture (a background, a style) by the photo's rules; refusals name the field."""
     try:
-        return clean_photo(read_upload(upload, max_bytes), max_pixels)
+        return accept_photo(read_upload(upload, max_bytes), max_pixels)
     except UploadRejected as error:
         raise UploadRejected(error.status, error.code, f"{name}: {error.message}") from None
+
+
+def accept_photo(data: bytes, max_pixels: int) -> AcceptedPhoto:
+    """Check an upload from its header alone, no pixel decoded: its format, structure, pixels and upright size."""
+    info = inspect_upload(data, max_pixels)
+    try:
+        turned = _source_facts(data)[2] in _TURNING
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises many kinds on a damaged block
+        turned = False  # an unreadable EXIF turns nothing here; the job's clean copy decides for good
+    width, height = (info.height, info.width) if turned else (info.width, info.height)
+    return AcceptedPhoto(data, MEDIA_TYPES[info.format], _ENCODERS[info.format][0], width, height)
 
 
 def inspect_upload(data: bytes, max_pixels: int) -> ImageInfo:
@@ -121,7 +149,8 @@ def clean_photo(data: bytes, max_pixels: int, info: ImageInfo | None = None) -> 
     except ImageDecodeError as error:
         logger.info("refused a damaged %s upload: %s", info.format, error)
         raise _damaged() from None
-    mode, icc_profile, rotated = _source_facts(data)
+    mode, icc_profile, orientation = _source_facts(data)
+    rotated = orientation in range(2, 9)
     converted = _as_srgb(image, icc_profile)
     extension = _ENCODERS[info.format][0]
     if converted is image and not rotated and mode in ("RGB", "RGBA"):
@@ -170,14 +199,13 @@ def _sentence(text: str) -> str:
     return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
-def _source_facts(data: bytes) -> tuple[str, bytes | None, bool]:
-    """Return the file's own mode, its colour profile, and whether its EXIF or XMP orientation turns it."""
+def _source_facts(data: bytes) -> tuple[str, bytes | None, int]:
+    """Return the file's own mode, its colour profile, and its EXIF orientation (1: upright); header only."""
     with Image.open(io.BytesIO(data)) as image:
         # A PNG's own getexif() decodes every pixel again to look for EXIF after them; the header's is enough here,
         # since a stripped copy is only stored once its pixels equal the upright decoded ones.
         exif = Image.Image.getexif(image) if image.format == "PNG" else image.getexif()
-        rotated = exif.get(ExifTags.Base.Orientation, 1) in range(2, 9)
-        return image.mode, image.info.get("icc_profile") or None, rotated
+        return image.mode, image.info.get("icc_profile") or None, exif.get(ExifTags.Base.Orientation, 1)
 
 
 def _stripped_copy(data: bytes, image_format: str, decoded: Image.Image, max_pixels: int) -> bytes | None:

@@ -13,7 +13,7 @@ from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 from rq.registry import FailedJobRegistry
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, text, update
 
 from jobs import process_image as job_module
 from ml.runner import EncodedOutput
@@ -166,6 +166,10 @@ def test_undecodable_photo_fails_at_once_without_retry(app, client, headers, pho
     task = load_task(app, task_id)
     with app.app_context():
         get_storage().put(task.input_key, photo_bytes("boat.jpg")[:2000], "image/jpeg")  # truncated
+        # A stored clean copy, which the operation's decode reads (an upload the job cleans first:
+        # test_refused_uploads.py::test_a_truncated_photo_fails_its_task_with_a_reason_and_is_deleted).
+        db.session.execute(update(Task).where(Task.id == task_id).values(inputs_clean=True))
+        db.session.commit()
     run_worker(app)
     task = load_task(app, task_id)
     assert (task.status, task.attempts) == ("FAILED", 1)

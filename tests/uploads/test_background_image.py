@@ -83,7 +83,6 @@ def test_the_background_counts_in_the_quota_and_goes_with_the_task(app, client, 
 @pytest.mark.parametrize("background, status, code, message", [
     (b"", 400, "empty_file", "bg_image: The file is empty"),
     (b"%PDF-1.4 not an image", 415, "unsupported_image", "bg_image: The file is not a JPEG, PNG or WebP image"),
-    (_png()[:60], 400, "damaged_image", "bg_image: The image is damaged"),
     ("true", 400, "invalid_option", "bg_image: send it as an image file"),
     ([(io.BytesIO(_png()), "a.png"), (io.BytesIO(_png()), "b.png")], 400, "invalid_option",
      "bg_image: send one file"),
@@ -105,6 +104,19 @@ def test_a_background_with_a_colour_or_blur_is_refused(app, client, headers, pho
         assert response.status_code == 400
         assert "choose one background" in response.get_json()["error"]["message"]
     assert _stored(app) == []
+
+
+def test_a_damaged_background_fails_the_task_with_a_reason_and_is_deleted(app, client, headers, photo_bytes):
+    # Its header is whole: the request, which decodes no pixel, accepts it; the job cannot read it.
+    response = _post(client, headers, photo_bytes(PHOTO), _png()[:60])
+    assert response.status_code == 202, response.get_data(as_text=True)
+    run_worker(app)
+    task = load_task(app, response.get_json()["id"])
+    assert (task.status, task.attempts) == ("FAILED", 1)
+    assert task.error.startswith("bg_image: The image is damaged"), task.error
+    assert _stored(app) == []
+    with app.app_context():
+        assert quota.storage_used(task.user_id) == 0
 
 
 def test_a_background_lost_from_storage_fails_the_task_with_a_reason(

@@ -1,5 +1,8 @@
 """Accepted uploads are stored as clean copies under generated keys: upright, no metadata, no payload.
 
+The web request stores the upload as received; the task's job replaces it by its clean copy before its operation
+runs: every check here reads storage once a real worker has run the job.
+
 Which copies keep the upload's own compressed pixels and which are re-encoded: test_lossless_copies.py.
 """
 
@@ -7,15 +10,23 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
+from rq.job import Job
 
+from jobs import maintenance
+from jobs import process_image as job_module
 from studio.extensions import db
 from studio.models import Task
+from studio.queue import get_redis
 from studio.storage import get_storage
+from studio.tasks import cleaning, lifecycle, quota, service
 from tests.support import samples
+from tests.support.studio import run_worker
 from tests.support.uploads import sign_in, stored_files
 
 pytestmark = pytest.mark.integration
@@ -23,8 +34,10 @@ pytestmark = pytest.mark.integration
 KEY = re.compile(r"inputs/\d+/[0-9a-f-]{36}\.(jpg|png|webp)")
 
 
-def stored_input(app, task_id: str) -> tuple[Task, bytes]:
-    """Return a task row and the bytes stored as its input."""
+def stored_input(app, task_id: str, job: bool = True) -> tuple[Task, bytes]:
+    """Run the queued jobs (unless job is False), then return a task row and the bytes stored as its input."""
+    if job:
+        run_worker(app)
     with app.app_context():
         task = db.session.get(Task, task_id)
         db.session.expunge(task)
@@ -57,7 +70,7 @@ def test_jpeg_with_html_appended_is_stored_and_served_without_it(uploader, app, 
     assert served.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_exif_orientation_is_applied_and_exif_and_gps_are_dropped_at_upload(uploader, app):
+def test_exif_orientation_is_applied_and_exif_and_gps_are_dropped_by_the_job(uploader, app):
     upright = samples.picture((90, 60))
     data = samples.jpeg_rotated_with_gps(upright)
     assert Image.open(io.BytesIO(data)).size == (60, 90) and b"SecretCam" in data
@@ -92,7 +105,7 @@ NAMES = {
 def test_awkward_filenames_are_kept_for_display_only(uploader, app, user, name):
     sent, shown = NAMES[name]
     task_id = uploader.task_id(uploader.send(samples.png((24, 16)), sent, "image/png"))
-    task, _ = stored_input(app, task_id)
+    task, _ = stored_input(app, task_id, job=False)  # the key and the name are given at upload
     assert KEY.fullmatch(task.input_key) and task.input_key.startswith(f"inputs/{user.id}/{task_id}.")
     root = app.config["STUDIO_STORAGE_DIR"]
     assert [str(path.relative_to(root)) for path in stored_files(app)] == [task.input_key]
@@ -108,3 +121,123 @@ def test_awkward_filenames_are_kept_for_display_only(uploader, app, user, name):
         assert "&lt;img src=x onerror=alert(1)&gt;.png" in page
     disposition = browser.get(f"/tasks/{task_id}/input").headers["Content-Disposition"]
     assert disposition.isascii() and "/" not in disposition and ".." not in disposition
+
+
+def _secret_free(stored: bytes) -> bool:
+    return b"Exif" not in stored and b"SecretCam" not in stored
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """Record every pixel decoder Pillow creates (each load() of pixel data makes one), from now on."""
+    created: list[str] = []
+    original = Image._getdecoder
+
+    def spy(mode, decoder_name, *args, **kwargs):
+        created.append(decoder_name)
+        return original(mode, decoder_name, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "_getdecoder", spy)
+    return created
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP"])
+def test_the_upload_request_decodes_no_pixel_and_the_job_cleans_the_photo(uploader, app, decodes, image_format):
+    upright = samples.picture((90, 60))
+    exif = samples.exif_with_gps(6)
+    data = samples.encoded(upright.transpose(Image.Transpose.ROTATE_90), image_format, exif=exif)
+    assert b"SecretCam" in data
+    decodes.clear()  # making the picture used one
+    task_id = uploader.task_id(uploader.send(data, "phone." + image_format.lower()))
+    assert decodes == []
+    # Stored as received until the job runs, with the upright size read from the header.
+    task, stored = stored_input(app, task_id, job=False)
+    assert stored == data and not task.inputs_clean and (task.input_width, task.input_height) == (90, 60)
+    task, stored = stored_input(app, task_id)
+    assert decodes != []  # the worker decoded it
+    assert task.inputs_clean and _secret_free(stored) and task.input_size == len(stored)
+    assert Image.open(io.BytesIO(stored)).size == (90, 60) == (task.input_width, task.input_height)
+
+
+def test_a_large_photo_is_accepted_without_being_decoded(app, client, headers, decodes):
+    # 48 megapixels, under the 50-megapixel limit: decoding it takes the worker seconds, the request none.
+    data = samples.encoded(Image.new("RGB", (8000, 6000), (40, 90, 160)), "JPEG", quality=50)
+    response = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                           data={"image": (io.BytesIO(data), "large.jpg")})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert decodes == []
+    task, stored = stored_input(app, response.get_json()["id"], job=False)
+    assert stored == data and (task.input_width, task.input_height) == (8000, 6000)
+
+
+def test_a_photo_cancelled_before_its_job_ran_is_cleaned_by_a_job_of_its_own(app, client, headers):
+    data = samples.jpeg_rotated_with_gps(samples.picture((90, 60)))
+    task_id = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                          data={"image": (io.BytesIO(data), "phone.jpg")}).get_json()["id"]
+    assert client.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers).status_code == 200
+    task, stored = stored_input(app, task_id)
+    assert task.status == "CANCELLED" and task.outputs == {}
+    assert task.inputs_clean and _secret_free(stored) and Image.open(io.BytesIO(stored)).size == (90, 60)
+
+
+def test_a_re_run_of_a_photo_not_cleaned_yet_is_cleaned_by_its_own_job(app, client, headers):
+    data = samples.jpeg_rotated_with_gps(samples.picture((90, 60)))
+    first = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                        data={"image": (io.BytesIO(data), "phone.jpg")}).get_json()["id"]
+    assert client.post(f"/api/v1/tasks/{first}/cancel", headers=headers).status_code == 200
+    with app.test_request_context():
+        task = db.session.get(Task, first)
+        assert not task.inputs_clean  # its cleaning job has not run yet
+        second = service.rerun_task(task, {}).id
+    task, stored = stored_input(app, second)
+    assert task.inputs_clean and _secret_free(stored)
+    assert stored_input(app, first, job=False)[0].inputs_clean
+
+
+def test_an_upload_whose_job_fails_before_cleaning_it_is_deleted(app, client, headers, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("storage unreachable")
+
+    monkeypatch.setattr(cleaning, "clean_inputs", broken)
+    data = samples.jpeg_rotated_with_gps(samples.picture((90, 60)))
+    task_id = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                          data={"image": (io.BytesIO(data), "phone.jpg")}).get_json()["id"]
+    run_worker(app)
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        assert task.status == "FAILED" and task.attempts > 1  # retried, then failed for good
+        assert task.inputs_clean and task.stored_bytes == 0 == quota.storage_used(task.user_id)
+    assert stored_files(app) == []
+
+
+def test_an_upload_the_reconciler_fails_before_it_was_cleaned_is_deleted(app, client, headers):
+    data = samples.jpeg_rotated_with_gps(samples.picture((90, 60)))
+    task_id = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                          data={"image": (io.BytesIO(data), "phone.jpg")}).get_json()["id"]
+    # As after a worker vanished on the last attempt, before cleaning: PROCESSING, a silent heartbeat, no job left.
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        task.status, task.attempts = "PROCESSING", 1 + app.config["STUDIO_JOB_RETRIES"]
+        task.heartbeat_at = task.updated_at = datetime.now(timezone.utc) - timedelta(hours=1)
+        db.session.commit()
+        Job.fetch(task_id, connection=get_redis()).delete()
+        assert maintenance.reconcile_tasks()["failed"] == 1
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        assert task.status == "FAILED" and task.inputs_clean and task.stored_bytes == 0
+        assert quota.storage_used(task.user_id) == 0
+    assert stored_files(app) == []
+
+
+def test_an_upload_whose_job_was_stopped_before_cleaning_it_is_deleted(app, client, headers):
+    data = samples.jpeg_rotated_with_gps(samples.picture((90, 60)))
+    task_id = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data",
+                          data={"image": (io.BytesIO(data), "phone.jpg")}).get_json()["id"]
+    # As when an operator stops the job (rq's stop-job command) while it runs, before its first step ended.
+    with app.app_context():
+        assert lifecycle.started(task_id) is not None
+    job_module.on_stopped(SimpleNamespace(id=task_id), None)
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        assert task.status == "CANCELLED" and task.inputs_clean and task.stored_bytes == 0
+    assert stored_files(app) == []

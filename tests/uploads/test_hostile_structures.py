@@ -12,7 +12,9 @@ from PIL import Image
 
 from ml import imageio
 from ml.imageio import MAX_JPEG_SCANS, MAX_PNG_CHUNKS, MAX_WEBP_CHUNKS, TooComplex, decode_image
-from studio.storage import get_storage
+from studio.extensions import db
+from studio.models import Task
+from studio.storage import ObjectNotFound, get_storage
 from studio.tasks import uploads
 from studio.tasks.strip import strip_metadata
 from tests.support import samples
@@ -78,16 +80,26 @@ def test_photos_within_the_bounds_are_accepted(uploader):
     assert answer.status == 415 and "Animated" in answer.text
 
 
+@pytest.mark.parametrize("cleaned", [False, True], ids=["uploaded", "clean-copy"])
 @pytest.mark.parametrize("name", HOSTILE)
-def test_the_worker_fails_such_a_photo_with_a_readable_reason(app, client, headers, name):
+def test_the_worker_fails_such_a_photo_with_a_readable_reason(app, client, headers, name, cleaned):
     task_id = upload(client, headers, samples.jpeg()).get_json()["id"]
     task = load_task(app, task_id)
     with app.app_context():
         get_storage().put(task.input_key, HOSTILE[name][0], "image/jpeg")
+        # Either the upload its job cleans first, or a stored clean copy the operation's decode reads.
+        db.session.get(Task, task_id).inputs_clean = cleaned
+        db.session.commit()
     run_worker(app)
     task = load_task(app, task_id)
     assert (task.status, task.attempts) == ("FAILED", 1)
-    assert task.error.startswith("The photo could not be read: the ") and HOSTILE[name][2] in task.error
+    assert HOSTILE[name][2] in task.error
+    if cleaned:
+        assert task.error.startswith("The photo could not be read: the ")
+    else:
+        assert "still photo" in task.error
+        with app.app_context(), pytest.raises(ObjectNotFound):
+            get_storage().get(task.input_key)  # never cleaned: deleted
 
 
 def test_segments_after_the_first_scan_cost_no_walk_in_python(uploader):

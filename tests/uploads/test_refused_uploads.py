@@ -1,4 +1,8 @@
-"""Files that are not a still JPEG, PNG or WebP photo: a clear 4xx on both routes, and nothing stored or queued."""
+"""Files that are not a still JPEG, PNG or WebP photo: a clear 4xx on both routes, and nothing stored or queued.
+
+What the header cannot tell (pixel data cut off or corrupt) the job finds, in the worker: the task fails with a
+reason, and the upload is deleted.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import io
 import pytest
 from PIL import Image
 
-from studio.tasks import uploads
+from studio.tasks import quota, uploads
 from tests.support import samples
+from tests.support.studio import load_task, run_worker
+from tests.support.uploads import stored_files
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +25,6 @@ NOT_SUPPORTED = "not a JPEG, PNG or WebP image"
 # (file, name sent, content type claimed, status, API error code, words the person reads)
 REFUSED = {
     "zero-bytes": (b"", "photo.jpg", "image/jpeg", 400, "empty_file", "empty"),
-    "truncated-jpeg": (_JPEG[: len(_JPEG) // 2], "photo.jpg", "image/jpeg", 400, "damaged_image", "damaged"),
-    "truncated-png": (_PNG[: len(_PNG) // 2], "photo.png", "image/png", 400, "damaged_image", "damaged"),
     "tiff-renamed": (samples.tiff(), "photo.png", None, 415, "unsupported_image", NOT_SUPPORTED),
     "tiff-false-type": (samples.tiff(), "scan.tiff", "image/jpeg", 415, "unsupported_image", NOT_SUPPORTED),
     "psd-renamed": (samples.psd(), "photo.png", "image/png", 415, "unsupported_image", NOT_SUPPORTED),
@@ -45,6 +49,20 @@ def test_bad_file_is_refused_with_a_reason_and_nothing_is_kept(uploader, nothing
         assert answer.code == code
     assert words in answer.text
     nothing_kept()
+
+
+@pytest.mark.parametrize("data, filename", [(_JPEG[: len(_JPEG) // 2], "photo.jpg"),
+                                            (_PNG[: len(_PNG) // 2], "photo.png")], ids=["jpeg", "png"])
+def test_a_truncated_photo_fails_its_task_with_a_reason_and_is_deleted(uploader, app, data, filename):
+    # Its header is whole: the request, which decodes no pixel, accepts it; the job cannot read it.
+    task_id = uploader.task_id(uploader.send(data, filename))
+    run_worker(app)
+    task = load_task(app, task_id)
+    assert (task.status, task.attempts) == ("FAILED", 1)  # permanent: not retried
+    assert task.error.startswith("The image is damaged or incomplete"), task.error
+    assert stored_files(app) == []
+    with app.app_context():
+        assert quota.storage_used(task.user_id) == 0 == task.stored_bytes
 
 
 @pytest.mark.parametrize("make, pillow_format, animated", [

@@ -14,7 +14,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from ml.operations import OPERATIONS, InvalidOptions, Operation
 from studio.tasks.service import MAX_FILENAME_LENGTH, display_filename
-from studio.tasks.uploads import UploadRejected, clean_photo, option_fields, read_upload
+from studio.tasks.uploads import UploadRejected, accept_photo, clean_photo, option_fields, read_upload
 from tests.support import samples
 
 MAX_PIXELS = 1_000_000
@@ -66,6 +66,19 @@ def test_upload_validator_accepts_a_clean_photo_or_refuses_with_a_4xx(data: byte
         assert image.format in ("JPEG", "PNG", "WEBP") and image.size == (photo.width, photo.height)
         assert len(image.getexif()) == 0
     assert photo.width * photo.height <= MAX_PIXELS
+
+
+@PROPERTY_SETTINGS
+@given(uploaded_bytes)
+def test_the_header_check_accepts_a_still_photo_or_refuses_with_a_4xx(data: bytes) -> None:
+    # What the web request runs: the header alone, so anything it accepts the job's clean copy decides for good.
+    try:
+        photo = accept_photo(data, MAX_PIXELS)
+    except UploadRejected as error:
+        assert_refusal(error)
+        return
+    assert photo.data == data and photo.width * photo.height <= MAX_PIXELS
+    assert photo.media_type in ("image/jpeg", "image/png", "image/webp")
 
 
 @PROPERTY_SETTINGS
