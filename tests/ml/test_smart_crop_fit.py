@@ -1,0 +1,155 @@
+"""smart_crop crops: at any shape the result is the photo itself, never flat bars, and keeps the main subject's centre;
+padding is an explicit choice (fill: a blurred extension or a colour) that holds the whole subject."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.operations import InvalidOptions, Limits, get_operation
+from ml.registry import MODELS
+from ml.runner import process
+
+LIMITS = Limits(50_000_000, 64_000_000)
+PHOTOS = ("girl.png", "horse.jpg", "Two_dancers.jpg", "Athlete-Intake.jpg", "vangogh.jpeg", "boat.jpg")
+ASPECTS = ("1:1", "4:5", "16:9")
+# A border row or column of these photos varies more than this (0-255); a flat bar, JPEG-encoded, does not.
+FLAT_STD = 4.0
+# Photos whose top is a clear sky, as flat as a bar: their crops are checked against the photo instead.
+SKIES = ("boat.jpg",)
+
+
+def run(name: str, photo: bytes, model_dir, **options) -> dict:
+    operation = get_operation(name)
+    parsed = operation.parse(options, models=tuple(MODELS))
+    outputs = process(operation, photo, parsed, model_dir=model_dir, limits=LIMITS, progress=lambda *_: None)
+    return {output.name: output for output in outputs}
+
+
+def decoded(output) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(output.data)).convert("RGB"), dtype=float)
+
+
+def borders(pixels: np.ndarray) -> dict[str, np.ndarray]:
+    return {"top": pixels[0], "bottom": pixels[-1], "left": pixels[:, 0], "right": pixels[:, -1]}
+
+
+def centre(box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def inside(point, box) -> bool:
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
+@pytest.fixture(scope="module")
+def objects(model_dir, photos_dir) -> dict[str, list[dict]]:
+    """Return what detect finds on each photo."""
+    found = {}
+    for name in PHOTOS:
+        result = run("detect", (photos_dir / name).read_bytes(), model_dir)["result"]
+        found[name] = json.loads(result.data)["objects"]
+    return found
+
+
+def main_subject(objects: list[dict]) -> dict:
+    """Return the main subject as documented: the object with the largest area times score."""
+    return max(objects, key=lambda item: (item["box"][2] - item["box"][0]) * (item["box"][3] - item["box"][1])
+               * item["score"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aspect", ASPECTS)
+@pytest.mark.parametrize("name", PHOTOS)
+def test_the_crop_is_the_photo_at_the_shape_with_the_main_subjects_centre(model_dir, photos_dir, objects, name,
+                                                                          aspect):
+    outputs = run("smart_crop", (photos_dir / name).read_bytes(), model_dir, aspect=aspect)
+    pixels, crop = decoded(outputs["result"]), json.loads(outputs["crop"].data)
+    height, width = pixels.shape[:2]
+    across, down = (int(side) for side in aspect.split(":"))
+    assert abs(width - height * across / down) <= 1, (width, height)
+    if name not in SKIES:
+        for side, line in borders(pixels).items():
+            assert line.std(axis=0).max() > FLAT_STD, f"the {side} border is a flat colour"
+    photo = Image.open(photos_dir / name).convert("RGB")
+    left, top, right, bottom = crop["box"]
+    assert 0 <= left and 0 <= top and right <= photo.width and bottom <= photo.height
+    assert (right - left, bottom - top) == (width, height)
+    # Every border is the photo's own pixels there (up to JPEG's rounding).
+    expected = borders(np.asarray(photo.crop(crop["box"]), dtype=float))
+    for side, line in borders(pixels).items():
+        assert np.abs(line - expected[side]).mean() < 6, f"the {side} border is not the photo's"
+    assert inside(centre(main_subject(objects[name])["box"]), crop["box"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aspect", ASPECTS)
+def test_the_girl_beside_the_horse_is_kept_when_both_cannot_fit(model_dir, photos_dir, objects, aspect):
+    people = [item for item in objects["girl.png"] if item["label"] == "person"]
+    outputs = run("smart_crop", (photos_dir / "girl.png").read_bytes(), model_dir, aspect=aspect)
+    box = json.loads(outputs["crop"].data)["box"]
+    if aspect == "4:5":
+        # Too narrow for the horse's middle and the girl together: the main subject's middle stays.
+        assert inside(centre(main_subject(objects["girl.png"])["box"]), box)
+    else:
+        assert people and inside(centre(people[0]["box"]), box)
+
+
+@pytest.mark.slow
+def test_with_nothing_detected_the_subject_masks_centroid_stays(model_dir, photos_dir):
+    photo = (photos_dir / "Two_dancers.jpg").read_bytes()
+    outputs = run("smart_crop", photo, model_dir, aspect="16:9", classes="giraffe")
+    crop = json.loads(outputs["crop"].data)
+    assert crop["basis"] == "mask" and crop["whole"] is False
+    mask = run("remove_background", photo, model_dir, output="mask")["result"]
+    rows, columns = np.nonzero(np.asarray(Image.open(io.BytesIO(mask.data)).convert("L")) >= 128)
+    assert inside((columns.mean(), rows.mean()), crop["box"])
+    for side, line in borders(decoded(outputs["result"])).items():
+        assert line.std(axis=0).max() > FLAT_STD, f"the {side} border is a flat colour"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aspect", ["1:1", "4:5"])
+def test_fill_extends_the_photo_to_hold_the_whole_subject(model_dir, photos_dir, aspect):
+    photo = (photos_dir / "horse.jpg").read_bytes()
+    size = Image.open(photos_dir / "horse.jpg").size
+    across, down = (int(side) for side in aspect.split(":"))
+    for fill in ({"fill": "blur"}, {"fill": "color", "fill_color": "#ff0000"}):
+        outputs = run("smart_crop", photo, model_dir, aspect=aspect, format="png", **fill)
+        crop, pixels = json.loads(outputs["crop"].data), decoded(outputs["result"])
+        left, top, right, bottom = crop["box"]
+        subject = crop["subject"]
+        assert crop["whole"] is True
+        assert left <= subject[0] and top <= subject[1] and right >= subject[2] and bottom >= subject[3]
+        assert pixels.shape[:2] == (bottom - top, right - left)
+        assert pixels.shape[1] * down == pixels.shape[0] * across
+        # The horse is wider than the photo is tall: the crop reaches past the top or the bottom.
+        assert top < 0 or bottom > size[1]
+        past = pixels[0] if top < 0 else pixels[-1]
+        if fill["fill"] == "color":
+            assert {tuple(pixel) for pixel in past} == {(255, 0, 0)}
+        else:
+            assert past.std(axis=0).max() > FLAT_STD
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"fill": "pad"}, "fill"),
+    ({"fill": "color", "fill_color": "greenish"}, "fill_color"),
+    ({"fill": "color", "fill_color": "#00000080"}, "fill_color"),
+])
+def test_bad_fill_options_are_refused_naming_the_field(options, field):
+    with pytest.raises(InvalidOptions) as refused:
+        get_operation("smart_crop").parse(options)
+    assert refused.value.field == field
+
+
+def test_crop_is_the_default_and_colour_an_alias():
+    operation = get_operation("smart_crop")
+    assert operation.parse({}).fill == "none"
+    options = operation.parse({"fill": "Colour", "fill_color": "#0f0", "format": "png"})
+    assert options.fill == "color" and options.fill_rgba == (0, 255, 0, 255)
+    assert operation.parse({"fill": "color", "fill_color": "#00000080", "format": "png"}).fill_rgba[3] == 0x80
