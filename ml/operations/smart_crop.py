@@ -57,6 +57,15 @@ class SmartCropOptions(DetectionOptions):
         return parse_colour(self.fill_color)
 
 
+def crop_size(options: SmartCropOptions, width: int, height: int) -> tuple[int, int]:
+    """Return the largest crop a run can make: the photo itself, or with a fill the shape around the whole photo."""
+    if options.fill == "none":
+        return width, height
+    across, down = (int(side) for side in options.aspect.split(":"))
+    units = max(-(-width // across), -(-height // down))
+    return units * across, units * down
+
+
 OPERATION = Operation(
     name="smart_crop", title="Smart crop",
     description="Crop the photo to its main subject at the aspect ratio you choose, for listings and social posts; "
@@ -65,6 +74,6 @@ OPERATION = Operation(
     outputs=(Output("result", "image", "the crop, at the photo's resolution"),
              Output("crop", "json", '{"box", "basis": "object", "mask" or "centre", "subject", "label", "whole"}: '
                                     "what the crop holds and why, and whether it holds all of the subject")),
-    models=("nanodet",),
+    models=("nanodet",), output_size=crop_size,
     helper_models=lambda options: (options.mask_model,),
 )

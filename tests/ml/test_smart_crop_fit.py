@@ -153,3 +153,12 @@ def test_crop_is_the_default_and_colour_an_alias():
     options = operation.parse({"fill": "Colour", "fill_color": "#0f0", "format": "png"})
     assert options.fill == "color" and options.fill_rgba == (0, 255, 0, 255)
     assert operation.parse({"fill": "color", "fill_color": "#00000080", "format": "png"}).fill_rgba[3] == 0x80
+
+
+def test_a_fill_that_could_exceed_the_output_limit_is_refused_naming_it():
+    operation = get_operation("smart_crop")
+    # A 200000x5 strip in a square holding all of it: 200000x200000.
+    with pytest.raises(InvalidOptions, match=r"^fill: the result could be up to 200000x200000"):
+        operation.check_photo(operation.parse({"fill": "blur", "format": "png"}), 200_000, 5, LIMITS)
+    operation.check_photo(operation.parse({"format": "png"}), 200_000, 5, LIMITS)  # a crop is never larger
+    assert operation.output_size(operation.parse({"fill": "blur", "aspect": "16:9"}), 1000, 1000) == (1792, 1008)
