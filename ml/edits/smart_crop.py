@@ -67,6 +67,8 @@ OBJECT_WEIGHT = 0.5
 MASK_WEIGHT = 0.5
 # The longest side of the grid crops are placed on: enough to place a crop within a pixel or two of the photo's scale.
 MAP_SIDE = 256
+# The longest side a blurred backdrop is made at before it is scaled to the crop.
+BACKDROP_SIDE = 512
 
 
 def importance(detection: Detection) -> float:
@@ -219,14 +221,20 @@ def smart_crop_box(size: tuple[int, int], detections: Iterable[Detection], mask:
 
 
 def _blurred_extension(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
-    """Return the box's canvas filled with the photo scaled to cover it and blurred, a backdrop for its edges."""
+    """Return the box's canvas filled with the photo scaled to cover it and blurred, a backdrop for its edges.
+
+    The blur is made at most BACKDROP_SIDE pixels long and scaled up: a blur this wide loses nothing by it.
+    """
     width, height = box[2] - box[0], box[3] - box[1]
-    scale = max(width / image.width, height / image.height)
-    cover = image.resize((max(width, math.ceil(image.width * scale)), max(height, math.ceil(image.height * scale))),
-                         Image.Resampling.BILINEAR)
-    left, top = (cover.width - width) // 2, (cover.height - height) // 2
-    backdrop = cover.crop((left, top, left + width, top + height))
-    return backdrop.filter(ImageFilter.GaussianBlur(max(2, max(width, height) // 40)))
+    shrink = min(1.0, BACKDROP_SIDE / max(width, height))
+    small = max(1, round(width * shrink)), max(1, round(height * shrink))
+    scale = max(small[0] / image.width, small[1] / image.height)
+    covering = max(small[0], math.ceil(image.width * scale)), max(small[1], math.ceil(image.height * scale))
+    cover = image.resize(covering, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    left, top = (cover.width - small[0]) // 2, (cover.height - small[1]) // 2
+    backdrop = cover.crop((left, top, left + small[0], top + small[1]))
+    blurred = backdrop.filter(ImageFilter.GaussianBlur(max(2.0, max(small) / 40)))
+    return blurred.resize((width, height), Image.Resampling.BILINEAR)
 
 
 def smart_crop(image: Image.Image, box: tuple[int, int, int, int],
