@@ -11,6 +11,16 @@ from PIL import Image, ImageFilter
 
 from ml.models.nanodet.infer import Box, Detection
 
+# How much each kind of object counts when the crop cannot hold everything: people and animals first.
+LIVING = frozenset({"person", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"})
+OBJECT_WEIGHT = 0.5
+# The subject mask counts as much as this fraction of the most important object.
+MASK_WEIGHT = 0.5
+# The longest side of the grid a crop that cannot hold the whole subject is placed on (within 1/256 of the photo).
+MAP_SIDE = 256
+# The longest side a blurred backdrop is made at before it is scaled to the crop.
+BACKDROP_SIDE = 512
+
 
 @dataclass(frozen=True)
 class CropChoice:
@@ -58,17 +68,6 @@ def _covering(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
     width, height = size
     x1, y1 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
     return x1, y1, min(width, max(x1 + 1, math.ceil(box[2]))), min(height, max(y1 + 1, math.ceil(box[3])))
-
-
-# How much each kind of object counts when the crop cannot hold everything: people and animals first.
-LIVING = frozenset({"person", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"})
-OBJECT_WEIGHT = 0.5
-# The subject mask counts as much as this fraction of the most important object.
-MASK_WEIGHT = 0.5
-# The longest side of the grid crops are placed on: enough to place a crop within a pixel or two of the photo's scale.
-MAP_SIDE = 256
-# The longest side a blurred backdrop is made at before it is scaled to the crop.
-BACKDROP_SIDE = 512
 
 
 def importance(detection: Detection) -> float:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml.edits.smart_crop import smart_crop_box
+from ml.models.nanodet.infer import Detection
 from ml.operations import InvalidOptions, Limits, get_operation
 from ml.registry import MODELS
 from ml.runner import process
@@ -162,3 +164,30 @@ def test_a_fill_that_could_exceed_the_output_limit_is_refused_naming_it():
         operation.check_photo(operation.parse({"fill": "blur", "format": "png"}), 200_000, 5, LIMITS)
     operation.check_photo(operation.parse({"format": "png"}), 200_000, 5, LIMITS)  # a crop is never larger
     assert operation.output_size(operation.parse({"fill": "blur", "aspect": "16:9"}), 1000, 1000) == (1792, 1008)
+
+
+# The geometry alone, with made-up detections.
+
+def test_a_person_beside_the_main_object_is_kept_with_its_centre():
+    horse, girl = Detection("horse", (7, 34, 263, 250), 0.8), Detection("person", (304, 98, 368, 249), 0.65)
+    choice = smart_crop_box((400, 267), [horse, girl], None, (1, 1), 0.1)
+    assert choice.box[2] - choice.box[0] == 267 and choice.whole is False
+    assert inside(centre(girl.box), choice.box) and inside(centre(horse.box), choice.box)
+    # A cup as sure as the girl counts half as much: the crop keeps the horse whole instead.
+    cup = smart_crop_box((400, 267), [horse, Detection("cup", (304, 98, 368, 249), 0.65)], None, (1, 1), 0.1)
+    assert cup.box[0] <= horse.box[0] and cup.box[2] >= horse.box[2]
+
+
+def test_a_person_too_tall_for_the_shape_keeps_the_head():
+    person = Detection("person", (400, 100, 600, 900), 0.9)
+    choice = smart_crop_box((1000, 1000), [person], None, (16, 9), 0.1)
+    assert choice.box[1] <= 100 and choice.box[3] < 900 and choice.whole is False
+    assert (choice.box[2] - choice.box[0], choice.box[3] - choice.box[1]) == (992, 558)
+
+
+def test_two_people_are_not_both_cut_in_half():
+    left, right = Detection("person", (90, 0, 510, 580), 0.55), Detection("person", (480, 20, 1090, 620), 0.7)
+    choice = smart_crop_box((1200, 628), [left, right], None, (4, 5), 0.1)
+    kept = [max(0, min(choice.box[2], box[2]) - max(choice.box[0], box[0])) / (box[2] - box[0])
+            for box in (left.box, right.box)]
+    assert max(kept) > 0.8, kept
