@@ -218,7 +218,8 @@ class Operation:
 
     def _grown_by(self) -> str:
         """Return the option that can make the output larger than the photo, for the error's field."""
-        return next((name for name in ("margin", "scale", "sheet") if name in self.options.model_fields), "options")
+        grown = ("fill", "margin", "scale", "sheet")
+        return next((name for name in grown if name in self.options.model_fields), "options")
 
     @property
     def result(self) -> Output:

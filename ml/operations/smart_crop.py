@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Output, WholeNumber, choice
 from ml.operations.detect import DetectionOptions
 from ml.operations.mask_model import MaskModel
+from ml.operations.remove_background import parse_colour
 
 ASPECTS = ("1:1", "4:5", "5:4", "3:4", "4:3", "2:3", "3:2", "16:9", "9:16")
 Aspect = choice(*ASPECTS)
+Fill = choice("none", "blur", "color", aliases={"colour": "color"})
 
 
 class SmartCropOptions(DetectionOptions):
@@ -20,19 +22,58 @@ class SmartCropOptions(DetectionOptions):
                                        "for a banner")
     margin: WholeNumber = Field(10, ge=0, le=50, title="Margin (% of the subject)",
                                 description="space kept around the subject on each side, shrunk to stay in the photo")
+    fill: Fill = Field("none", title="When the subject does not fit",
+                       description="none: crop inside the photo, keeping its most important part (people and "
+                                   "animals first); blur or color: extend the photo past its edges to hold the whole "
+                                   "subject, with a blurred copy of the photo or with fill_color",
+                       json_schema_extra={"x-labels": {"none": "Crop (keep the most important part)",
+                                                       "blur": "Extend with a blurred backdrop",
+                                                       "color": "Extend with a colour"}})
+    fill_color: str = Field("#ffffff", title="Fill colour", max_length=9,
+                            json_schema_extra={"format": "color", "x-requires": {"fill": "color"}},
+                            description="the hex colour past the photo's edges when fill is color (#rgb, #rrggbb, "
+                                        "with alpha #rrggbbaa)")
     mask_model: MaskModel = Field("u2netp", title="Subject model",
-                                  description="finds the subject when no object is detected")
+                                  description="finds the subject: it weighs in beside the detected objects, and "
+                                              "is the subject alone when no object is detected")
     format: ImageFormat = Field("jpeg", title="Format", description="the crop's file format",
                                 json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
+
+    @field_validator("fill_color")
+    @classmethod
+    def _colour(cls, value: str) -> str:
+        red, green, blue, alpha = parse_colour(value)
+        return f"#{red:02x}{green:02x}{blue:02x}{alpha:02x}"
+
+    @model_validator(mode="after")
+    def _opaque_for_jpeg(self) -> "SmartCropOptions":
+        if self.format == "jpeg" and self.fill == "color" and self.fill_rgba[3] < 255:
+            raise ValueError("fill_color: JPEG has no transparency: give an opaque fill_color or the png format")
+        return self
+
+    @property
+    def fill_rgba(self) -> tuple[int, int, int, int]:
+        """Return fill_color as RGBA."""
+        return parse_colour(self.fill_color)
+
+
+def crop_size(options: SmartCropOptions, width: int, height: int) -> tuple[int, int]:
+    """Return the largest crop a run can make: the photo itself, or with a fill the shape around the whole photo."""
+    if options.fill == "none":
+        return width, height
+    across, down = (int(side) for side in options.aspect.split(":"))
+    units = max(-(-width // across), -(-height // down))
+    return units * across, units * down
 
 
 OPERATION = Operation(
     name="smart_crop", title="Smart crop",
-    description="Crop the photo to its main subject at the aspect ratio you choose, for listings and social posts.",
+    description="Crop the photo to its main subject at the aspect ratio you choose, for listings and social posts; "
+                "when the subject does not fit that shape, keep its most important part, or extend the photo.",
     options=SmartCropOptions, run="ml.runs.smart_crop:run",
     outputs=(Output("result", "image", "the crop, at the photo's resolution"),
-             Output("crop", "json", '{"box", "basis": "object", "mask" or "centre", "subject", "label"}: what the '
-                                    "crop holds and why")),
-    models=("nanodet",),
+             Output("crop", "json", '{"box", "basis": "object", "mask" or "centre", "subject", "label", "whole"}: '
+                                    "what the crop holds and why, and whether it holds all of the subject")),
+    models=("nanodet",), output_size=crop_size,
     helper_models=lambda options: (options.mask_model,),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -110,18 +111,21 @@ def test_detection_json_uses_whole_pixels():
 
 # Smart crop geometry.
 
-def assert_crop_is_sound(choice, size, aspect, subject=None):
+def assert_crop_is_sound(choice, size, aspect, subject=None, fit_subject=False):
     left, top, right, bottom = choice.box
     width, height = right - left, bottom - top
     assert width > 0 and height > 0
     assert width * aspect[1] == height * aspect[0], "the aspect ratio must be exact"
-    if subject is not None:
-        assert left <= subject[0] and top <= subject[1] and right >= subject[2] and bottom >= subject[3]
     unit = math.gcd(*aspect)
+    largest_inside = min(size[0] // (aspect[0] // unit), size[1] // (aspect[1] // unit))
     fits = subject is None or max(math.ceil((subject[2] - subject[0]) / (aspect[0] // unit)),
-                                  math.ceil((subject[3] - subject[1]) / (aspect[1] // unit))) <= min(
-        size[0] // (aspect[0] // unit), size[1] // (aspect[1] // unit))
-    if fits:
+                                  math.ceil((subject[3] - subject[1]) / (aspect[1] // unit))) <= largest_inside
+    holds = subject is None or (left <= subject[0] and top <= subject[1] and right >= subject[2]
+                                and bottom >= subject[3])
+    # The whole subject when some crop inside the photo holds it, or when asked to fit it; else the most of it.
+    # (A photo narrower than one unit of the shape has no crop inside it at all.)
+    assert holds == choice.whole and (choice.whole == (fits or fit_subject) or largest_inside == 0)
+    if (fits or not fit_subject) and largest_inside > 0:
         assert left >= 0 and top >= 0 and right <= size[0] and bottom <= size[1], "must stay inside the photo"
 
 
@@ -168,23 +172,36 @@ def test_bad_crop_options_are_refused(aspect, margin):
 
 
 @given(width=st.integers(1, 3000), height=st.integers(1, 3000), corners=st.tuples(*[st.floats(0, 1)] * 4),
-       aspect=st.sampled_from(ASPECTS + [(5, 4), (21, 9), (10, 10)]), margin=st.floats(0, 1))
-def test_any_crop_is_exact_holds_the_subject_and_stays_inside_when_it_can(width, height, corners, aspect, margin):
+       aspect=st.sampled_from(ASPECTS + [(5, 4), (21, 9), (10, 10)]), margin=st.floats(0, 1),
+       fit_subject=st.booleans())
+def test_any_crop_is_exact_holds_the_subject_and_stays_inside_when_it_can(
+        width, height, corners, aspect, margin, fit_subject):
     xs, ys = sorted((corners[0] * width, corners[1] * width)), sorted((corners[2] * height, corners[3] * height))
     detection = Detection("person", (xs[0], ys[0], xs[1], ys[1]), 0.5)
-    choice = smart_crop_box((width, height), [detection], None, aspect, margin)
-    assert_crop_is_sound(choice, (width, height), aspect, choice.subject)
+    choice = smart_crop_box((width, height), [detection], None, aspect, margin, fit_subject=fit_subject)
+    assert_crop_is_sound(choice, (width, height), aspect, choice.subject, fit_subject)
     assert choice.subject[0] <= xs[0] and choice.subject[2] >= min(xs[1], width)
 
 
-def test_a_crop_past_the_edges_is_filled():
+def test_a_crop_past_the_edges_is_filled_with_the_colour_asked():
     photo = Image.new("RGB", (200, 100), (10, 120, 30))
-    crop = smart_crop(photo, (-50, 0, 250, 100))
-    assert crop.size == (300, 100)
-    assert crop.getpixel((10, 50)) == (10, 120, 30) and crop.getpixel((150, 50)) == (10, 120, 30)
-    cutout = smart_crop(Image.new("RGBA", (200, 100), (10, 120, 30, 255)), (0, -50, 200, 150))
+    crop = smart_crop(photo, (-50, 0, 250, 100), (200, 200, 200, 255))
+    assert crop.size == (300, 100) and crop.mode == "RGB"
+    assert crop.getpixel((10, 50)) == (200, 200, 200) and crop.getpixel((150, 50)) == (10, 120, 30)
+    cutout = smart_crop(Image.new("RGBA", (200, 100), (10, 120, 30, 255)), (0, -50, 200, 150), (0, 0, 0, 0))
     assert cutout.getpixel((100, 10)) == (0, 0, 0, 0) and cutout.getpixel((100, 100)) == (10, 120, 30, 255)
     assert smart_crop(photo, (20, 10, 60, 50)).size == (40, 40)
+
+
+def test_a_crop_past_the_edges_is_filled_with_the_blurred_photo_by_default():
+    gradient = Image.linear_gradient("L").resize((200, 100)).convert("RGB")
+    crop = smart_crop(gradient, (0, -100, 200, 200))
+    assert crop.size == (200, 300)
+    assert crop.crop((0, 100, 200, 200)).tobytes() == gradient.tobytes()
+    backdrop = np.asarray(crop.convert("L"), dtype=float)
+    # Above and below the photo: its blurred copy, changing down the rows as the photo does, no flat band.
+    assert backdrop[:100].std(axis=1).max() < 10 and backdrop[:100].mean(axis=1).std() > 5
+    assert backdrop[200:].mean(axis=1).std() > 5
 
 
 # The model on real photos.
