@@ -218,6 +218,10 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "RATELIMIT_AUTH": environ.get("STUDIO_RATELIMIT_AUTH") or "10 per minute",
         "RATELIMIT_UPLOAD": environ.get("STUDIO_RATELIMIT_UPLOAD") or "60 per minute",
         "RATELIMIT_READ": environ.get("STUDIO_RATELIMIT_READ") or "600 per minute",
+        # Password reset (studio/auth/reset.py). Links are made for this address, never the request's Host header.
+        "STUDIO_PUBLIC_URL": (environ.get("STUDIO_PUBLIC_URL") or "").strip().rstrip("/") or None,
+        "STUDIO_RESET_LINK_SECONDS": _int(environ, "STUDIO_RESET_LINK_SECONDS", 3600),
+        "STUDIO_ADMIN_RESET_LINK_SECONDS": _int(environ, "STUDIO_ADMIN_RESET_LINK_SECONDS", 24 * 3600),
         # Observability (studio/metrics.py, studio/logs.py, docs/production.md). /metrics answers only a request
         # bearing STUDIO_METRICS_TOKEN, and is a 404 while it is unset.
         "STUDIO_METRICS_TOKEN": environ.get("STUDIO_METRICS_TOKEN") or None,

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from studio import plans
-from studio.auth import devices, service, sessions
+from studio.auth import devices, reset, service, sessions
 from studio.auth.service import AccountError
 from studio.errors import error_response, wants_json
 from studio.extensions import login_manager
@@ -113,6 +113,31 @@ def login() -> Response | str:
         devices.remember(user.email)
         return redirect(_safe_next(next_url))
     return render_template("auth/login.html", email=email, next_url=next_url)
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@auth_limit
+@read_limit
+def reset_password() -> Response | tuple[str, int] | str:
+    """Choose a new password with a one-time reset link; every session of the account ends."""
+    # In the query string (and the form): log lines redact "token=...", and no URL argument is left to classify.
+    token = request.values.get("token", "")
+    if reset.user_for(token) is None:
+        return render_template("auth/reset.html", invalid=reset.INVALID_LINK), 404
+    if request.method == "POST":
+        new = request.form.get("password", "")
+        try:
+            if new != request.form.get("confirm", ""):
+                raise AccountError("The two passwords do not match.")
+            user = reset.reset_password(token, new)
+        except AccountError as error:
+            return render_template("auth/reset.html", error=error.message, token=token), 400
+        if current_user.is_authenticated:
+            sessions.end(None)  # whoever was signed in here signs in again, with the new password
+        session[SIGN_IN_EMAIL] = user.email
+        flash("Password changed. Sign in with your new password; every other session was signed out.", "success")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/reset.html", token=token)
 
 
 @bp.post("/logout")
