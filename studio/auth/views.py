@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from studio import plans
-from studio.auth import devices, reset, service, sessions
+from studio.auth import devices, mail, reset, service, sessions
 from studio.auth.service import AccountError
 from studio.errors import error_response, wants_json
 from studio.extensions import login_manager
-from studio.security import auth_limit, read_limit
+from studio.security import auth_limit, read_limit, reset_limit
 from studio.webhooks import rotate_secret
 
 bp = Blueprint("auth", __name__)
@@ -113,6 +113,31 @@ def login() -> Response | str:
         devices.remember(user.email)
         return redirect(_safe_next(next_url))
     return render_template("auth/login.html", email=email, next_url=next_url)
+
+
+# Said after every reset request, whether the email has an account or not (docs/security.md).
+RESET_SENT = ("If an account exists for {email}, we sent it a link to choose a new password. It works once, for "
+              "{minutes} minutes. Nothing arrived? Check the spam folder, or ask the site's administrator.")
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+@reset_limit
+@read_limit
+def forgot_password() -> Response | str:
+    """Email a reset link when SMTP is set up (one answer for every email); without it, say to ask an admin."""
+    can_email = mail.enabled(current_app.config)
+    email = request.form.get("email", "")
+    if request.method == "POST" and can_email:
+        try:
+            email = service.validate_email(email)
+        except AccountError as error:
+            return render_template("auth/forgot.html", can_email=can_email, error=error.message, email=email), 400
+        # The account is looked up in the background: this request answers alike, and as fast, for any email.
+        mail.request_link(email)
+        minutes = max(current_app.config["STUDIO_RESET_LINK_SECONDS"] // 60, 1)
+        flash(RESET_SENT.format(email=email, minutes=minutes), "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/forgot.html", can_email=can_email, email=email)
 
 
 @bp.route("/reset", methods=["GET", "POST"])

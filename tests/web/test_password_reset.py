@@ -1,24 +1,33 @@
-"""Password reset: one-time links issued by an administrator (page and CLI); expired, used, replaced and wrong
-links refused; CSRF on every form."""
+"""Password reset: one-time links issued by an administrator (page and CLI) or mailed through a real local SMTP
+server; expired, used, replaced and wrong links refused; the Host header never names the link's site; one answer for
+every email; CSRF on every form."""
 
 from __future__ import annotations
 
+import logging
+import queue
 import re
+import socket
 from datetime import timedelta
+from email import message_from_bytes
+from typing import Iterator
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
-from studio.auth import service
-from studio.extensions import db
+from studio.auth import mail, reset, service
+from studio.extensions import db, limiter
 from studio.models import ApiToken, AuditEntry, PasswordResetToken, User, utcnow
-from tests.web.conftest import PASSWORD, csrf_token, make_app
+from tests.web.conftest import CSRF_FIELD, PASSWORD, csrf_token, make_app
 
 EMAIL = "ada@example.com"
 ADMIN = "root@example.com"
 NEW_PASSWORD = "a brand new passphrase"
 PUBLIC_URL = "https://photos.example.org"
 LINK = re.compile(r"(https?://[^\s\"<?]+)?(/reset\?token=[A-Za-z0-9_-]+)")
+# A bound on waiting for the background sender, not a timing claim: the mail normally arrives in milliseconds.
+MAIL_WAIT_SECONDS = 30
 
 
 def sign_in(client, email: str = EMAIL, password: str = PASSWORD):
@@ -182,6 +191,174 @@ def test_cli_prints_a_link_on_the_public_url(postgres_url, redis_url, tmp_path, 
             db.session.remove()
             db.drop_all()
             db.engine.dispose()
+
+
+# "Forgot password?"
+
+def test_without_smtp_the_page_says_to_ask_an_administrator(app, client, ada, monkeypatch):
+    sent = []
+    monkeypatch.setattr(mail, "request_link", sent.append)
+    assert "Forgot password?" in client.get("/login").get_data(as_text=True)
+    page = client.get("/forgot").get_data(as_text=True)
+    assert "Ask the site's administrator" in page and 'name="email"' not in page
+    response = client.post("/forgot", data={"email": EMAIL, "csrf_token": csrf_token(client)})
+    assert response.status_code == 200 and "Ask the site's administrator" in response.get_data(as_text=True)
+    assert sent == [] and tokens_of(app, ada.id) == []
+
+
+class Inbox:
+    """A real SMTP server on a local port; what it receives waits in a queue."""
+
+    def __init__(self) -> None:
+        self.messages: queue.Queue = queue.Queue()
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
+        self.messages.put((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield handler, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def mail_app(postgres_url, redis_url, tmp_path, inbox):
+    """Return a factory of apps that mail through the test's SMTP server (or the given port), Host checks off."""
+    apps = []
+
+    def build(port: int | None = None, **overrides):
+        app = make_app(postgres_url, redis_url, tmp_path, STUDIO_SMTP_HOST="127.0.0.1",
+                       STUDIO_SMTP_PORT=port or inbox[1], STUDIO_SMTP_TLS="none", STUDIO_SMTP_TIMEOUT_SECONDS=5,
+                       STUDIO_SMTP_FROM="studio@example.org", STUDIO_PUBLIC_URL=PUBLIC_URL, TRUSTED_HOSTS=None,
+                       **overrides)
+        with app.app_context():
+            service.create_user(EMAIL, PASSWORD)
+        apps.append(app)
+        return app
+    yield build
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def senders(monkeypatch) -> list:
+    """Keep the background senders' threads, so a test can wait for them to finish."""
+    threads = []
+    real = mail.request_link
+    monkeypatch.setattr(mail, "request_link", lambda email: threads.append(real(email)) or threads[-1])
+    return threads
+
+
+def ask(client, email: str, headers: dict | None = None):
+    """Post the "Forgot password?" form, its CSRF token fetched with the same headers (a Host, say)."""
+    page = client.get("/forgot", headers=headers).get_data(as_text=True)
+    token = CSRF_FIELD.search(page).group(1)
+    return client.post("/forgot", data={"email": email, "csrf_token": token}, headers=headers)
+
+
+def finish(threads: list) -> None:
+    for thread in threads:
+        thread.join(MAIL_WAIT_SECONDS)
+        assert not thread.is_alive()
+
+
+def test_emailed_link_resets_the_password_and_ignores_the_host_header(mail_app, inbox, senders):
+    app = mail_app()
+    client = app.test_client()
+    response = ask(client, "ADA@example.com", headers={"Host": "attacker.example"})
+    assert response.status_code == 302
+    finish(senders)
+    recipients, message = inbox[0].messages.get(timeout=MAIL_WAIT_SECONDS)
+    assert recipients == [EMAIL] and message["From"] == "studio@example.org"
+    text = message.get_payload(decode=True).decode()
+    match = LINK.search(text)
+    assert match and match.group(1) == PUBLIC_URL  # never the request's Host
+    assert "attacker.example" not in text
+    with app.app_context():
+        stored = db.session.scalar(select(PasswordResetToken))
+        assert timedelta(minutes=59) < stored.expires_at - utcnow() <= timedelta(hours=1)
+
+    assert set_password(client, match.group(2)).status_code == 302
+    assert password_works(app, EMAIL, NEW_PASSWORD)
+    assert set_password(client, match.group(2), "yet another passphrase").status_code == 404
+
+
+def test_an_unknown_email_gets_the_same_answer_and_no_mail(mail_app, inbox, senders):
+    app = mail_app()
+    known = ask(app.test_client(), EMAIL)
+    unknown = ask(app.test_client(), "nobody@example.com")
+    finish(senders)
+    assert (known.status_code, known.location) == (unknown.status_code, unknown.location)
+    shown = [app.test_client() for _ in range(2)]
+    for browser, email in zip(shown, (EMAIL, "nobody@example.com")):
+        ask(browser, email)
+    finish(senders)
+    pages = [browser.get("/login").get_data(as_text=True).replace(email, "EMAIL")
+             for browser, email in zip(shown, (EMAIL, "nobody@example.com"))]
+    assert "If an account exists for EMAIL" in pages[0]
+    assert pages[0].count("If an account exists") == pages[1].count("If an account exists") == 1
+    messages = []
+    while not inbox[0].messages.empty():
+        messages.append(inbox[0].messages.get())
+    assert [recipients for recipients, _ in messages] == [[EMAIL], [EMAIL]]
+
+
+def test_a_broken_smtp_server_changes_nothing_on_the_page_and_is_logged(mail_app, senders, caplog):
+    app = mail_app(port=free_port())  # nothing listens there
+    with caplog.at_level(logging.ERROR, logger="studio.auth.mail"):
+        response = ask(app.test_client(), EMAIL)
+        finish(senders)
+    assert response.status_code == 302 and response.location.endswith("/login")
+    assert "could not send a password reset email" in caplog.text
+    with app.app_context():
+        assert db.session.scalar(select(PasswordResetToken)) is None  # no link that nobody received
+
+
+def test_an_invalid_email_is_a_clear_400(mail_app, senders):
+    response = ask(mail_app().test_client(), "not an address")
+    assert response.status_code == 400 and "valid email" in response.get_data(as_text=True)
+    assert senders == []
+
+
+def test_requests_are_limited_per_email_and_per_address(mail_app, senders):
+    limiter.limit_manager.set_default_limits([])
+    app = mail_app(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI="memory://", RATELIMIT_RESET="2 per hour")
+    browsers = [app.test_client() for _ in range(4)]
+    for number, browser in enumerate(browsers):
+        browser.environ_base["REMOTE_ADDR"] = f"198.51.100.{number + 1}"
+    # One email from many addresses.
+    assert [ask(browser, EMAIL).status_code for browser in browsers[:3]] == [302, 302, 429]
+    # Many emails from one address.
+    assert [ask(browsers[3], f"user{number}@example.com").status_code for number in range(3)] == [302, 302, 429]
+    finish(senders)
+    assert len(senders) == 4
+
+
+def test_a_link_for_a_disabled_account_is_not_mailed(mail_app, inbox, senders):
+    app = mail_app()
+    with app.app_context():
+        db.session.execute(update(User).values(disabled_at=utcnow()))
+        db.session.commit()
+    ask(app.test_client(), EMAIL)
+    finish(senders)
+    assert inbox[0].messages.empty()
+    with app.app_context():
+        assert db.session.scalar(select(PasswordResetToken)) is None
+    assert reset.INVALID_LINK
 
 
 def test_a_reset_link_is_redacted_from_log_lines():
