@@ -7,7 +7,7 @@ import sys
 import click
 from flask.cli import with_appcontext
 
-from studio.auth import reset, service
+from studio.auth import service
 from studio.auth.service import AccountError
 
 
@@ -36,6 +36,8 @@ def create_user_command(email: str, admin: bool, password_stdin: bool) -> None:
 def reset_link_command(email: str) -> None:
     """Print a one-time password reset link for the account (any earlier one stops working)."""
     from flask import current_app
+
+    from studio.auth import reset  # here: it brings the audit log, which create-user does without
 
     user = service.find_user(email)
     if user is None:
