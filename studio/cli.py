@@ -5,8 +5,8 @@ the command line, the form and the API accept the same options with the same rul
 for remove_background. ml/ (and so torch) is imported only when a command runs: web processes never load it.
 
 The same group runs as `python -m studio` (studio/__main__.py) without building the web app: the commands that
-work on files read the settings from the environment (or the app's config under `flask`), and only create-user,
-which needs the database, imports the web app's modules, when it runs.
+work on files read the settings from the environment (or the app's config under `flask`), and only create-user and
+reset-link, which need the database, import the web app's modules, when they run.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ BASE_PARAMETERS = ("operation", "out", "inputs")
 class StudioGroup(click.Group):
     """The studio commands; those that need the web app are imported by dotted path only when named."""
 
-    app_commands = {"create-user": "studio.auth.cli:create_user_command"}
+    app_commands = {"create-user": "studio.auth.cli:create_user_command",
+                    "reset-link": "studio.auth.cli:reset_link_command"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Return every command's name, those of the web app included."""

@@ -97,6 +97,17 @@ class RevokedSession(db.Model):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class PasswordResetToken(db.Model):
+    """An account's one live password-reset link, kept as the SHA-256 of its token; deleted when used or replaced."""
+
+    __tablename__ = "password_reset_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Unique: issuing a link replaces the account's previous one.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ApiToken(db.Model):
     """A bearer token for the JSON API, stored as a SHA-256 digest only."""
 

@@ -185,6 +185,15 @@ def auth_limit(view: View) -> View:
                                 methods=["POST"])(view)
 
 
+def reset_limit(view: View) -> View:
+    """Limit reset-link requests (RATELIMIT_RESET) per email asked about and per client address: each may mail."""
+    view = limiter.shared_limit(_tier("RATELIMIT_RESET"), "reset-email",
+                                key_func=lambda: f"email:{_submitted_email() or get_remote_address()}",
+                                methods=["POST"])(view)
+    return limiter.shared_limit(_tier("RATELIMIT_RESET"), "reset-address",
+                                key_func=lambda: f"ip:{get_remote_address()}", methods=["POST"])(view)
+
+
 def photos_in_request() -> int:
     """Return how many photos a request uploads: each one counts against the upload allowance, not each request."""
     return max(1, sum(1 for upload in request.files.getlist("photo") if upload and upload.filename))

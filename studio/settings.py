@@ -218,6 +218,20 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "RATELIMIT_AUTH": environ.get("STUDIO_RATELIMIT_AUTH") or "10 per minute",
         "RATELIMIT_UPLOAD": environ.get("STUDIO_RATELIMIT_UPLOAD") or "60 per minute",
         "RATELIMIT_READ": environ.get("STUDIO_RATELIMIT_READ") or "600 per minute",
+        # "Forgot password?" requests, per email and per address: each may send an email.
+        "RATELIMIT_RESET": environ.get("STUDIO_RATELIMIT_RESET") or "5 per hour",
+        # Password reset (studio/auth/reset.py). Links are made for this address, never the request's Host header.
+        "STUDIO_PUBLIC_URL": (environ.get("STUDIO_PUBLIC_URL") or "").strip().rstrip("/") or None,
+        "STUDIO_RESET_LINK_SECONDS": _int(environ, "STUDIO_RESET_LINK_SECONDS", 3600),
+        "STUDIO_ADMIN_RESET_LINK_SECONDS": _int(environ, "STUDIO_ADMIN_RESET_LINK_SECONDS", 24 * 3600),
+        # Unset: no email is sent, and the reset page says to ask an administrator.
+        "STUDIO_SMTP_HOST": environ.get("STUDIO_SMTP_HOST") or None,
+        "STUDIO_SMTP_PORT": _int(environ, "STUDIO_SMTP_PORT", 587),
+        "STUDIO_SMTP_USER": environ.get("STUDIO_SMTP_USER") or None,
+        "STUDIO_SMTP_PASSWORD": environ.get("STUDIO_SMTP_PASSWORD") or None,
+        "STUDIO_SMTP_TLS": _choice(environ, "STUDIO_SMTP_TLS", ("starttls", "tls", "none"), "starttls"),
+        "STUDIO_SMTP_FROM": environ.get("STUDIO_SMTP_FROM") or None,
+        "STUDIO_SMTP_TIMEOUT_SECONDS": _int(environ, "STUDIO_SMTP_TIMEOUT_SECONDS", 10),
         # Observability (studio/metrics.py, studio/logs.py, docs/production.md). /metrics answers only a request
         # bearing STUDIO_METRICS_TOKEN, and is a 404 while it is unset.
         "STUDIO_METRICS_TOKEN": environ.get("STUDIO_METRICS_TOKEN") or None,

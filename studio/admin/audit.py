@@ -23,6 +23,8 @@ ACTIONS = {
     "user.admin_off": "Removed an administrator",
     "user.quota": "Changed a storage quota",
     "user.plan": "Changed a plan",
+    "user.reset_link": "Made a password reset link",
+    "user.password_reset": "Reset a password with a link",
     "task.retry": "Retried a task",
     "task.cancel": "Cancelled a task",
     "usage.export": "Exported usage",

@@ -11,6 +11,7 @@ from ml.operations import OPERATIONS
 from studio import plans, usage
 from studio.admin import audit, export, overview, pages, service
 from studio.admin.service import AdminError
+from studio.auth import reset
 from studio.extensions import limiter
 from studio.models import User
 from studio.security import client_key
@@ -69,14 +70,17 @@ def users() -> str:
 @bp.get("/users/<int:user_id>")
 def user(user_id: int) -> str:
     """Show one account: its plan and usage this month, its tasks, the actions on it."""
-    account = service.get_user(user_id)
+    return _user_page(service.get_user(user_id))
+
+
+def _user_page(account: User, **extra: object) -> str:
     today = usage.today()
     rows = usage.rows(usage.month_start(today), today, account.id)
     return render_template(
         "admin/user.html", account=account, plan=plans.plan_for(account), plans=plans.configured_plans(),
         default_plan=plans.default_plan_name(), totals=usage.add_up(rows), operations=usage.by_operation(rows),
         tasks=service.user_tasks(account), entries=audit.recent(per_page=20, user_id=account.id).items,
-        unfinished=usage.unfinished(account.id)[0], mebibyte=MEBIBYTE)
+        unfinished=usage.unfinished(account.id)[0], mebibyte=MEBIBYTE, **extra)
 
 
 def _back_to_user(user_id: int) -> WerkzeugResponse:
@@ -99,6 +103,16 @@ def set_status(user_id: int) -> WerkzeugResponse:
     else:
         flash(f"Enabled {account.email}.", "success")
     return _back_to_user(user_id)
+
+
+@bp.post("/users/<int:user_id>/reset-link")
+def reset_link(user_id: int) -> tuple[str, int]:
+    """Make a one-time password reset link for the account and show it this once (recorded in the audit log)."""
+    account = service.get_user(user_id)
+    link = reset.issue_by_admin(_actor(), account, current_app.config)
+    hours = max(current_app.config["STUDIO_ADMIN_RESET_LINK_SECONDS"] // 3600, 1)
+    # Rendered, not flashed: a flash would put the link in the (signed, not encrypted) session cookie.
+    return _user_page(account, reset_link=link, reset_expires=f"{hours} hour{'s' if hours != 1 else ''}"), 201
 
 
 @bp.post("/users/<int:user_id>/role")

@@ -166,13 +166,15 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 def change_password(user: User, old: str, new: str) -> None:
-    """Set a new password after checking the old one; end other sessions and revoke API tokens."""
+    """Set a new password after checking the old one; end other sessions, revoke API tokens and reset links."""
+    from studio.auth import reset  # here: reset builds on this module
     if not _verify(user.password_hash, old or ""):
         raise AccountError("Your current password is not correct.")
     validate_password(new)
     user.password_hash = password_hasher.hash(new)
     user.session_version += 1
     _revoke_all_tokens(user)
+    reset.forget(user)  # a reset link asked for before must not undo the change
     db.session.commit()
     log.info("account %s changed its password; other sessions and API tokens revoked", user.id)
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from studio import plans
-from studio.auth import devices, service, sessions
+from studio.auth import devices, mail, reset, service, sessions
 from studio.auth.service import AccountError
 from studio.errors import error_response, wants_json
 from studio.extensions import login_manager
-from studio.security import auth_limit, read_limit
+from studio.security import auth_limit, read_limit, reset_limit
 from studio.webhooks import rotate_secret
 
 bp = Blueprint("auth", __name__)
@@ -113,6 +113,56 @@ def login() -> Response | str:
         devices.remember(user.email)
         return redirect(_safe_next(next_url))
     return render_template("auth/login.html", email=email, next_url=next_url)
+
+
+# Said after every reset request, whether the email has an account or not (docs/security.md).
+RESET_SENT = ("If an account exists for {email}, we sent it a link to choose a new password. It works once, for "
+              "{minutes} minutes. Nothing arrived? Check the spam folder, or ask the site's administrator.")
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+@reset_limit
+@read_limit
+def forgot_password() -> Response | str:
+    """Email a reset link when SMTP is set up (one answer for every email); without it, say to ask an admin."""
+    can_email = mail.enabled(current_app.config)
+    email = request.form.get("email", "")
+    if request.method == "POST" and can_email:
+        try:
+            email = service.validate_email(email)
+        except AccountError as error:
+            return render_template("auth/forgot.html", can_email=can_email, error=error.message, email=email), 400
+        # The account is looked up in the background: this request answers alike, and as fast, for any email.
+        mail.request_link(email)
+        minutes = max(current_app.config["STUDIO_RESET_LINK_SECONDS"] // 60, 1)
+        flash(RESET_SENT.format(email=email, minutes=minutes), "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/forgot.html", can_email=can_email, email=email)
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@auth_limit
+@read_limit
+def reset_password() -> Response | tuple[str, int] | str:
+    """Choose a new password with a one-time reset link; every session of the account ends."""
+    # In the query string (and the form): log lines redact "token=...", and no URL argument is left to classify.
+    token = request.values.get("token", "")
+    if reset.user_for(token) is None:
+        return render_template("auth/reset.html", invalid=reset.INVALID_LINK), 404
+    if request.method == "POST":
+        new = request.form.get("password", "")
+        try:
+            if new != request.form.get("confirm", ""):
+                raise AccountError("The two passwords do not match.")
+            user = reset.reset_password(token, new)
+        except AccountError as error:
+            return render_template("auth/reset.html", error=error.message, token=token), 400
+        if current_user.is_authenticated:
+            sessions.end(None)  # whoever was signed in here signs in again, with the new password
+        session[SIGN_IN_EMAIL] = user.email
+        flash("Password changed. Sign in with your new password; every other session was signed out.", "success")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/reset.html", token=token)
 
 
 @bp.post("/logout")
