@@ -1,7 +1,7 @@
 """password reset tokens: one live link per account, kept as a SHA-256 digest
 
 Revision ID: f5a2c8d1e7b4
-Revises: 9665b08a2872
+Revises: c5e8a2d4f1b7
 Create Date: 2026-12-06 06:20:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'f5a2c8d1e7b4'
-down_revision = '9665b08a2872'
+down_revision = 'c5e8a2d4f1b7'
 branch_labels = None
 depends_on = None
 

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from studio.auth import mail, reset, service
 from studio.extensions import db, limiter
 from studio.models import ApiToken, AuditEntry, PasswordResetToken, User, utcnow
-from tests.web.conftest import CSRF_FIELD, PASSWORD, csrf_token, make_app
+from tests.support.web import CSRF_FIELD, PASSWORD, csrf_token, make_app
 
 EMAIL = "ada@example.com"
 ADMIN = "root@example.com"
