@@ -154,6 +154,9 @@ class Task(db.Model):
     input_size: Mapped[int] = mapped_column(BigInteger, default=0)
     input_width: Mapped[int] = mapped_column(Integer, default=0)
     input_height: Mapped[int] = mapped_column(Integer, default=0)
+    # The pixels its operation will work on (Operation.work_pixels), fixed when the task is created: what it counts
+    # against its plan's monthly megapixels, waiting and once finished (studio/usage.py).
+    work_pixels: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Pictures the operation takes besides the photo, by attachment name: {"bg_image": {"key", "media_type",
     # "size"}}; stored cleaned, like the photo.
     attachments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -215,6 +218,8 @@ class DailyUsage(db.Model):
     # Pixels, not megapixels: integers add up exactly; the API and the CSV divide by a million.
     pixels_in: Mapped[int] = mapped_column(BigInteger, default=0)
     pixels_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The work of those tasks (Task.work_pixels): what a plan's megapixels per month count.
+    work_pixels: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     processing_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 

@@ -1,8 +1,9 @@
 """Plans: what an account may use in a month, and its own cap on unfinished tasks and share of the workers.
 
-STUDIO_PLANS names the plans, each with any of tasks_per_month, megapixels_per_month (of the photos sent in; a new
-task counts its operation's work, Operation.work_pixels), max_unfinished_tasks and concurrency; a limit left out
-is no limit, a cap left out is the site-wide setting (STUDIO_MAX_UNFINISHED_TASKS, STUDIO_ACCOUNT_CONCURRENCY).
+STUDIO_PLANS names the plans, each with any of tasks_per_month, megapixels_per_month (of the work the tasks do: each
+counts its operation's work, Operation.work_pixels, fixed on the task when it is created), max_unfinished_tasks and
+concurrency; a limit left out is no limit, a cap left out is the site-wide setting (STUDIO_MAX_UNFINISHED_TASKS,
+STUDIO_ACCOUNT_CONCURRENCY).
 An account has the plan an administrator gave it, else STUDIO_DEFAULT_PLAN. The monthly limits are checked
 before a task is created (upload or re-run): the month's finished tasks (studio/usage.py) plus those still waiting
 or processing, plus the new one, must fit. Months are calendar months in UTC; over a limit the answer is a 429
@@ -157,7 +158,7 @@ def _counted(value: float, unit: str) -> str:
 
 
 def check_monthly_limits(user_id: int, pixels: int) -> None:
-    """Refuse (429) a new task of this many input pixels that would take the account over its plan's month."""
+    """Refuse (429) a new task of this much work (pixels) that would take the account over its plan's month."""
     plan = plan_of(user_id)
     if plan.tasks_per_month is None and plan.megapixels_per_month is None:
         return
@@ -167,7 +168,7 @@ def check_monthly_limits(user_id: int, pixels: int) -> None:
     tasks = month.tasks + waiting
     if plan.tasks_per_month is not None and tasks + 1 > plan.tasks_per_month:
         raise PlanLimitReached(plan, "tasks_per_month", plan.tasks_per_month, tasks, resets_on)
-    megapixels = (month.pixels_in + waiting_pixels) / usage.PIXELS_PER_MEGAPIXEL
+    megapixels = (month.work_pixels + waiting_pixels) / usage.PIXELS_PER_MEGAPIXEL
     if plan.megapixels_per_month is not None \
             and megapixels + pixels / usage.PIXELS_PER_MEGAPIXEL > plan.megapixels_per_month:
         raise PlanLimitReached(plan, "megapixels_per_month", plan.megapixels_per_month, round(megapixels, 2),
@@ -189,7 +190,7 @@ def month_summary(user: User) -> dict[str, Any]:
         "plan": plan, "totals": totals, "operations": usage.by_operation(rows), "month": start,
         "resets_on": usage.next_month_start(today), "unfinished": waiting,
         "tasks_used": totals.tasks + waiting,
-        "megapixels_used": (totals.pixels_in + waiting_pixels) / usage.PIXELS_PER_MEGAPIXEL,
+        "megapixels_used": (totals.work_pixels + waiting_pixels) / usage.PIXELS_PER_MEGAPIXEL,
         "chart": charts.bar_chart(f"Tasks finished per day in {start:%B %Y}", columns, ("tasks",),
                                   {"tasks": "Tasks"}),
     }

@@ -1,4 +1,5 @@
-"""Usage per account, per day (UTC) and per operation: tasks, megapixels in and out, processing seconds.
+"""Usage per account, per day (UTC) and per operation: tasks, megapixels in and out, the work done (what a plan's
+megapixels count, Task.work_pixels), processing seconds.
 
 A task is counted once, when it reaches its final status (COMPLETED, FAILED or CANCELLED), inside the same
 transaction as that status change (studio/tasks/lifecycle.py calls record()). RQ's retries happen before that
@@ -34,6 +35,7 @@ class Outcome:
     pixels_in: int
     pixels_out: int
     seconds: float
+    work_pixels: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Totals:
     pixels_in: int = 0
     pixels_out: int = 0
     processing_seconds: float = 0.0
+    work_pixels: int = 0
 
     @property
     def megapixels_in(self) -> float:
@@ -83,7 +86,7 @@ def finished_outcome(task_id: str) -> Outcome | None:
     """Return what the task, as the database has it now (finished), adds to the usage; None if it is gone."""
     row = db.session.execute(select(
         Task.user_id, Task.operation, Task.status, Task.input_width, Task.input_height, Task.output_pixels,
-        Task.started_at, Task.finished_at,
+        Task.work_pixels, Task.started_at, Task.finished_at,
     ).where(Task.id == task_id)).one_or_none()
     if row is None or row.finished_at is None:
         return None
@@ -92,7 +95,8 @@ def finished_outcome(task_id: str) -> Outcome | None:
     seconds = (row.finished_at - row.started_at).total_seconds() if row.started_at else 0.0
     return Outcome(user_id=row.user_id, day=utc_day(row.finished_at), operation=row.operation, completed=completed,
                    pixels_in=(row.input_width or 0) * (row.input_height or 0),
-                   pixels_out=(row.output_pixels or 0) if completed else 0, seconds=max(seconds, 0.0))
+                   pixels_out=(row.output_pixels or 0) if completed else 0, seconds=max(seconds, 0.0),
+                   work_pixels=row.work_pixels or 0)
 
 
 def record(task_id: str) -> None:
@@ -111,19 +115,20 @@ def take_back(outcome: Outcome | None) -> None:
     if outcome is None or month_start(outcome.day) != month_start(today()):
         return
     _add(Outcome(outcome.user_id, outcome.day, outcome.operation, outcome.completed, -outcome.pixels_in,
-                 -outcome.pixels_out, 0.0), tasks=-1)
+                 -outcome.pixels_out, 0.0, -outcome.work_pixels), tasks=-1)
 
 
 def _add(outcome: Outcome, tasks: int) -> None:
     """Add to the account's row for the day and operation, creating it if needed: one upsert, safe under races."""
     values = {"user_id": outcome.user_id, "day": outcome.day, "operation": outcome.operation, "tasks": tasks,
               "completed_tasks": tasks if outcome.completed else 0, "pixels_in": outcome.pixels_in,
-              "pixels_out": outcome.pixels_out, "processing_seconds": outcome.seconds}
+              "pixels_out": outcome.pixels_out, "processing_seconds": outcome.seconds,
+              "work_pixels": outcome.work_pixels}
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(DailyUsage).values(**values)
     table = DailyUsage.__table__
-    counters = ("tasks", "completed_tasks", "pixels_in", "pixels_out", "processing_seconds")
+    counters = ("tasks", "completed_tasks", "pixels_in", "pixels_out", "processing_seconds", "work_pixels")
     db.session.execute(statement.on_conflict_do_update(
         index_elements=[table.c.user_id, table.c.day, table.c.operation],
         set_={name: table.c[name] + statement.excluded[name] for name in counters}))
@@ -139,7 +144,7 @@ def rows(start: date, end: date, user_id: int | None = None) -> list[DailyUsage]
 
 def add_up(usage_rows: Iterable[DailyUsage]) -> Totals:
     """Return the totals of some usage rows."""
-    tasks = completed = pixels_in = pixels_out = 0
+    tasks = completed = pixels_in = pixels_out = work = 0
     seconds = 0.0
     for row in usage_rows:
         tasks += row.tasks
@@ -147,7 +152,8 @@ def add_up(usage_rows: Iterable[DailyUsage]) -> Totals:
         pixels_in += row.pixels_in
         pixels_out += row.pixels_out
         seconds += row.processing_seconds
-    return Totals(tasks, completed, pixels_in, pixels_out, seconds)
+        work += row.work_pixels
+    return Totals(tasks, completed, pixels_in, pixels_out, seconds, work)
 
 
 def by_operation(usage_rows: Iterable[DailyUsage]) -> dict[str, Totals]:
@@ -174,8 +180,8 @@ def month_totals(user_id: int, day: date | None = None) -> Totals:
 
 
 def unfinished(user_id: int) -> tuple[int, int]:
-    """Return how many tasks the account has waiting or processing, and their input pixels."""
+    """Return how many tasks the account has waiting or processing, and their work in pixels."""
     count, pixels = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(Task.input_width * Task.input_height), 0))
+        select(func.count(), func.coalesce(func.sum(Task.work_pixels), 0))
         .where(Task.user_id == user_id, Task.status.in_([status.value for status in UNFINISHED_STATUSES]))).one()
     return int(count), int(pixels)

@@ -216,7 +216,8 @@ def _new_task(user_id: int, request: UploadRequest, filename: str | None, media_
               height: int) -> Task:
     return Task(id=new_task_id(), user_id=user_id, operation=request.operation.name, model=request.model,
                 options=request.options.to_dict(), original_filename=filename, input_content_type=media_type,
-                input_size=size, input_width=width, input_height=height, input_key="")
+                input_size=size, input_width=width, input_height=height, input_key="",
+                work_pixels=request.operation.work_pixels(request.options, width, height))
 
 
 def _store_and_queue(task: Task, files: list[_File]) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import MetaData, Table, inspect, select, text
 
 from studio import create_app
 from studio.extensions import db
-from studio.models import Task, User
+from studio.models import DailyUsage, Task, User
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +115,54 @@ def test_the_outputs_mapping_keeps_every_output_up_and_down_again(any_database_a
         downgrade(revision=BEFORE_OUTPUTS_MAPPING)
         with db.engine.connect() as connection:
             assert _old_outputs(connection) == OLD_OUTPUTS
+        upgrade()
+        db.session.remove()
+    assert _differences(app) == []
+
+
+# The revision before tasks and usage kept the work of each task; a plan's megapixels counted photo pixels then.
+BEFORE_WORK_PIXELS = "f5a2c8d1e7b4"
+
+
+def _insert_task_and_usage(connection) -> None:
+    """Insert a task of a 4000 x 3000 photo and a usage row, as the revision before work pixels stored them."""
+    tasks = Table("tasks", MetaData(), autoload_with=connection)
+    usage = Table("daily_usage", MetaData(), autoload_with=connection)
+    now = datetime.now(timezone.utc)
+    connection.execute(tasks.insert().values(
+        id=str(uuid.uuid4()), user_id=1, operation="upscale", status="PENDING", progress=0, model="x4", options={},
+        original_filename="big.jpg", input_key="inputs/1/big.jpg", input_content_type="image/jpeg", input_size=10,
+        input_width=4000, input_height=3000, attachments={}, outputs={}, attempts=0, created_at=now,
+        updated_at=now))
+    connection.execute(usage.insert().values(
+        user_id=1, day=now.date(), operation="upscale", tasks=2, completed_tasks=2, pixels_in=5_000_000_000,
+        pixels_out=0, processing_seconds=1.0))
+
+
+def test_work_pixels_are_backfilled_from_the_photos_up_and_dropped_down(any_database_app):
+    app = any_database_app
+    with app.app_context():
+        db.session.add(User(id=1, email="a@example.com", password_hash="x", session_version=1))
+        db.session.commit()
+        db.session.remove()
+        downgrade(revision=BEFORE_WORK_PIXELS)
+        with db.engine.begin() as connection:
+            _insert_task_and_usage(connection)
+        upgrade()
+
+        task = db.session.scalars(select(Task)).one()
+        row = db.session.scalars(select(DailyUsage)).one()
+        assert (task.input_width * task.input_height, task.work_pixels) == (12_000_000, 12_000_000)
+        assert (row.pixels_in, row.work_pixels) == (5_000_000_000, 5_000_000_000)
+        db.session.remove()
+
+        downgrade(revision=BEFORE_WORK_PIXELS)
+        columns = inspect(db.engine)
+        assert "work_pixels" not in {column["name"] for column in columns.get_columns("tasks")}
+        assert "work_pixels" not in {column["name"] for column in columns.get_columns("daily_usage")}
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT input_width * input_height FROM tasks")).scalar() == 12_000_000
+            assert connection.execute(text("SELECT pixels_in FROM daily_usage")).scalar() == 5_000_000_000
         upgrade()
         db.session.remove()
     assert _differences(app) == []
