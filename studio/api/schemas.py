@@ -155,7 +155,8 @@ class PlanUsage(Body):
     max_unfinished_tasks: int = Field(ge=0, description="tasks waiting or processing at once (0: no cap)")
     concurrency: int = Field(ge=1, description="tasks processed at once")
     tasks_this_month: int = Field(description="finished this month, as the limit counts them")
-    megapixels_this_month: float
+    megapixels_this_month: float = Field(description="the work of the tasks finished this month, as the limit "
+                                                     "counts it")
     unfinished_tasks: int = Field(ge=0, description="waiting or processing now: the limits count them too")
     resets_at: datetime = Field(description="the 1st of next month, 00:00 UTC")
 

@@ -76,7 +76,8 @@ def plan_usage(user_id: int, plan: plans.Plan) -> dict[str, Any]:
     return {"name": plan.name, "tasks_per_month": plan.tasks_per_month,
             "megapixels_per_month": plan.megapixels_per_month,
             "max_unfinished_tasks": plans.max_unfinished_tasks(user_id), "concurrency": plans.concurrency(user_id),
-            "tasks_this_month": month.tasks, "megapixels_this_month": round(month.megapixels_in, 6),
+            "tasks_this_month": month.tasks,
+            "megapixels_this_month": round(month.work_pixels / usage.PIXELS_PER_MEGAPIXEL, 6),
             "unfinished_tasks": waiting, "resets_at": f"{resets.isoformat()}T00:00:00+00:00"}
 
 

@@ -66,6 +66,9 @@ def test_finished_upscales_count_their_work_against_the_month(small_plan, fake_r
     with small_plan.app_context():
         row = db.session.scalars(select(DailyUsage).where(DailyUsage.operation == "upscale")).one()
         assert (row.pixels_in, row.work_pixels) == (1_200_000, 19_200_000)  # pixels in stay the photo's
+    # The usage API's plan says what the limit counts: the upscale's work, not its photo.
+    answer = small_plan.test_client().get("/api/v1/usage", headers=small_plan.config["TEST_BEARER"])
+    assert answer.get_json()["plan"]["megapixels_this_month"] == pytest.approx(19.2)
 
 
 def test_waiting_upscales_count_their_work_against_the_month(small_plan, fake_run):
