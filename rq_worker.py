@@ -69,7 +69,7 @@ from processes import memory, rq_adapter
 from processes.parent_death import die_with_parent
 from studio import create_app, logs, metrics, settings, worker_deaths
 from studio.extensions import db
-from studio.queue import outage_tolerant_redis
+from studio.queue import outage_tolerant_redis, photo_queues
 from studio.storage import get_storage
 from studio.tasks.service import limits as operator_limits
 
@@ -312,7 +312,8 @@ class ReusingWorker(StudioWorker, SimpleWorker):
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description="Process Photo Studio tasks from the RQ queue.")
-    parser.add_argument("queues", nargs="*", help="queues to listen on (default: STUDIO_QUEUE)")
+    parser.add_argument("queues", nargs="*", help="queues to listen on, the first served first (default: "
+                                                  "STUDIO_QUEUE then STUDIO_SLOW_QUEUE, quick work first)")
     parser.add_argument("--with-scheduler", action="store_true",
                         help="also run RQ's scheduler (it requeues delayed retries) and rq-scheduler's periodic jobs "
                              "(the task reconciler); run at least one such worker")
@@ -377,7 +378,7 @@ def made_up_photo() -> bytes:
 
 def processes_photos(app: Flask, arguments: argparse.Namespace) -> bool:
     """Return True when this worker takes processing jobs (a webhook-only worker needs no model)."""
-    return not arguments.queues or app.config["STUDIO_QUEUE"] in arguments.queues
+    return not arguments.queues or bool(set(photo_queues(app.config)) & set(arguments.queues))
 
 
 def jobs_per_process(app: Flask, arguments: argparse.Namespace) -> int | None:
@@ -389,7 +390,7 @@ def jobs_per_process(app: Flask, arguments: argparse.Namespace) -> int | None:
 
 def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int, limit: int | None) -> Worker:
     """Return the worker for the queues: forking, or running the jobs in this process (limit: jobs_per_process)."""
-    queues = arguments.queues or [app.config["STUDIO_QUEUE"]]
+    queues = arguments.queues or photo_queues(app.config)
     connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
     options = dict(name=arguments.name or app.config["STUDIO_WORKER_NAME"] or None, connection=connection,
                    work_horse_killed_handler=on_work_horse_killed,
@@ -411,7 +412,7 @@ def start_periodic_scheduler(arguments: argparse.Namespace) -> multiprocessing.P
     # Forked first thing, before torch or the database are touched, so the child inherits neither. rq-scheduler
     # takes a Redis lock, so several workers started with --with-scheduler still enqueue each periodic job once.
     config = settings.from_environment()
-    queue = (arguments.queues or [config["STUDIO_QUEUE"]])[0]
+    queue = (arguments.queues or photo_queues(config))[0]
     process = multiprocessing.get_context("fork").Process(
         target=_scheduler_main,
         args=(os.getpid(), config["REDIS_URL"], queue, config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"]),

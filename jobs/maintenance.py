@@ -28,7 +28,8 @@ from studio.extensions import db
 from jobs.webhooks import give_up
 from studio.models import FINISHED_STATUSES, Task, TaskStatus, WebhookStatus, utcnow
 from studio.tasks import cleaning, lifecycle
-from studio.queue import LIVE_STATUSES, enqueue_task, enqueue_webhook, get_queue, job_status, webhook_job_id
+from studio.queue import (LIVE_STATUSES, enqueue_task, enqueue_webhook, get_redis, job_status, photo_queues,
+                          webhook_job_id)
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,11 @@ def reconcile_tasks() -> dict[str, int]:
 
 def _reconcile(now: datetime) -> dict[str, int]:
     config = current_app.config
-    queue = get_queue()
-    connection = queue.connection
+    connection = get_redis()
     # RQ's own check for jobs whose worker stopped renewing their heartbeat: each is retried or failed (through
-    # the failure callback) by RQ's rules.
-    StartedJobRegistry(queue.name, connection=connection).cleanup()
+    # the failure callback) by RQ's rules. One registry per queue: quick and slow work.
+    for name in photo_queues(config):
+        StartedJobRegistry(name, connection=connection).cleanup()
     counts = {"requeued": 0, "retried": 0, "failed": 0, "webhooks": 0}
 
     pending_before = now - timedelta(seconds=config.get("STUDIO_PENDING_GRACE_SECONDS", PENDING_GRACE_SECONDS))

@@ -21,6 +21,7 @@ from rq.utils import utcparse
 from rq.worker import WorkerStatus
 
 from studio import health
+from studio.queue import photo_queues
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,13 @@ def _redis(app: Flask) -> Redis:
     return connection
 
 
-def queue_names(connection: Redis, configured: str) -> list[str]:
-    """Return the RQ queues Redis knows of (at most MAX_QUEUES), and the configured one even before its first job."""
+def queue_names(connection: Redis, configured: list[str]) -> list[str]:
+    """Return the RQ queues Redis knows of (at most MAX_QUEUES), and the configured ones even before their first
+    job."""
     prefix = Queue.redis_queue_namespace_prefix
     keys = {key.decode() for key in connection.smembers(Queue.redis_queues_keys)}
-    others = sorted({key[len(prefix):] for key in keys if key.startswith(prefix)} - {configured})
-    return sorted([configured, *others[:MAX_QUEUES - 1]])
+    others = sorted({key[len(prefix):] for key in keys if key.startswith(prefix)} - set(configured))
+    return sorted([*configured, *others[:MAX_QUEUES - len(configured)]])
 
 
 def _oldest_age(connection: Redis, job_ids: list[bytes], now: datetime) -> float:
@@ -59,13 +61,13 @@ def _oldest_age(connection: Redis, job_ids: list[bytes], now: datetime) -> float
     return max((now - min(stamps)).total_seconds(), 0.0) if stamps else 0.0
 
 
-def queue_families(connection: Redis, configured_queue: str) -> Iterator[GaugeMetricFamily]:
+def queue_families(connection: Redis, configured_queues: list[str]) -> Iterator[GaugeMetricFamily]:
     """Yield the waiting jobs and the age of the oldest of them, per queue."""
     depth = GaugeMetricFamily("studio_queue_jobs", "Jobs waiting in the queue.", labels=["queue"])
     age = GaugeMetricFamily("studio_queue_oldest_job_age_seconds",
                             "Seconds the oldest waiting job has waited (0 when none waits).", labels=["queue"])
     now = datetime.now(timezone.utc)
-    for name in queue_names(connection, configured_queue):
+    for name in queue_names(connection, configured_queues):
         key = Queue(name, connection=connection).key
         with connection.pipeline(transaction=False) as pipeline:
             length, head = pipeline.llen(key).lrange(key, 0, OLDEST_JOB_SCAN - 1).execute()
@@ -105,7 +107,7 @@ class StateCollector(Collector):
             return
         connection = _redis(self.app)
         try:
-            families = [*queue_families(connection, self.app.config["STUDIO_QUEUE"]), *worker_families(connection)]
+            families = [*queue_families(connection, photo_queues(self.app.config)), *worker_families(connection)]
         except RedisError as error:
             logger.warning("metrics: could not read the queues from Redis: %s", error)
             return

@@ -1,4 +1,10 @@
-"""The job queue: the Redis connection, the RQ queue and the one helper that enqueues a task."""
+"""The job queues: the Redis connection, the RQ queues (one per cost class) and the one helper that enqueues a task.
+
+An operation's declaration gives its cost class (ml.operations.COST_CLASSES: quick, slow). Each class has a queue of
+its own (STUDIO_QUEUE for quick work, STUDIO_SLOW_QUEUE for slow) and every photo worker listens to all of them in
+that order, so a worker that comes free takes a cutout before an upscale. Each class also has its own account slots
+(account_share), so an account's upscales cannot hold the slots its cutouts need.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from rq.command import send_stop_job_command
 from rq.rate_limit import RateLimit
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+
+from rq.rate_limit import RateLimitRegistry
 
 from studio import logs, plans
 from studio.models import Task, WebhookStatus
@@ -76,9 +84,35 @@ def outage_tolerant_redis(url: str, outage_seconds: float) -> Redis:
 
 
 def get_queue(app: Flask | None = None, name: str | None = None) -> Queue:
-    """Return the processing queue named by STUDIO_QUEUE, or the named one."""
+    """Return the quick work's queue (STUDIO_QUEUE, where the periodic jobs go too), or the named one."""
     app = app or current_app._get_current_object()
     return Queue(name or app.config["STUDIO_QUEUE"], connection=get_redis(app))
+
+
+def queue_name(cost_class: str, config: Mapping[str, Any]) -> str:
+    """Return the name of the queue that a cost class's jobs go on (STUDIO_QUEUE for quick work)."""
+    quick = config["STUDIO_QUEUE"]
+    if cost_class == "quick":
+        return quick
+    # Unset, it follows STUDIO_QUEUE: two studios on one Redis, each with its own STUDIO_QUEUE, stay apart.
+    return config.get("STUDIO_SLOW_QUEUE") or f"{quick}-slow"
+
+
+def photo_queues(config: Mapping[str, Any]) -> list[str]:
+    """Return the processing queues in the order workers serve them: quick work first."""
+    from ml.operations import COST_CLASSES
+
+    return list(dict.fromkeys(queue_name(cost_class, config) for cost_class in COST_CLASSES))
+
+
+def cost_class(task: Task) -> str:
+    """Return the cost class of the task's operation (its declaration's cost_class)."""
+    from ml.operations import COST_CLASSES, UnknownOperation, get_operation
+
+    try:
+        return get_operation(task.operation).cost_class
+    except UnknownOperation:
+        return COST_CLASSES[0]  # the job fails at once, with the reason
 
 
 def retry_policy(config: dict) -> Retry | None:
@@ -104,14 +138,16 @@ def enqueue_task(task: Task) -> bool:
     the reconciler may all call this at once.
     """
     config = current_app.config
+    cost = cost_class(task)
     return _enqueue_once(
         task.id, JOB_FUNCTION, task.id,
+        queue_name=queue_name(cost, config),
         description=f"process task {task.id}",
         retry=retry_policy(config),
         job_timeout=job_timeout(task, config),
         on_failure=Callback(FAILURE_CALLBACK),
         on_stopped=Callback(STOPPED_CALLBACK),
-        rate_limit=account_share(task.user_id, config, plans.concurrency(task.user_id)),
+        rate_limit=account_share(task.user_id, config, plans.concurrency(task.user_id), cost),
         # The job's log lines carry the id of the request that uploaded the photo (None for the reconciler).
         meta={"request_id": logs.current_request_id()},
     )
@@ -133,7 +169,8 @@ def job_timeout(task: Task, config: Mapping[str, Any]) -> int:
     return max(floor, int(operation.timeout(options, (task.input_width or 1) * (task.input_height or 1))))
 
 
-def account_share(user_id: int, config: Mapping[str, Any], concurrency: int | None = None) -> RateLimit:
+def account_share(user_id: int, config: Mapping[str, Any], concurrency: int | None = None,
+                  cost_class: str = "quick") -> RateLimit:
     """Return RQ's concurrency limit that keeps one account from holding more than its share of the workers.
 
     RQ serves a queue first in, first out, so without a limit one account's 40 photos stand in front of everyone
@@ -142,9 +179,47 @@ def account_share(user_id: int, config: Mapping[str, Any], concurrency: int | No
     jobs finish. Another account's photo therefore waits behind at most that many of them. The work queue's length
     stays the number of jobs that could start now: what an autoscaler should read. concurrency: the account's
     plan's own share (studio/plans.py), instead of STUDIO_ACCOUNT_CONCURRENCY.
+
+    Each cost class has slots of its own (the share each): an account's upscales then never hold the slots its
+    cutouts need, so a quick job waits for a worker, not for the account's slow ones to finish. Quick work keeps
+    the key it always had, so jobs queued before the classes existed still release the right slots.
     """
     share = concurrency if concurrency is not None else config["STUDIO_ACCOUNT_CONCURRENCY"]
-    return RateLimit(f"account:{user_id}", max(int(share), 1))
+    key = f"account:{user_id}" if cost_class == "quick" else f"account:{user_id}:{cost_class}"
+    return RateLimit(key, max(int(share), 1))
+
+
+def queue_position(task: Task) -> int | None:
+    """Return how many jobs start before the task's (0: it is next), or None when it waits on no queue.
+
+    Workers serve the queues in priority order (photo_queues), so a job on the slow queue also waits behind every
+    job now on the quick one. A job held back by its account's slots (RQ status rate_limited) counts, besides, the
+    account's jobs of its class held back before it. None: running, finished, waiting for a retry, or unknown to
+    Redis (the reconciler queues it again). A lower bound: quick jobs that arrive later still go first.
+    """
+    connection = get_redis()
+    try:
+        job = Job.fetch(task.id, connection=connection)
+        status = job.get_status()
+        own = Queue(job.origin, connection=connection)
+        if status == JobStatus.QUEUED:
+            index = connection.lpos(own.key, job.id)
+            return None if index is None else _waiting_ahead_of(connection, job.origin) + index
+        if status == JobStatus.RATE_LIMITED and job.rate_limit_key:
+            rank = connection.zrank(RateLimitRegistry(job.rate_limit_key, connection).rate_limited_key, job.id)
+            return None if rank is None else _waiting_ahead_of(connection, job.origin) + own.count + rank
+    except NoSuchJobError:
+        return None
+    except RedisError as error:
+        logger.warning("task %s: could not read its place in the queue: %s", task.id, error)
+    return None
+
+
+def _waiting_ahead_of(connection: Redis, origin: str) -> int:
+    """Return the jobs waiting on the queues that workers serve before `origin`."""
+    names = photo_queues(current_app.config)
+    ahead = names[:names.index(origin)] if origin in names else []
+    return sum(Queue(name, connection=connection).count for name in ahead)
 
 
 def cleaning_job_id(task_id: str) -> str:

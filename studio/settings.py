@@ -112,8 +112,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # pool_pre_ping: a connection dropped by a PostgreSQL restart is replaced, not handed to a request.
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        # Quick operations' jobs (and the periodic ones) go on STUDIO_QUEUE, slow ones' (an operation's cost_class,
+        # upscaling) on STUDIO_SLOW_QUEUE, by default STUDIO_QUEUE's name with "-slow"; workers serve both, quick
+        # first (studio/queue.py).
         "STUDIO_QUEUE": environ.get("STUDIO_QUEUE") or "default",
-        # Fairness: how many of one account's photos may be queued or processing at once (studio/queue.py).
+        "STUDIO_SLOW_QUEUE": environ.get("STUDIO_SLOW_QUEUE") or None,
+        # Fairness: how many of one account's photos may be queued or processing at once, of each cost class
+        # (studio/queue.py).
         "STUDIO_ACCOUNT_CONCURRENCY": _int(environ, "STUDIO_ACCOUNT_CONCURRENCY", 2),
         # Unfinished (waiting or processing) tasks an account may have; more uploads are refused with a 429.
         "STUDIO_MAX_UNFINISHED_TASKS": _int(environ, "STUDIO_MAX_UNFINISHED_TASKS", 100),

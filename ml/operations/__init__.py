@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Iterator, Mapping
 
-from ml.operations.base import Attachment, InvalidOptions, Limits, ModelNotInstalled, Operation, Options, Output
+from ml.operations.base import (COST_CLASSES, Attachment, CostClass, InvalidOptions, Limits, ModelNotInstalled,
+                                Operation, Options, Output)
 from ml.registry import import_string
 
 DEFAULT_OPERATION = "remove_background"
@@ -71,5 +72,5 @@ def get_operation(name: object) -> Operation:
     return OPERATIONS[key]
 
 
-__all__ = ["Attachment", "DEFAULT_OPERATION", "DECLARATIONS", "InvalidOptions", "Limits", "ModelNotInstalled",
-           "OPERATIONS", "Operation", "Options", "Output", "UnknownOperation", "get_operation"]
+__all__ = ["COST_CLASSES", "Attachment", "CostClass", "DEFAULT_OPERATION", "DECLARATIONS", "InvalidOptions", "Limits",
+           "ModelNotInstalled", "OPERATIONS", "Operation", "Options", "Output", "UnknownOperation", "get_operation"]

@@ -16,6 +16,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 MAX_OPTION_LENGTH = 100
 
+# How long a run takes, in broad strokes: "quick" (seconds) or "slow" (minutes). The classes have queues and
+# account slots of their own (studio/queue.py), so an account's cutout starts while its upscales run. In the order
+# workers serve them: quick first.
+CostClass = Literal["quick", "slow"]
+COST_CLASSES: tuple[CostClass, ...] = ("quick", "slow")
+
 
 class InvalidOptions(ValueError):
     """Raised when an option is unknown, malformed or out of range; `field` names it for the 400 message."""
@@ -175,6 +181,8 @@ class Operation:
     max_input_pixels: int | None = None
     # The CLI runs one photo per core (single-threaded operators) when True, one at a time on every core when not.
     photo_parallel: bool = True
+    # "slow" for an operation whose runs take minutes (COST_CLASSES): its jobs queue apart from the quick ones.
+    cost_class: CostClass = "quick"
 
     def work_pixels(self, options: Options, width: int, height: int) -> int:
         """Return the pixels of work a run does on a photo of this size (what a plan's megapixels count)."""

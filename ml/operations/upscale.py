@@ -67,6 +67,7 @@ OPERATION = Operation(
     models=("realesrgan_x4plus",),
     helper_models=lambda options: (options.mask_model,) if options.remove_background else (),
     timeout=timeout, output_size=output_size, work=work, max_input_pixels=MAX_INPUT_PIXELS,
-    # Minutes per photo: one at a time on every core, not one per core.
-    photo_parallel=False,
+    # Minutes per photo: one at a time on every core, not one per core; and on the slow queue, so the account's
+    # quick jobs do not wait behind it.
+    photo_parallel=False, cost_class="slow",
 )

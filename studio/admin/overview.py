@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from studio import charts, worker_deaths
 from studio.extensions import db
-from studio.queue import get_redis
+from studio.queue import get_redis, photo_queues
 from studio.models import Task, TaskStatus, User
 from studio.usage import utc_day
 
@@ -61,6 +61,8 @@ class Live:
     """What Redis says now; error when it could not be read."""
 
     queues: list[QueueState] = field(default_factory=list)
+    # Photos waiting on every processing queue (quick and slow work).
+    photos_waiting: int = 0
     workers: list[WorkerState] = field(default_factory=list)
     # Workers that died without stopping in the last day (killed, out of memory), newest first.
     deaths: list[worker_deaths.WorkerDeath] = field(default_factory=list)
@@ -179,10 +181,11 @@ def live() -> Live:
     config = app.config
     state = Live()
     try:
-        for name in (config["STUDIO_QUEUE"], config["STUDIO_WEBHOOK_QUEUE"]):
+        for name in (*photo_queues(config), config["STUDIO_WEBHOOK_QUEUE"]):
             queue = Queue(name, connection=connection)
             state.queues.append(QueueState(name, queue.count, queue.started_job_registry.count,
                                            queue.scheduled_job_registry.count, queue.failed_job_registry.count))
+        state.photos_waiting = sum(queue.waiting for queue in state.queues[:-1])
         workers = sorted(Worker.all(connection=connection), key=lambda worker: worker.name)
         jobs = {worker.name: worker.get_current_job_id() for worker in workers}
         state.deaths = worker_deaths.recent(connection)

@@ -15,6 +15,7 @@ from botocore.credentials import EnvProvider
 from rq import Queue
 
 from studio import create_app, settings
+from studio.queue import photo_queues
 from tests.support.network import free_port
 from tests.support.deploy import make_app
 
@@ -205,7 +206,7 @@ def test_the_configuration_is_valid_and_agrees_with_the_ingress_the_scaler_and_t
     assert size_in_bytes(ingress["nginx.ingress.kubernetes.io/proxy-body-size"]) == config["MAX_CONTENT_LENGTH"]
     scaler = load(K8S / "overlays" / "keda" / "worker-scaledobject.yaml")
     assert [trigger["metadata"]["listName"] for trigger in scaler["spec"]["triggers"]] == [
-        Queue.redis_queue_namespace_prefix + config["STUDIO_QUEUE"]]
+        Queue.redis_queue_namespace_prefix + name for name in photo_queues(config)]
     for name in APP_CONTAINERS:
         deployment = base("Deployment", name)
         container = containers(deployment)[0]
@@ -254,8 +255,8 @@ def test_the_autoscalers_scale_the_workers() -> None:
     scaler = load(K8S / "overlays" / "keda" / "worker-scaledobject.yaml")
     assert scaler["spec"]["scaleTargetRef"]["name"] == "studio-worker"
     authentication = load(K8S / "overlays" / "keda" / "worker-triggerauthentication.yaml")
-    assert [trigger["authenticationRef"]["name"] for trigger in scaler["spec"]["triggers"]] == [
-        authentication["metadata"]["name"]]
+    assert {trigger["authenticationRef"]["name"] for trigger in scaler["spec"]["triggers"]} == {
+        authentication["metadata"]["name"]}
     deleted = load(K8S / "overlays" / "keda" / "delete-cpu-hpa.patch.yaml")
     assert deleted["$patch"] == "delete" and deleted["metadata"]["name"] == "studio-worker"
 

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from jobs.maintenance import reconcile_tasks
 from studio.models import Task
-from studio.queue import get_queue
+from studio.queue import get_queue, photo_queues
 from tests.support.network import free_port
 from tests.support.services import require
 from tests.support.studio import load_task, upload
@@ -237,9 +237,9 @@ class Studio:
         return task.status if task else None
 
     def queued_ids(self) -> list[str]:
-        """Return the ids of the jobs waiting in the processing queue."""
+        """Return the ids of the jobs waiting in the processing queues, in the order workers take them."""
         with self.app.app_context():
-            return get_queue().job_ids
+            return [job_id for name in photo_queues(self.app.config) for job_id in get_queue(name=name).job_ids]
 
     def result_files(self) -> list[Path]:
         """Return every stored result object."""
@@ -256,6 +256,7 @@ class Studio:
             "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
             "REDIS_URL": config["REDIS_URL"],
             "STUDIO_QUEUE": config["STUDIO_QUEUE"],
+            "STUDIO_SLOW_QUEUE": config.get("STUDIO_SLOW_QUEUE") or "",
             "STUDIO_STORAGE_DIR": config["STUDIO_STORAGE_DIR"],
             "STUDIO_MODEL_DIR": config["STUDIO_MODEL_DIR"],
             "STUDIO_S3_BUCKET": "",

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine
 from jobs import context as job_context
 from studio.extensions import db, limiter
 from studio.models import Task
+from studio.queue import photo_queues
 
 PASSWORD = "correct horse battery staple"
 # Cheap Argon2 parameters keep the suite fast; production uses the library defaults.
@@ -73,7 +74,7 @@ def load_task(app: Flask, task_id: str) -> Task | None:
 def run_worker(app: Flask, queues: list[str] | None = None) -> None:
     """Run a real RQ worker in this process until its queues are empty (SimpleWorker, burst mode)."""
     job_context.bind_app(app)
-    queues = queues or [app.config["STUDIO_QUEUE"], app.config["STUDIO_WEBHOOK_QUEUE"]]
+    queues = queues or [*photo_queues(app.config), app.config["STUDIO_WEBHOOK_QUEUE"]]
     worker = SimpleWorker(queues, connection=Redis.from_url(app.config["REDIS_URL"]))
     worker.work(burst=True)
 
