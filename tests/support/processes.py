@@ -221,9 +221,9 @@ class Studio:
         self.tmp_path = tmp_path
         self.workers: list[WorkerProcess] = []
 
-    def upload(self, photo: bytes, filename: str = PHOTO) -> str:
-        """Upload a photo through the API; return the new task's id."""
-        response = upload(self.client, self.headers, photo, filename=filename)
+    def upload(self, photo: bytes, filename: str = PHOTO, **options: str) -> str:
+        """Upload a photo through the API (with the operation and options given); return the new task's id."""
+        response = upload(self.client, self.headers, photo, filename=filename, **options)
         assert response.status_code == 202, response.get_data(as_text=True)
         return response.get_json()["id"]
 
