@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from flask import Flask
@@ -322,6 +322,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                                        "of one that died takes over its jobs at once (default: STUDIO_WORKER_NAME, "
                                        "else random)")
     parser.add_argument("--simple", action="store_true", help="run jobs in this process instead of forking")
+    parser.add_argument("--quick-only", action="store_true",
+                        help="serve only quick work (STUDIO_QUEUE): a worker that slow jobs (upscaling) never hold, "
+                             "so quick ones start while they run")
     return parser.parse_args(argv)
 
 
@@ -376,9 +379,17 @@ def made_up_photo() -> bytes:
     return buffer.getvalue()
 
 
+def queues_to_serve(config: Mapping[str, Any], arguments: argparse.Namespace) -> list[str]:
+    """Return the queues this worker listens to, the first served first: those named, else the processing queues."""
+    if arguments.queues:
+        return arguments.queues
+    queues = photo_queues(config)
+    return queues[:1] if arguments.quick_only else queues
+
+
 def processes_photos(app: Flask, arguments: argparse.Namespace) -> bool:
     """Return True when this worker takes processing jobs (a webhook-only worker needs no model)."""
-    return not arguments.queues or bool(set(photo_queues(app.config)) & set(arguments.queues))
+    return bool(set(photo_queues(app.config)) & set(queues_to_serve(app.config, arguments)))
 
 
 def jobs_per_process(app: Flask, arguments: argparse.Namespace) -> int | None:
@@ -390,7 +401,7 @@ def jobs_per_process(app: Flask, arguments: argparse.Namespace) -> int | None:
 
 def build_worker(app: Flask, arguments: argparse.Namespace, torch_threads: int, limit: int | None) -> Worker:
     """Return the worker for the queues: forking, or running the jobs in this process (limit: jobs_per_process)."""
-    queues = arguments.queues or photo_queues(app.config)
+    queues = queues_to_serve(app.config, arguments)
     connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
     options = dict(name=arguments.name or app.config["STUDIO_WORKER_NAME"] or None, connection=connection,
                    work_horse_killed_handler=on_work_horse_killed,
@@ -412,7 +423,7 @@ def start_periodic_scheduler(arguments: argparse.Namespace) -> multiprocessing.P
     # Forked first thing, before torch or the database are touched, so the child inherits neither. rq-scheduler
     # takes a Redis lock, so several workers started with --with-scheduler still enqueue each periodic job once.
     config = settings.from_environment()
-    queue = (arguments.queues or photo_queues(config))[0]
+    queue = queues_to_serve(config, arguments)[0]
     process = multiprocessing.get_context("fork").Process(
         target=_scheduler_main,
         args=(os.getpid(), config["REDIS_URL"], queue, config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"]),

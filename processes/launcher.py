@@ -7,8 +7,10 @@ stop serving pages and the API. If the web server or Redis dies, the others are 
 half-running. Every child dies with the launcher, even when it is killed outright (processes/parent_death.py).
 
 One RQ worker per core by default (STUDIO_WORKERS), each job on one torch thread: more throughput than one
-worker with many threads. Web server and workers share one metrics folder (STUDIO_METRICS_DIR, default
-instance/metrics) that /metrics adds up; the web server empties it as it starts, so the workers start after it.
+worker with many threads; and one more (STUDIO_QUICK_WORKERS) that serves only quick work, so a cutout starts at once
+even while upscales hold every other worker (it idles otherwise: a cutout takes a second). Web server and workers
+share one metrics folder (STUDIO_METRICS_DIR, default instance/metrics) that /metrics adds up; the web server empties
+it as it starts, so the workers start after it.
 """
 
 from __future__ import annotations
@@ -214,9 +216,11 @@ def worker_command() -> list[str]:
     return [sys.executable, "rq_worker.py", "--with-scheduler"]
 
 
-def worker_commands(count: int, webhook_queue: str = "webhooks", prefix: str | None = None) -> list[list[str]]:
+def worker_commands(count: int, webhook_queue: str = "webhooks", prefix: str | None = None,
+                    quick: int = 0) -> list[list[str]]:
     """Return the commands of `count` photo workers (the first also runs the schedulers, which one worker is enough
-    for) and of the webhook deliveries' own small worker (no model), so a slow receiver never holds up a photo.
+    for), of `quick` more that serve only quick work (so a cutout starts while upscales hold the others), and of the
+    webhook deliveries' own small worker (no model), so a slow receiver never holds up a photo.
 
     Each has a name of its own (its slot's) that it keeps when it is started again, so a worker started after one
     died takes over what the dead one held at once (rq_worker.py). The prefix (default: this host and launcher)
@@ -224,8 +228,10 @@ def worker_commands(count: int, webhook_queue: str = "webhooks", prefix: str | N
     """
     prefix = prefix or f"studio-{socket.gethostname()}-{os.getpid()}"
     photos = [worker_command()] + [[sys.executable, "rq_worker.py"] for _ in range(count - 1)]
-    commands = [*photos, [sys.executable, "rq_worker.py", webhook_queue]]
-    names = [f"{prefix}-photos-{slot}" for slot in range(count)] + [f"{prefix}-webhooks"]
+    quick_only = [[sys.executable, "rq_worker.py", "--quick-only"] for _ in range(quick)]
+    commands = [*photos, *quick_only, [sys.executable, "rq_worker.py", webhook_queue]]
+    names = ([f"{prefix}-photos-{slot}" for slot in range(count)] + [f"{prefix}-quick-{slot}" for slot in range(quick)]
+             + [f"{prefix}-webhooks"])
     return [[*command, "--name", name] for command, name in zip(commands, names)]
 
 
@@ -332,7 +338,9 @@ def run(environ: Mapping[str, str]) -> int:
         # gunicorn has emptied the metrics folder by the time it listens: what the workers count from now on stays.
         # Each would clean the shared folder and claim the same port: here the web server serves their metrics.
         worker_env = dict(env, STUDIO_WORKER_METRICS_PORT="0")
-        commands = worker_commands(workers, settings.from_environment(env)["STUDIO_WEBHOOK_QUEUE"])
+        config = settings.from_environment(env)
+        commands = worker_commands(workers, config["STUDIO_WEBHOOK_QUEUE"],
+                                   quick=max(config["STUDIO_QUICK_WORKERS"], 0))
         started = [Child("worker", command, worker_env, restartable=True) for command in commands]
         services.extend(started)
         supervised.extend(started)

@@ -247,5 +247,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_LOG_FORMAT": _choice(environ, "STUDIO_LOG_FORMAT", ("json", "text"), "json"),
         # RQ workers `make run` starts; 0: one per core, as STUDIO_TORCH_THREADS=1 wants.
         "STUDIO_WORKERS": _int(environ, "STUDIO_WORKERS", 0),
+        # Workers `make run` starts besides those, serving only quick work (rq_worker.py --quick-only).
+        "STUDIO_QUICK_WORKERS": _int(environ, "STUDIO_QUICK_WORKERS", 1),
         "STUDIO_FIXTURES_DIR": environ.get("STUDIO_FIXTURES_DIR") or str(PROJECT_ROOT.parent / "shared" / "fixtures"),
     }

@@ -59,9 +59,11 @@ def test_the_settings_parser_finds_the_settings() -> None:
 
 
 def test_web_worker_and_migrate_run_the_studio_image() -> None:
-    assert APP_SERVICES == ["migrate", "web", "webhooks", "worker"]
+    assert APP_SERVICES == ["migrate", "quick-worker", "web", "webhooks", "worker"]
     assert "wsgi:app" in SERVICES["web"]["command"]
     assert SERVICES["worker"]["command"][-2:] == ["rq_worker.py", "--with-scheduler"]
+    # A worker that upscales never hold: quick work starts while they run.
+    assert SERVICES["quick-worker"]["command"][-2:] == ["rq_worker.py", "--quick-only"]
     # Webhook deliveries on a worker of their own, listening to their queue only.
     assert SERVICES["webhooks"]["command"][-2:] == ["rq_worker.py", "webhooks"]
     assert SERVICES["migrate"]["command"] == ["flask", "--app", "wsgi", "db", "upgrade"]
@@ -93,7 +95,7 @@ def test_no_secret_is_written_in_the_compose_file() -> None:
 
 
 def test_web_and_worker_start_after_the_migration_has_succeeded() -> None:
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "quick-worker"):
         assert SERVICES[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         assert SERVICES[name]["depends_on"]["createbucket"] == {"condition": "service_completed_successfully"}
     assert SERVICES["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}

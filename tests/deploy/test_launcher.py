@@ -266,6 +266,10 @@ def test_make_run_starts_one_photo_worker_per_core_and_a_webhook_worker():
     assert commands == [["rq_worker.py", "--with-scheduler", "--name", "here-photos-0"],
                         ["rq_worker.py", "--name", "here-photos-1"], ["rq_worker.py", "--name", "here-photos-2"],
                         ["rq_worker.py", "hooks", "--name", "here-webhooks"]]
+    # Quick-only workers come besides, under names of their own.
+    quick = [command[1:] for command in worker_commands(2, "hooks", prefix="here", quick=1)]
+    assert quick[2] == ["rq_worker.py", "--quick-only", "--name", "here-quick-0"]
+    assert len({command[-1] for command in worker_commands(2, quick=2)}) == 5
     # Each slot keeps its name when started again; two launchers' names differ.
     assert worker_commands(1) == worker_commands(1)
     assert len({command[-1] for command in worker_commands(4)}) == 5

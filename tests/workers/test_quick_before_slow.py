@@ -46,3 +46,14 @@ def test_an_accounts_cutout_finishes_while_its_upscales_hold_every_slow_slot(mak
 
     studio.wait_for_status(cutout, "COMPLETED", timeout=120)
     assert [studio.status(task_id) for task_id in upscales] == ["PROCESSING", "PENDING"]
+
+
+def test_a_quick_only_worker_runs_the_cutout_and_leaves_the_upscale_to_the_others(make_studio, photo):
+    studio = make_studio()
+    studio.start_worker("--quick-only")
+    upscale = studio.upload(_small_photo(), filename="up-0.jpeg", operation="upscale")
+    cutout = studio.upload(photo)
+
+    studio.wait_for_status(cutout, "COMPLETED")
+    assert studio.status(upscale) == "PENDING"
+    assert studio.queued_ids() == [upscale]
