@@ -9,7 +9,7 @@ that order, so a worker that comes free takes a cutout before an upscale. Each c
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from flask import Flask, current_app
 from redis import Redis
@@ -18,14 +18,15 @@ from redis.exceptions import RedisError
 from redis.retry import Retry as RedisRetry
 from rq import Callback, Queue, Retry
 from rq.command import send_stop_job_command
-from rq.rate_limit import RateLimit
+from rq.rate_limit import RateLimit, RateLimitRegistry
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from rq.rate_limit import RateLimitRegistry
-
 from studio import logs, plans
 from studio.models import Task, WebhookStatus
+
+if TYPE_CHECKING:
+    from ml.operations import CostClass
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def get_queue(app: Flask | None = None, name: str | None = None) -> Queue:
     return Queue(name or app.config["STUDIO_QUEUE"], connection=get_redis(app))
 
 
-def queue_name(cost_class: str, config: Mapping[str, Any]) -> str:
+def queue_name(cost_class: CostClass, config: Mapping[str, Any]) -> str:
     """Return the name of the queue that a cost class's jobs go on (STUDIO_QUEUE for quick work)."""
     quick = config["STUDIO_QUEUE"]
     if cost_class == "quick":
@@ -105,7 +106,7 @@ def photo_queues(config: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(queue_name(cost_class, config) for cost_class in COST_CLASSES))
 
 
-def cost_class(task: Task) -> str:
+def cost_class(task: Task) -> CostClass:
     """Return the cost class of the task's operation (its declaration's cost_class)."""
     from ml.operations import COST_CLASSES, UnknownOperation, get_operation
 
@@ -170,7 +171,7 @@ def job_timeout(task: Task, config: Mapping[str, Any]) -> int:
 
 
 def account_share(user_id: int, config: Mapping[str, Any], concurrency: int | None = None,
-                  cost_class: str = "quick") -> RateLimit:
+                  cost_class: CostClass = "quick") -> RateLimit:
     """Return RQ's concurrency limit that keeps one account from holding more than its share of the workers.
 
     RQ serves a queue first in, first out, so without a limit one account's 40 photos stand in front of everyone
