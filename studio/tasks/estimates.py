@@ -109,8 +109,8 @@ def seconds_left(task: Task, now: datetime | None = None) -> int | None:
     """Return about how many seconds the task still needs once running (a waiting one: its whole run, the wait not
     counted); None once it has finished."""
     status = task.task_status
-    if status.finished:
-        return None
+    if status.finished or not task.work_pixels:
+        return None  # finished, or a task from before the work was recorded: nothing to go by
     total = estimated_seconds(task)
     if status is TaskStatus.PENDING or task.started_at is None:
         return max(1, round(total))

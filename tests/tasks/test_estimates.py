@@ -101,3 +101,15 @@ def test_waiting_tasks_say_their_place_in_line_in_the_api_and_on_their_page(app,
     sign_in(client, user.email)
     page = client.get(f"/tasks/{ids[2]}/status").get_data(as_text=True)
     assert re.search(r"2nd in line · then about \d+ s of work", page), page
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(7, "7 s"), (12, "10 s"), (44, "45 s"), (89, "1 min"),
+                                               (200, "3 min"), (3600, "1 h"), (4500, "1 h 15 min")])
+def test_durations_read_as_people_say_them(seconds, text):
+    assert estimates.duration_text(seconds) == text
+
+
+@pytest.mark.parametrize(("number", "text"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"),
+                                              (12, "12th"), (13, "13th"), (21, "21st"), (102, "102nd")])
+def test_places_in_line_read_as_ordinals(number, text):
+    assert estimates.ordinal(number) == text
