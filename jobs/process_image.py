@@ -81,7 +81,7 @@ def _process(task_id: str) -> None:
             ProgressReporter(db.engine, task.id, task.progress) as progress:
         try:
             faults.before_processing(task)
-            progress(0, "cleaning the photo")
+            _say_cleaning(progress)
             # The uploads become clean copies before anything else reads them; the web request decoded nothing.
             refused = _clean_inputs(task, _titles(task))
             if refused is not None:
@@ -100,6 +100,14 @@ def _process(task_id: str) -> None:
             return
     metrics.inference_seconds(task.operation, task.model, time.perf_counter() - running)
     _finish(task, operation, outputs)
+
+
+def _say_cleaning(progress: ProgressReporter) -> None:
+    """Report the first stage; a task cancelled meanwhile still has its upload cleaned (the next report stops)."""
+    try:
+        progress(0, "cleaning the photo")
+    except TaskStopped:
+        pass
 
 
 def _clean_inputs(task: Task, titles: dict[str, str] | None = None) -> str | None:
