@@ -129,7 +129,7 @@ def test_tiled_equals_untiled_with_the_stand_in(fake_session, scale, workers):
 # Progress and cancellation.
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_progress_is_reported_once_per_tile(fake_session, workers):
+def test_progress_names_each_tile_in_turn(fake_session, workers):
     reports = []
     upscale.upscale(photo(150, 100), fake_session, scale=4, tile=50, overlap=4, workers=workers,
                     progress=lambda percent, message: reports.append((percent, message)))
