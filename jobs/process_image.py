@@ -13,7 +13,7 @@ import secrets
 import time
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 from flask import current_app
 from rq import get_current_job
@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from jobs import faults
 from jobs.context import app_context
 from jobs.heartbeat import Heartbeat
+from jobs.progress import ProgressReporter, TaskStopped
 from ml.imageio import ImageDecodeError
 from ml.operations import InvalidOptions, Limits, Operation, Options, UnknownOperation, get_operation
 from ml.runner import EncodedOutput, OperationFailed, process
@@ -38,12 +39,6 @@ from studio.tasks.service import delete_unrecorded_outputs
 
 logger = logging.getLogger(__name__)
 
-# Progress reaches the database in steps of at least this many points (or with a new stage), and at most this
-# often (the task page polls every second), the first time this long after the job starts: enough for a progress
-# bar, few writes (a one-second cutout reports four times and writes once; a photo done within half a second,
-# most cutouts, writes none).
-PROGRESS_STEP = 5
-PROGRESS_INTERVAL_SECONDS = 0.5
 # A job whose worker was killed (the OOM killer, an operator, a lost machine) is retried this many times at most,
 # whatever STUDIO_JOB_RETRIES says: a photo that needs more memory than a worker has kills one worker per attempt.
 KILLED_RETRIES = 1
@@ -53,10 +48,6 @@ _KILLS = "worker_kills"
 
 class PermanentFailure(Exception):
     """A failure that no retry can fix (a bad photo, bad options, a missing input): fail the task now."""
-
-
-class TaskStopped(Exception):
-    """The task was cancelled or deleted while the job ran: stop, keep nothing."""
 
 
 class WorkerKilledAgain(Exception):
@@ -85,9 +76,12 @@ def _process(task_id: str) -> None:
     logger.info("task %s: processing %s (attempt %s, model %s)", task.id, task.operation, task.attempts,
                 task.model or "none")
     config = current_app.config
-    with Heartbeat(db.engine, task.id, config["STUDIO_HEARTBEAT_SECONDS"]):
+    # The progress reporter's first report is written at once: the page says what the job does from its start.
+    with Heartbeat(db.engine, task.id, config["STUDIO_HEARTBEAT_SECONDS"]), \
+            ProgressReporter(db.engine, task.id, task.progress) as progress:
         try:
             faults.before_processing(task)
+            _say_cleaning(progress)
             # The uploads become clean copies before anything else reads them; the web request decoded nothing.
             refused = _clean_inputs(task, _titles(task))
             if refused is not None:
@@ -97,7 +91,7 @@ def _process(task_id: str) -> None:
             outputs = process(
                 operation, _input(task), options, model_dir=config["STUDIO_MODEL_DIR"],
                 limits=Limits.from_config(config),
-                attachments=_attachments(task, operation), progress=_progress_reporter(task),
+                attachments=_attachments(task, operation), progress=progress,
                 png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
         except (ImageDecodeError, InvalidOptions, OperationFailed, PermanentFailure) as error:
             reason = _reason(error)
@@ -106,6 +100,14 @@ def _process(task_id: str) -> None:
             return
     metrics.inference_seconds(task.operation, task.model, time.perf_counter() - running)
     _finish(task, operation, outputs)
+
+
+def _say_cleaning(progress: ProgressReporter) -> None:
+    """Report the first stage; a task cancelled meanwhile still has its upload cleaned (the next report stops)."""
+    try:
+        progress(0, "cleaning the photo")
+    except TaskStopped:
+        pass
 
 
 def _clean_inputs(task: Task, titles: dict[str, str] | None = None) -> str | None:
@@ -203,25 +205,6 @@ def _attachments(task: Task, operation: Operation) -> dict[str, bytes]:
             what = titles.get(name, name.replace("_", " "))
             raise PermanentFailure(f"The {what} is no longer in storage; upload it again.") from None
     return attachments
-
-
-def _progress_reporter(task: Task) -> Callable[[int, str | None], None]:
-    """Return a callback that records progress, in steps, on the task's row (its only record: the pages and the
-    API read it there); it stops the run (TaskStopped) once the task is no longer PROCESSING: cancelled or
-    deleted."""
-    recorded: dict[str, Any] = {"percent": task.progress, "stage": None, "at": time.monotonic()}
-
-    def report(percent: int, stage: str | None) -> None:
-        percent, now = max(0, min(int(percent), 99)), time.monotonic()
-        if percent - recorded["percent"] < PROGRESS_STEP and stage == recorded["stage"]:
-            return
-        if now - recorded["at"] < PROGRESS_INTERVAL_SECONDS:
-            return
-        recorded.update(percent=percent, stage=stage, at=now)
-        if not lifecycle.progressed(task.id, percent, stage):
-            raise TaskStopped()
-
-    return report
 
 
 def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput]) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 from ml.imageio import DEFAULT_MAX_PIXELS, EXTENSIONS, OUTPUT_MEDIA_TYPES, decode_image, encode_image
 from ml.operations.base import Inputs, Limits, Operation, Options, Output, Result
 from ml.registry import import_string
-from ml.sessions import ModelSession, get_session
+from ml.sessions import ModelSession, cache, get_session
 
 Progress = Callable[[int, "str | None"], None]
 DEFAULT_PNG_COMPRESS_LEVEL = 4
@@ -34,14 +34,19 @@ class RunContext:
     model_dir: str | os.PathLike
     limits: Limits
     report: Progress = field(default=lambda percent, stage: None)
+    percent: int = 0  # the last percent reported
 
     def session(self, name: str) -> ModelSession:
-        """Return the cached session of a model (loaded once per process)."""
+        """Return the cached session of a model (loaded once per process), saying so when it must be loaded."""
+        if not cache.holds(name, self.model_dir):
+            # Seconds for a large model on a worker that evicted it: the page says why nothing moves meanwhile.
+            self.progress(self.percent, "loading the model")
         return get_session(name, self.model_dir)
 
     def progress(self, percent: int, stage: str | None = None) -> None:
         """Report how far the run is (0-100) and what it is doing; may raise to stop the run (cancelled)."""
-        self.report(max(0, min(int(percent), 100)), stage)
+        self.percent = max(0, min(int(percent), 100))
+        self.report(self.percent, stage)
 
     def part(self, start: int, end: int) -> Callable[[int, str | None], None]:
         """Return a progress callback for one step of the run, its 0-100 mapped onto start-end of the whole."""
@@ -100,6 +105,7 @@ def process(operation: Operation, photo: bytes, options: Options, *, model_dir: 
             png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL) -> list[EncodedOutput]:
     """Decode, run and encode one photo; raise ImageDecodeError, InvalidOptions or OperationFailed for bad input."""
     context = RunContext(model_dir, limits, progress or (lambda percent, stage: None))
+    context.progress(0, "reading the photo")
     inputs = decode_inputs(photo, attachments or {}, limits.max_pixels)
     context.progress(5, "photo decoded")
     result = run(operation, inputs, options, context)

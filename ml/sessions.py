@@ -119,6 +119,10 @@ class SessionCache:
             self._sessions.move_to_end(key)
             return session
 
+    def holds(self, name: str, model_dir: str | os.PathLike) -> bool:
+        """Return True when the model's session is loaded already (getting it costs nothing)."""
+        return (name, str(Path(model_dir).resolve())) in self._sessions
+
     def _evict(self, keep: tuple[str, str]) -> None:
         while sum(session.size_bytes for session in self._sessions.values()) > self.max_bytes:
             oldest = next(key for key in self._sessions if key != keep) if len(self._sessions) > 1 else None

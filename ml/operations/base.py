@@ -179,6 +179,9 @@ class Operation:
     # The largest photo, in pixels, taken by default (STUDIO_OPERATION_MAX_PIXELS changes it); None: only
     # STUDIO_MAX_PIXELS applies.
     max_input_pixels: int | None = None
+    # Seconds a run takes per megapixel of work (work_pixels) on a worker: the estimate of a task's time until
+    # this server has measured its own (studio/tasks/estimates.py).
+    seconds_per_megapixel: float = 3.0
     # The CLI runs one photo per core (single-threaded operators) when True, one at a time on every core when not.
     photo_parallel: bool = True
     # "slow" for an operation whose runs take minutes (COST_CLASSES): its jobs queue apart from the quick ones.

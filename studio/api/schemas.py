@@ -86,6 +86,11 @@ class Task(Body):
     preview_url: str | None = Field(description="the preview image, for operations that make one")
     outputs: dict[str, OutputLink] = Field(description="every output by name, once COMPLETED")
     webhook: Webhook | None
+    estimated_seconds_left: int | None = Field(
+        ge=1, description="about how many seconds the task still needs, from its operation's measured seconds per "
+                          "megapixel on this server; for a waiting task its whole run, the wait not counted; null "
+                          "once finished")
+    queue_position: int | None = Field(ge=1, description="a waiting task's place in line (1: next); null otherwise")
 
 
 class TaskList(Body):

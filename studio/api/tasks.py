@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from studio.api import bp
 from studio.security import read_limit, upload_limit
 from studio.models import Task
-from studio.tasks import files, service, waiting
+from studio.tasks import estimates, files, service, waiting
 from studio.tasks.representation import output_records, task_fields, webhook_fields
 from studio.tasks.service import UploadRejected
 
@@ -34,6 +34,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "preview_url": outputs["preview"]["url"] if "preview" in outputs else None,
         "outputs": outputs,
         "webhook": webhook_fields(task),
+        **estimates.timing_fields(task),
     }
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import case, func, update
+from sqlalchemy import Update, case, func, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from studio import metrics, usage
@@ -48,14 +49,19 @@ class StoredOutput:
         return {"key": self.key, "media_type": self.media_type, "size": self.size}
 
 
+def _guarded(task_id: str, leaving: Iterable[TaskStatus], *conditions: ColumnElement[bool], **values: Any) -> Update:
+    """Return the UPDATE that changes the task only while it is in one of the statuses it may leave."""
+    return (update(Task)
+            .where(Task.id == task_id, Task.status.in_([status.value for status in leaving]), *conditions)
+            .values(updated_at=utcnow(), **values)
+            .execution_options(synchronize_session=False))
+
+
 def _move(task_id: str, leaving: Iterable[TaskStatus], *conditions: ColumnElement[bool],
           then: Callable[[], None] = lambda: None, **values: Any) -> bool:
     """Update the task if it is still in one of the statuses it may leave (and the conditions hold), run `then`
     in the same transaction when it moved, and commit."""
-    statement = (update(Task)
-                 .where(Task.id == task_id, Task.status.in_([status.value for status in leaving]), *conditions)
-                 .values(updated_at=utcnow(), **values)
-                 .execution_options(synchronize_session=False))
+    statement = _guarded(task_id, leaving, *conditions, **values)
     try:
         moved = db.session.execute(statement).rowcount == 1
         if moved:
@@ -109,11 +115,18 @@ def started(task_id: str) -> Task | None:
     return db.session.get(Task, task_id, populate_existing=True)
 
 
-def progressed(task_id: str, percent: int, stage: str | None = None) -> bool:
-    """Record how far a running attempt is; False when the task is no longer PROCESSING (cancelled, deleted)."""
+def progressed(task_id: str, percent: int, stage: str | None = None, *, connection: Connection | None = None) -> bool:
+    """Record how far a running attempt is; False when the task is no longer PROCESSING (cancelled, deleted).
+
+    connection: a connection of the caller's own, in a transaction the caller commits (a thread beside the job's,
+    whose session is not thread-safe); the app's session otherwise.
+    """
     # 100 is written together with COMPLETED: a bar at 100% must mean the result can be downloaded.
-    return _move(task_id, (TaskStatus.PROCESSING,), progress=max(0, min(int(percent), 99)),
-                 stage=(stage or None) and stage[:MAX_STAGE_LENGTH], heartbeat_at=utcnow())
+    values = {"progress": max(0, min(int(percent), 99)), "stage": (stage or None) and stage[:MAX_STAGE_LENGTH],
+              "heartbeat_at": utcnow()}
+    if connection is not None:
+        return connection.execute(_guarded(task_id, (TaskStatus.PROCESSING,), **values)).rowcount == 1
+    return _move(task_id, (TaskStatus.PROCESSING,), **values)
 
 
 def completed(task_id: str, user_id: int, outputs: dict[str, StoredOutput], output_pixels: int = 0) -> bool:

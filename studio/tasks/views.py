@@ -15,7 +15,7 @@ from studio import metrics
 from studio.errors import error_response
 from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
-from studio.tasks import display, files, service
+from studio.tasks import display, estimates, files, service
 from studio.tasks.forms import fields_for
 from studio.tasks.service import UploadRejected
 
@@ -259,3 +259,5 @@ def delete(task_id: str) -> Response:
 bp.add_app_template_global(display.operation_title, "operation_title")
 bp.add_app_template_global(display.options_summary, "options_summary")
 bp.add_app_template_global(display.task_outputs, "task_outputs")
+bp.add_app_template_global(lambda task: estimates.timing_text(task), "task_timing")
+bp.add_app_template_global(estimates.page_costs, "operation_costs")

@@ -19,6 +19,9 @@ from ml.sessions import ModelSession
 from tests.support.services import MODEL_DIR, require
 
 
+BLOCKS = 4
+
+
 class BlurThenNearest(nn.Module):
     """A stand-in network that mixes each pixel with its neighbours (so tiling errors show), then upsamples 4x."""
 
@@ -26,8 +29,11 @@ class BlurThenNearest(nn.Module):
         super().__init__()
         self.calls = 0
 
-    def trunk(self, batch: torch.Tensor) -> torch.Tensor:
+    def trunk(self, batch: torch.Tensor, progress=None) -> torch.Tensor:
         self.calls += 1
+        for block in range(1, BLOCKS + 1):  # reports as the real trunk does, after each of its blocks
+            if progress is not None:
+                progress(block / BLOCKS)
         return functional.avg_pool2d(batch, 3, stride=1, padding=1, count_include_pad=True)
 
     def upsample(self, features: torch.Tensor) -> torch.Tensor:
@@ -123,15 +129,36 @@ def test_tiled_equals_untiled_with_the_stand_in(fake_session, scale, workers):
 # Progress and cancellation.
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_progress_is_reported_once_per_tile(fake_session, workers):
+def test_progress_names_each_tile_in_turn(fake_session, workers):
     reports = []
     upscale.upscale(photo(150, 100), fake_session, scale=4, tile=50, overlap=4, workers=workers,
                     progress=lambda percent, message: reports.append((percent, message)))
     count = len(upscale.tile_plan(150, 100, tile=50, overlap=4))
     assert count > 4
-    assert [message for _, message in reports] == [f"tile {index} of {count}" for index in range(1, count + 1)]
+    messages = [message for index, (_, message) in enumerate(reports) if index == 0 or message != reports[index - 1][1]]
+    assert messages == [f"tile {index} of {count}" for index in range(1, count + 1)]
     percents = [percent for percent, _ in reports]
-    assert percents == sorted(set(percents)) and 0 <= percents[0] and percents[-1] < 100
+    assert percents == sorted(percents) and 0 <= percents[0] and percents[-1] < 100
+
+
+def test_a_photo_that_fits_one_tile_moves_its_progress_while_the_network_runs(fake_session):
+    reports = []
+    upscale.upscale(photo(40, 30), fake_session, scale=4, progress=lambda percent, message: reports.append(
+        (percent, message)))
+    assert len(upscale.tile_plan(40, 30)) == 1
+    assert {message for _, message in reports} == {"tile 1 of 1"}
+    percents = [percent for percent, _ in reports]
+    # The tile's start, then once per block of the trunk: up to the trunk's share of the pass.
+    assert percents == sorted(percents) and percents[0] == 0 and len(set(percents)) == BLOCKS + 1
+    assert percents[-1] == int(100 * upscale.TRUNK_SHARE)
+
+
+def test_the_real_trunk_reports_after_each_block():
+    network = rrdbnet.RRDBNet(features=8, blocks=3, growth=4)
+    shares = []
+    with torch.inference_mode():
+        network.trunk(torch.rand(1, 3, 8, 8), progress=shares.append)
+    assert shares == [1 / 3, 2 / 3, 1.0]
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -14,6 +14,7 @@ from rq.job import Job
 
 from jobs import maintenance
 from jobs import process_image as job_module
+from jobs.progress import PROGRESS_INTERVAL_SECONDS
 from ml.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task, TaskStatus, utcnow
@@ -114,11 +115,11 @@ def test_cancelling_a_running_task_stops_its_job_at_the_next_progress_report(
     reports = []
 
     def slow_operation(operation, data, options, *, progress, **kwargs):
-        time.sleep(job_module.PROGRESS_INTERVAL_SECONDS)  # the first write waits that long after the start
+        time.sleep(PROGRESS_INTERVAL_SECONDS)  # after the job's own first report ("cleaning the photo")
         progress(10, "first step")
         reports.append("first")
         client.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers)
-        time.sleep(job_module.PROGRESS_INTERVAL_SECONDS)  # the next report goes to the database, and finds it
+        time.sleep(PROGRESS_INTERVAL_SECONDS)  # the next report goes to the database, and finds it
         progress(60, "second step")
         reports.append("second")  # never reached: the task was cancelled
         return [EncodedOutput("result", b"\x89PNG", "image/png", ".png")]

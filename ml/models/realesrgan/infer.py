@@ -43,6 +43,9 @@ MIN_OVERLAP_FOR_X2 = 2
 # Rows of features upsampled at once: the 4x part's 64-channel maps are 16 times the tile's area, by far the
 # biggest memory of a pass; in bands they stay at a few tens of MB.
 BAND_ROWS = 16
+# The share of a pass that the trunk takes (its 23 blocks against the upsampling's five convolutions, in
+# multiply-adds): what a tile's progress within its pass goes up to.
+TRUNK_SHARE = 0.9
 # CPU seconds the network takes per megapixel it runs on (tile contexts included), on one AMD EPYC (Zen 4) core:
 # the estimate behind a job's timeout (bench/upscale.py measures it; docs/upscaling.md).
 CPU_SECONDS_PER_MEGAPIXEL = 400.0
@@ -135,14 +138,19 @@ def timeout_seconds(width: int, height: int, *, threads: int = 1, tile: int = DE
     return TIMEOUT_MARGIN * estimated_seconds(width, height, threads=threads, tile=tile, overlap=overlap)
 
 
-def run_network(rgb: np.ndarray, session: ModelSession, band_rows: int = BAND_ROWS) -> np.ndarray:
-    """Upscale an HxWx3 uint8 array 4x through the network in one pass; return 8-bit pixels."""
+def run_network(rgb: np.ndarray, session: ModelSession, band_rows: int = BAND_ROWS,
+                progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """Upscale an HxWx3 uint8 array 4x through the network in one pass; return 8-bit pixels.
+
+    progress: called with the share of the trunk done (0-1) as it runs (a pass may take minutes).
+    """
     height, width = rgb.shape[:2]
     model = session.model
     batch = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0).float().div_(255)
     result = np.empty((height * MODEL_SCALE, width * MODEL_SCALE, 3), dtype=np.uint8)
     with session.inference():
-        features = model.trunk(session.to_device(batch))
+        batch = session.to_device(batch)
+        features = model.trunk(batch) if progress is None else model.trunk(batch, progress=progress)
         for top, bottom in _even_spans(height, band_rows):
             start, stop = max(0, top - UPSAMPLE_REACH), min(height, bottom + UPSAMPLE_REACH)
             band = model.upsample(features[:, :, start:stop])[0]
@@ -152,10 +160,11 @@ def run_network(rgb: np.ndarray, session: ModelSession, band_rows: int = BAND_RO
     return result
 
 
-def _tile_result(rgb: np.ndarray, piece: Tile, scale: int, session: ModelSession) -> Image.Image:
+def _tile_result(rgb: np.ndarray, piece: Tile, scale: int, session: ModelSession,
+                 progress: Callable[[float], None] | None = None) -> Image.Image:
     """Return the tile's core, upscaled."""
     left, top, right, bottom = piece.context
-    upscaled = Image.fromarray(run_network(rgb[top:bottom, left:right], session))
+    upscaled = Image.fromarray(run_network(rgb[top:bottom, left:right], session, progress=progress))
     core_left, core_top, core_right, core_bottom = piece.core
     box = ((core_left - left) * MODEL_SCALE, (core_top - top) * MODEL_SCALE,
            (core_right - left) * MODEL_SCALE, (core_bottom - top) * MODEL_SCALE)
@@ -208,14 +217,26 @@ def upscale_rgb(rgb: np.ndarray, session: ModelSession, *, scale: int, tile: int
     running: deque[tuple[Tile, Future]] = deque()
     with _tile_runner(workers) as submit:
         for piece in plan:
+            within = None
             if progress is not None:
                 # Reported as each tile starts: the caller's page says which tile is running.
                 progress(100 * piece.index // len(plan), f"tile {piece.index + 1} of {len(plan)}")
-            running.append((piece, submit(_tile_result, rgb, piece, scale, session)))
+                if workers == 1:
+                    within = _within_tile(progress, piece, len(plan))
+            running.append((piece, submit(_tile_result, rgb, piece, scale, session, within)))
             while len(running) >= workers or (running and piece is plan[-1]):
                 done, future = running.popleft()
                 result.paste(future.result(), (done.core[0] * scale, done.core[1] * scale))
     return result
+
+
+def _within_tile(progress: Progress, piece: Tile, count: int) -> Callable[[float], None]:
+    """Return the callback that reports a tile's trunk as it runs, as a share of the whole plan.
+
+    Called in the caller's thread only (one worker): a photo that fits one tile moves its bar all the same.
+    """
+    message = f"tile {piece.index + 1} of {count}"
+    return lambda done: progress(int(100 * (piece.index + TRUNK_SHARE * done) / count), message)
 
 
 def bleed_colours(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ models pixel-unshuffle first).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional
@@ -78,10 +80,18 @@ class RRDBNet(nn.Module):
         """Return the 4x image (values near 0-1 for inputs in 0-1; the caller clamps)."""
         return self.upsample(self.trunk(x))
 
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the features at the input's size: the first convolution plus the residual trunk."""
+    def trunk(self, x: torch.Tensor, progress: Callable[[float], None] | None = None) -> torch.Tensor:
+        """Return the features at the input's size: the first convolution plus the residual trunk.
+
+        progress: called with the share of the trunk done (0-1) after each block, where nearly all the time goes.
+        """
         features = self.conv_first(x)
-        return features + self.conv_body(self.body(features))
+        body = features
+        for index, block in enumerate(self.body):
+            body = block(body)
+            if progress is not None:
+                progress((index + 1) / len(self.body))
+        return features + self.conv_body(body)
 
     def upsample(self, features: torch.Tensor) -> torch.Tensor:
         """Return the 4x image from the trunk's features (each output pixel reads UPSAMPLE_REACH pixels around)."""
