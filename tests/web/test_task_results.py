@@ -60,14 +60,20 @@ def test_an_opaque_result_has_no_background_choice(app, client, auth, make_user,
     assert "data-background-choice" not in html and "checkerboard" not in html
 
 
-def test_a_result_of_another_framing_is_shown_beside_the_photo(app, client, auth, make_user, make_task):
+def test_a_result_of_another_framing_is_shown_beside_the_photo_with_what_it_found(
+        app, client, auth, make_user, make_task):
     user = make_user()
     auth.login()
-    task_id = _completed(app, make_task, user.id, _png(300, 400), operation="smart_crop")
+    crop = {"box": [102, 0, 697, 595], "basis": "object", "label": "horse", "whole": False}
+    with app.app_context():
+        get_storage().put("results/1/crop.json", json.dumps(crop).encode(), "application/json")
+    task_id = _completed(app, make_task, user.id, _png(300, 400), operation="smart_crop", crop={
+        "key": "results/1/crop.json", "media_type": "application/json", "size": 1})
     html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
-    assert SLIDER not in html
+    assert SLIDER not in html and 'class="result-data"' not in html
     assert f'src="/tasks/{task_id}/input"' in html and f'src="/tasks/{task_id}/result"' in html
     assert "300 × 400 pixels" in html and "data-zoom-target" in html
+    assert "<caption>Crop</caption>" in html and "595 × 595 px at (102, 0)" in html and "<td>no</td>" in html
 
 
 def test_a_result_missing_from_storage_still_renders(client, auth, make_user, make_task):
