@@ -6,6 +6,13 @@
 
   function setZoom(viewer, zoomed) {
     viewer.classList.toggle("zoomed", zoomed);
+    // Zoomed, the frame scrolls: keyboard users reach it with Tab and scroll it with the arrow keys.
+    const frame = viewer.querySelector(".viewer-frame");
+    if (zoomed) {
+      frame.setAttribute("tabindex", "0");
+    } else {
+      frame.removeAttribute("tabindex");
+    }
     const button = viewer.querySelector("[data-zoom]");
     if (button) {
       button.setAttribute("aria-pressed", String(zoomed));

@@ -164,10 +164,19 @@ def test_a_finished_cutout_and_a_data_result_are_judged_on_their_page(live_serve
         expect(table.locator("tbody")).to_contain_text(" %")
         expect(table.locator("tbody")).to_contain_text(" px at (")
         assert "{" not in page.locator(".json-data").inner_text()
-        assert _loaded(page, ".result-data img")["natural"] == 633
+        fitted = _loaded(page, ".result-data img")
+        assert fitted["natural"] == 633
         expect(page.locator("img-comparison-slider")).to_have_count(0)
         _no_sideways_scroll(page)
         page.screenshot(path=str(screenshots / f"task-faces-{width}.png"), full_page=True)
+        # A click on a lone image zooms it to its own pixels, and a second click fits it again.
+        page.locator(".result-data img").click()
+        expect(page.locator(".result-data .result-viewer")).to_have_class("result-viewer zoomed")
+        expect(page.locator(".result-data .viewer-frame")).to_have_attribute("tabindex", "0")
+        assert _loaded(page, ".result-data img")["shown"] == pytest.approx(633, abs=1)
+        _no_sideways_scroll(page)
+        page.locator(".result-data img").click()
+        assert _loaded(page, ".result-data img")["shown"] == pytest.approx(fitted["shown"], abs=1)
     assert problems == []
     context.close()
 
