@@ -76,13 +76,18 @@ def test_a_result_of_another_framing_is_shown_beside_the_photo_with_what_it_foun
     assert "<caption>Crop</caption>" in html and "595 × 595 px at (102, 0)" in html and "<td>no</td>" in html
 
 
-def test_a_result_missing_from_storage_still_renders(client, auth, make_user, make_task):
+@pytest.mark.parametrize("stored", [None, b"not an image at all", _png(4, 3)[:20]])
+def test_a_result_missing_or_unreadable_in_storage_still_renders(app, client, auth, make_user, make_task, stored):
     user = make_user()
     auth.login()
+    if stored is not None:
+        with app.app_context():
+            get_storage().put("missing/result.png", stored, "image/png")
     task_id = make_task(user.id, TaskStatus.COMPLETED, outputs={
         "result": {"key": "missing/result.png", "media_type": "image/png", "size": 2500}})
-    html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
-    assert "2.5 KB" in html and SLIDER not in html
+    response = client.get(f"/tasks/{task_id}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "2.5 KB" in html and SLIDER not in html and "data-output-size" not in html
 
 
 @pytest.mark.parametrize("status", [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED])
