@@ -26,9 +26,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
 @pytest.fixture
-def screenshots() -> Path:
+def screenshots(tmp_path) -> Path:
     """Return where to keep screenshots (STUDIO_SCREENSHOT_DIR to keep them after the run)."""
-    directory = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or "/tmp/result-shots")
+    directory = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path)
     directory.mkdir(parents=True, exist_ok=True)
     return directory
 
