@@ -8,9 +8,13 @@ from flask import url_for
 
 from ml.operations import OPERATIONS
 from studio.models import Task
+from studio.tasks.files import image_header
 from studio.tasks.representation import output_records
 
 IMAGE_LABELS = {"image/png": "PNG", "image/webp": "WebP", "image/jpeg": "JPEG", "application/json": "JSON"}
+# How far the result's width/height ratio may stray from the photo's and still be the same framing (rounding of a
+# scaled size): within it, before and after share one comparison slider.
+SAME_FRAMING_TOLERANCE = 0.02
 
 
 def operation_title(name: str) -> str:
@@ -39,7 +43,8 @@ def options_summary(task: Task) -> str:
 
 
 def task_outputs(task: Task) -> dict[str, Any]:
-    """Return what the task page shows of the outputs: the image to show, and every output to download."""
+    """Return what the task page shows of the outputs: the image to show (its pixel size, file size and whether
+    it compares with the photo on a slider), and every output to download."""
     records = output_records(task)
     links, image = [], None
     for name, record in records.items():
@@ -49,7 +54,35 @@ def task_outputs(task: Task) -> dict[str, Any]:
         label = kind if name == "result" else f"{name.replace('_', ' ')} ({kind})"
         links.append({"label": label, "download": f"{url}?download=1"})
         if image is None and record["media_type"].startswith("image/"):
-            image = {"url": url, "name": name,
-                     "alt": f"{name.capitalize()}: {task.original_filename or 'the photo'} after "
-                            f"{operation_title(task.operation).lower()}"}
-    return {"image": image, "links": links}
+            image = _image(task, name, record, url, kind)
+    return {"image": image, "links": links, "compare": image is not None and _same_framing(task, image)}
+
+
+def _image(task: Task, name: str, record: dict[str, Any], url: str, kind: str) -> dict[str, Any]:
+    header = image_header(record["key"])
+    return {"url": url, "name": name, "format": kind, "size": record.get("size") or 0,
+            "size_text": file_size(record.get("size") or 0),
+            "width": header.width if header else None, "height": header.height if header else None,
+            "transparent": bool(header and header.transparent),
+            "alt": f"{name.capitalize()}: {task.original_filename or 'the photo'} after "
+                   f"{operation_title(task.operation).lower()}"}
+
+
+def _same_framing(task: Task, image: dict[str, Any]) -> bool:
+    """Return True when the image is the main result and shows the photo's whole frame (at any scale)."""
+    if image["name"] != "result" or not (image["width"] and task.input_width and task.input_height):
+        return False
+    photo_ratio = task.input_width / task.input_height
+    return abs(image["width"] / image["height"] / photo_ratio - 1) <= SAME_FRAMING_TOLERANCE
+
+
+def file_size(size: int) -> str:
+    """Return a byte count as people read it: 950 bytes, 312 KB, 4.2 MB (powers of 1000, as file managers do)."""
+    if size < 1000:
+        return f"{size} bytes"
+    value, unit = float(size), "bytes"
+    for unit in ("KB", "MB", "GB"):
+        value /= 1000
+        if value < 999.5:
+            break
+    return f"{value:.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"

@@ -3,11 +3,15 @@ from local disk, JSON outputs as JSON."""
 
 from __future__ import annotations
 
+import io
 import json
+import warnings
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 from flask import redirect, send_file
+from PIL import Image
 from werkzeug.exceptions import NotFound
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response
@@ -17,6 +21,19 @@ from studio.storage import ObjectNotFound, get_storage
 from studio.tasks.representation import output_records
 
 JSON_MEDIA_TYPE = "application/json"
+# Enough for the header of any image we write (PNG's is in its first 33 bytes; our JPEGs and WebPs carry no
+# metadata before the frame header), and a bounded read from S3 whatever the file's size.
+HEADER_BYTES = 64 * 1024
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """An image output's pixel size and whether it can have transparent pixels, read from its header."""
+
+    width: int
+    height: int
+    transparent: bool
 
 
 def output_record(task: Task, name: str) -> dict[str, Any]:
@@ -43,6 +60,35 @@ def read_json_output(task: Task, name: str = "result") -> Any:
     try:
         return json.loads(get_storage().get(record["key"]))
     except (ObjectNotFound, ValueError):
+        return None
+
+
+def read_json_outputs(task: Task) -> dict[str, Any]:
+    """Return the data of every JSON output the task has, by output name (the main result first)."""
+    found = {}
+    for name, record in output_records(task).items():
+        if record["media_type"] == JSON_MEDIA_TYPE:
+            data = read_json_output(task, name)
+            if data is not None:
+                found[name] = data
+    return found
+
+
+def image_header(key: str) -> ImageHeader | None:
+    """Return a stored image's size and transparency from its first bytes; None when it cannot be read."""
+    try:
+        with get_storage().open(key) as stream:
+            head = stream.read(HEADER_BYTES)
+    except ObjectNotFound:
+        return None
+    try:
+        # Only the header is parsed; the size warning is for decoding, which never happens here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(head)) as image:
+                transparent = image.mode in ALPHA_MODES or "transparency" in image.info
+                return ImageHeader(image.width, image.height, transparent)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         return None
 
 

@@ -15,7 +15,7 @@ from studio import metrics
 from studio.errors import error_response
 from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
-from studio.tasks import display, estimates, files, service
+from studio.tasks import data_tables, display, estimates, files, service
 from studio.tasks.forms import fields_for
 from studio.tasks.service import UploadRejected
 
@@ -176,7 +176,7 @@ def _render_detail(task: Task, values: Mapping[str, Any] | None = None, rerun_er
     fields = _fields(operation, values if values is not None else (task.options or {}))
     page = render_template("tasks/detail.html", task=task, operation=OPERATIONS.get(task.operation),
                            rerun_operation=operation, operations=OPERATIONS.values(), fields=fields,
-                           rerun_error=rerun_error, data=files.read_json_output(task), poll=poll_state([task]))
+                           rerun_error=rerun_error, tables=_result_tables(task), poll=poll_state([task]))
     return (page, status) if status != 200 else page
 
 
@@ -187,7 +187,12 @@ def status(task_id: str) -> str:
     """Return the task page's live region alone, for polling."""
     task = service.get_task(current_user, task_id)
     return render_template("tasks/_task_status.html", task=task, operation=OPERATIONS.get(task.operation),
-                           data=files.read_json_output(task), poll=poll_state([task], *_poll_arguments()))
+                           tables=_result_tables(task), poll=poll_state([task], *_poll_arguments()))
+
+
+def _result_tables(task: Task) -> list[data_tables.Table]:
+    """Return what a finished task's JSON outputs hold, as tables for its page."""
+    return data_tables.tables(files.read_json_outputs(task)) if task.task_status.finished else []
 
 
 @bp.get("/tasks/<task_id>/result")

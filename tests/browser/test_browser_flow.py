@@ -86,7 +86,8 @@ def test_sign_up_upload_watch_download_delete(live_server, browser, photos_dir, 
 
     page.get_by_role("link", name=PHOTOS[0], exact=True).click()
     expect(page.get_by_role("heading", name=PHOTOS[0])).to_be_visible()
-    result = page.locator("#task-status img")
+    # The result is the slider's second image (the photo is its first).
+    result = page.locator('#task-status img[slot="second"]')
     expect(result).to_be_visible()
     assert page.evaluate("(image) => image.complete && image.naturalWidth > 0", result.element_handle())
     page.screenshot(path=str(screenshots / "04-task.png"), full_page=True)
@@ -150,7 +151,7 @@ def test_a_background_picture_and_a_size_preset_from_the_upload_form(
 
     done.get_by_role("link", name="horse.jpg", exact=True).click()
     expect(page.get_by_text("background image", exact=False).first).to_be_visible()
-    result_url = page.locator("#task-status img").get_attribute("src")
+    result_url = page.locator('#task-status img[slot="second"]').get_attribute("src")
     response = context.request.get(live_server + result_url)
     image = Image.open(io.BytesIO(response.body()))
     assert image.format == "JPEG" and image.width * image.height <= 250_000
@@ -194,7 +195,7 @@ def test_choosing_an_operation_shows_its_options_and_its_results_as_a_table(
 
     done.get_by_role("link", name="Two_dancers.jpg", exact=True).click()
     expect(page.get_by_text("Faces (2)")).to_be_visible()
-    expect(page.locator("#task-status img")).to_have_attribute("src", re.compile(r"/outputs/preview$"))
+    expect(page.locator("#task-status .result-data img")).to_have_attribute("src", re.compile(r"/outputs/preview$"))
     page.screenshot(path=str(screenshots / "10-task-faces.png"), full_page=True)
     assert errors == []
     context.close()

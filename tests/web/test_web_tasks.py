@@ -412,8 +412,8 @@ def test_a_data_result_is_shown_as_tables_beside_its_preview(app, client, auth, 
     with app.app_context():
         get_storage().put("results/1/data.json", __import__("json").dumps(data).encode(), "application/json")
     html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
-    assert "<caption>Faces (2)</caption>" in html and "<td>0.91</td>" in html
-    assert '<th scope="row">width</th><td>640</td>' in html and "&lt;b&gt;escaped" in html
+    assert "<caption>Faces (2)</caption>" in html and ">91.0 %</td>" in html
+    assert '<th scope="row">Width</th><td>640 px</td>' in html and "&lt;b&gt;escaped" in html
     assert f'src="/tasks/{task_id}/outputs/preview"' in html
     assert f'href="/tasks/{task_id}/result?download=1"' in html and "Download JSON" in html
     assert "Subject statistics" in html
