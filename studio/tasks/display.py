@@ -8,8 +8,11 @@ from flask import url_for
 
 from ml.operations import OPERATIONS
 from studio.models import Task
+from studio.tasks import thumbnails
 from studio.tasks.representation import output_records
 
+# The statuses of a task that has, or will have, its result.
+PICTURE_STATUSES = ("PENDING", "PROCESSING", "COMPLETED")
 IMAGE_LABELS = {"image/png": "PNG", "image/webp": "WebP", "image/jpeg": "JPEG", "application/json": "JSON"}
 
 
@@ -53,3 +56,14 @@ def task_outputs(task: Task) -> dict[str, Any]:
                      "alt": f"{name.capitalize()}: {task.original_filename or 'the photo'} after "
                             f"{operation_title(task.operation).lower()}"}
     return {"image": image, "links": links}
+
+
+def thumbnail_url(task: Task) -> str | None:
+    """Return the URL of the task's thumbnail, None while it has none (the page shows a placeholder)."""
+    return url_for("tasks.thumbnail", task_id=task.id) if thumbnails.shown(task.thumbnails) else None
+
+
+def has_picture_result(task: Task) -> bool:
+    """Return whether the task's main output is (or, once done, will be) a picture another operation can take."""
+    operation = OPERATIONS.get(task.operation)
+    return operation is not None and operation.result.kind == "image" and task.status in PICTURE_STATUSES
