@@ -88,7 +88,10 @@ def _render_options(tasks: list[Task], errors: list[str] | None = None, status: 
 @read_limit
 def download_zip() -> Response:
     """Send the results of the ticked tasks as one ZIP, streamed as it is written (never whole in memory)."""
-    entries = history.archive_entries(_selected())
+    tasks = _selected()
+    if not tasks:
+        return _nothing_selected()
+    entries = history.archive_entries(tasks)
     if not entries:
         flash("None of the ticked photos has a result to download yet.", "error")
         return redirect(url_for("tasks.list_tasks"), 303)
