@@ -12,7 +12,12 @@
     if (!count) {
       return;
     }
-    const ticked = boxes().filter(function (box) { return box.checked; }).length;
+    const all = boxes();
+    const ticked = all.filter(function (box) { return box.checked; }).length;
+    const selectAll = document.querySelector("[data-select-all]");
+    if (selectAll) {
+      selectAll.checked = all.length > 0 && ticked === all.length;
+    }
     count.textContent = ticked ? ticked + " photo" + (ticked === 1 ? "" : "s") + " ticked."
       : "Tick photos to download, process again or delete them together.";
   }
