@@ -271,18 +271,3 @@ def stop_task_job(task_id: str) -> bool:
         return False
     logger.info("task %s: asked its worker to stop the running job", task_id)
     return True
-
-
-THUMBNAILS_FUNCTION = "jobs.thumbnails.make_task_thumbnails"
-
-
-def thumbnails_job_id(task_id: str) -> str:
-    """Return the id of the job that makes a finished task's missing thumbnails."""
-    return f"thumbnails-{task_id}"
-
-
-def enqueue_thumbnails(task: Task) -> bool:
-    """Queue the thumbnails of a finished task that has none, once; False when Redis is unreachable (the history
-    shows a placeholder meanwhile and asks again next time)."""
-    return _enqueue_once(thumbnails_job_id(task.id), THUMBNAILS_FUNCTION, task.id,
-                         description=f"make the thumbnails of task {task.id}", job_timeout=120)

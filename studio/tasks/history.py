@@ -11,7 +11,6 @@ from typing import Any, Iterator, Mapping
 
 from ml.operations import OPERATIONS
 from studio.models import Task, TaskStatus, User
-from studio.queue import enqueue_thumbnails
 from studio.storage import ObjectNotFound, Storage
 from studio.tasks import service
 from studio.tasks.files import download_filename
@@ -52,13 +51,6 @@ def page_filters(arguments: Mapping[str, str]) -> dict[str, str | None]:
         except ValueError:
             filters[name] = None
     return filters
-
-
-def queue_missing_thumbnails(tasks: list[Task]) -> None:
-    """Queue the thumbnails of finished tasks that have none yet (finished before thumbnails existed, or failed)."""
-    for task in tasks:
-        if task.task_status.finished and not task.thumbnails:
-            enqueue_thumbnails(task)
 
 
 def delete_tasks(tasks: list[Task]) -> int:

@@ -46,7 +46,6 @@ def _render_upload_page(errors: list[str] | None = None, status: int = 200) -> t
     values = request.form if errors else request.args
     operation = _operation_from(values)
     recent = service.list_tasks(current_user, 1, per_page=RECENT_ON_UPLOAD_PAGE)
-    history.queue_missing_thumbnails(recent.items)
     return render_template("tasks/upload.html", operations=OPERATIONS.values(), operation=operation,
                            fields=_fields(operation, values if errors else {}), recent=recent.items,
                            poll=poll_state(recent.items), errors=errors or [], source=_source_task()), status
@@ -85,7 +84,6 @@ def list_tasks() -> str:
     page = request.args.get("page", 1, type=int)
     filters = history.page_filters(request.args)
     pagination = service.list_tasks(current_user, max(page, 1), **filters)
-    history.queue_missing_thumbnails(pagination.items)
     return render_template("tasks/list.html", pagination=pagination, poll=poll_state(pagination.items),
                            filters=filters, operations=OPERATIONS.values(), statuses=history.STATUSES)
 

@@ -35,6 +35,12 @@ def _sign_up(page: Page, base_url: str, email: str) -> None:
     expect(page.locator("#upload-form")).to_be_visible()
 
 
+def _wait_for_pictures(page: Page, selector: str) -> None:
+    """Wait until every picture the selector finds has loaded and has pixels (a broken one never does)."""
+    page.wait_for_function("(selector) => [...document.querySelectorAll(selector)]"
+                           ".every((image) => image.complete && image.naturalWidth > 0)", arg=selector)
+
+
 def _page_width(page: Page) -> int:
     return page.evaluate("document.documentElement.scrollWidth")
 
@@ -56,14 +62,13 @@ def test_history_has_thumbnails_bulk_download_and_fits_a_phone(live_server, brow
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         page.goto(live_server + "/tasks")
-        thumbnails = page.locator("#task-rows img.thumb")
-        expect(thumbnails).to_have_count(3)
-        page.wait_for_function("() => [...document.querySelectorAll('#task-rows img.thumb')]"
-                               ".every((image) => image.complete && image.naturalWidth > 0)")
+        expect(page.locator("#task-rows img.thumb")).to_have_count(3)
+        _wait_for_pictures(page, "#task-rows img.thumb")
         assert _page_width(page) <= width, f"the history scrolls sideways at {width} px"
         page.screenshot(path=str(shots / f"history-{width}.png"), full_page=True)
         page.goto(live_server + "/")
         expect(page.locator("#upload-results img.thumb")).to_have_count(3)
+        _wait_for_pictures(page, "#upload-results img.thumb")
         assert _page_width(page) <= width, f"the upload page scrolls sideways at {width} px"
         page.screenshot(path=str(shots / f"upload-recent-{width}.png"), full_page=True)
 

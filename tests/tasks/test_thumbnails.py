@@ -9,14 +9,21 @@ import pytest
 from PIL import Image
 
 from jobs import process_image as job_module
+from jobs import context as job_context
+from jobs import thumbnails as thumbnail_jobs
 from ml.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import Task
 from studio.storage import get_storage
-from studio.tasks import history
 from tests.support.studio import load_task, run_worker, upload
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def jobs_in_this_app(app):
+    """Run the backfill, called directly here, in the test's app (as the worker binds its own)."""
+    job_context.bind_app(app)
 
 
 def _png(size: tuple[int, int], colour=(200, 30, 30, 255)) -> bytes:
@@ -71,8 +78,8 @@ def test_thumbnails_are_for_their_owner_only_and_go_with_the_task(app, client, h
     assert _thumbnail(client, headers, task_id).status_code == 404
 
 
-def test_a_task_finished_before_thumbnails_gets_them_from_a_job_once(app, client, headers, photo_bytes,
-                                                                     monkeypatch):
+def test_a_task_finished_before_thumbnails_gets_them_from_the_backfill_once(
+        app, client, headers, photo_bytes, monkeypatch):
     _fake_run(monkeypatch)
     task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
     run_worker(app)
@@ -84,11 +91,11 @@ def test_a_task_finished_before_thumbnails_gets_them_from_a_job_once(app, client
         db.session.commit()
     # No thumbnail yet: a 404 the page shows as a placeholder, never a 500.
     assert _thumbnail(client, headers, task_id).status_code == 404
-    with app.app_context():
-        history.queue_missing_thumbnails([db.session.get(Task, task_id)])
-    run_worker(app)
+    assert thumbnail_jobs.make_missing_thumbnails() == 1
     assert set(load_task(app, task_id).thumbnails) == {"input", "result"}
     assert _thumbnail(client, headers, task_id).status_code == 200
+    # Visited once: the next run finds nothing to do.
+    assert thumbnail_jobs.make_missing_thumbnails() == 0
 
 
 def test_a_task_whose_files_are_gone_records_no_thumbnail_and_is_not_asked_again(app, client, headers,
@@ -102,15 +109,16 @@ def test_a_task_whose_files_are_gone_records_no_thumbnail_and_is_not_asked_again
             get_storage().delete(key)
         task.thumbnails = {}
         db.session.commit()
-        history.queue_missing_thumbnails([task])
-    run_worker(app)
+    assert thumbnail_jobs.make_missing_thumbnails() == 1
     assert load_task(app, task_id).thumbnails == {"input": None, "result": None}
     assert _thumbnail(client, headers, task_id).status_code == 404
-    enqueued = []
-    monkeypatch.setattr(history, "enqueue_thumbnails", enqueued.append)
-    with app.app_context():
-        history.queue_missing_thumbnails([db.session.get(Task, task_id)])
-    assert enqueued == []
+    assert thumbnail_jobs.make_missing_thumbnails() == 0
+
+
+def test_the_backfill_leaves_unfinished_tasks_to_their_own_job(app, client, headers, photo_bytes):
+    task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
+    assert thumbnail_jobs.make_missing_thumbnails() == 0
+    assert load_task(app, task_id).thumbnails == {}
 
 
 def test_thumbnails_on_s3_are_presigned_links(s3_app, make_user, make_token, photo_bytes, monkeypatch):
