@@ -85,7 +85,7 @@ class Task(Body):
     result_url: str | None = Field(description="the main output, once COMPLETED")
     preview_url: str | None = Field(description="the preview image, for operations that make one")
     outputs: dict[str, OutputLink] = Field(description="every output by name, once COMPLETED")
-    thumbnail_url: str | None = Field(description="a small WebP of the result (else of the photo), once made")
+    thumbnail_url: str | None
     webhook: Webhook | None
 
 

@@ -116,10 +116,9 @@ def list_tasks() -> Response:
       parameters:
         - {name: page, in: query, schema: {type: integer, minimum: 1, maximum: 1000000, default: 1}}
         - {name: per_page, in: query, schema: {type: integer, minimum: 1, maximum: 100}}
-        - {name: status, in: query, description: only the tasks of this status, schema: {type: string, enum: [
-           PENDING, PROCESSING, COMPLETED, FAILED, CANCELLED]}}
-        - {name: operation, in: query, description: only the tasks of this operation (GET /operations), schema: {
-           type: string}}
+        - {name: status, in: query, schema: {type: string, enum: [PENDING, PROCESSING, COMPLETED, FAILED,
+           CANCELLED]}}
+        - {name: operation, in: query, schema: {type: string}}
       responses:
         "200": {description: One page of tasks, content: {application/json: {schema: TaskList}}}
         "400": BadRequest
@@ -221,16 +220,16 @@ def task_thumbnail(task_id: str) -> Response:
     ---
     get:
       operationId: getTaskThumbnail
-      summary: "Fetch the task's thumbnail: a small WebP of its result, else of its photo (the task's thumbnail_url)"
+      summary: Fetch a small WebP of the result, else of the photo
       parameters:
         - {name: task_id, in: path, required: true, schema: {type: string, format: uuid}}
       responses:
         "200":
-          description: The thumbnail, at most 160 pixels on its long side
+          description: The thumbnail
           content:
             image/webp: {schema: {type: string, contentMediaType: image/webp}}
         "302":
-          description: A short-lived presigned URL for it (S3 storage)
+          description: A presigned URL (S3)
           headers: {Location: {schema: {type: string, format: uri}}}
         "401": Unauthorized
         "404": NotFound
