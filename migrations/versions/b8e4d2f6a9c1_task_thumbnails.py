@@ -21,6 +21,9 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.add_column(sa.Column('thumbnails', sa.JSON(), server_default='{}', nullable=False))
+    with op.batch_alter_table('tasks', schema=None) as batch_op:
+        # The default only filled the rows that were there; the app always writes the column itself.
+        batch_op.alter_column('thumbnails', server_default=None)
 
 
 def downgrade():
