@@ -90,11 +90,20 @@ def test_history_has_thumbnails_bulk_download_and_fits_a_phone(live_server, brow
         page.get_by_role("button", name="Download ZIP").click()
     archive = zipfile.ZipFile(io.BytesIO(Path(download_info.value.path()).read_bytes()))
     assert sorted(archive.namelist()) == ["horse (2).png", "horse.png", "rifle2.png"]
+    # Process again: the options are chosen once for every ticked photo.
+    page.get_by_role("button", name="Process again…").click()
+    expect(page.get_by_role("heading", name="Process 3 photos again")).to_be_visible()
+    expect(page.locator(".bulk-selection img.thumb")).to_have_count(3)
+    assert _page_width(page) <= 390
+    page.screenshot(path=str(shots / "bulk-rerun-390.png"), full_page=True)
+    page.get_by_role("button", name="Back to the history").click()
 
     # "Use this result": the upload form opens with the cutout as its photo.
     page.locator("#task-rows a", has_text="rifle2.jpeg").first.click()
-    page.get_by_role("button", name="Use this result as a new photo").or_(
-        page.get_by_role("link", name="Use this result as a new photo")).click()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(shots / "task-use-result-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_role("button", name="Use this result as a new photo").click()
     expect(page.locator(".source-photo img")).to_be_visible()
     assert _page_width(page) <= 390
     page.screenshot(path=str(shots / "use-result-390.png"), full_page=True)
