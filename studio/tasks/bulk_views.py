@@ -61,6 +61,9 @@ def rerun() -> Response | tuple[str, int] | str:
         return _nothing_selected()
     if request.form.get("confirmed") != "1":
         return _render_options(tasks)
+    if any(upload and upload.filename for upload in request.files.values()):
+        return _render_options(tasks, ["A picture cannot be added to several photos at once; process them again one "
+                                       "by one from their pages."], 400)
     fields = request.form.copy()
     for name in FORM_FIELDS:
         fields.poplist(name)

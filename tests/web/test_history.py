@@ -144,6 +144,12 @@ def test_bulk_rerun_asks_for_the_options_once_then_makes_one_task_per_photo(app,
     refused = _post(client, "/tasks/selected/rerun", ids, confirmed="1", operation="remove_background",
                     model="u2netp", output="nonsense")
     assert refused.status_code == 400 and "output" in refused.get_data(as_text=True)
+    with_picture = client.post("/tasks/selected/rerun", content_type="multipart/form-data", data={
+        "csrf_token": csrf_token(client, "/tasks"), "selected": ids, "confirmed": "1",
+        "operation": "remove_background", "bg_image": (io.BytesIO(_png()), "bg.png")})
+    assert with_picture.status_code == 400 and "one by one" in with_picture.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.query(Task).count() == 4
 
 
 def test_bulk_zip_is_streamed_and_holds_each_result_under_a_name_of_its_own(app, client, user, completed,
