@@ -12,7 +12,7 @@ import io
 import logging
 from typing import Any, Mapping
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from studio.storage import get_storage, thumbnail_key
 
@@ -33,12 +33,13 @@ def make_thumbnail(data: bytes) -> bytes:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise ValueError("too many pixels for a thumbnail")
+            transparent = "A" in image.getbands() or "transparency" in image.info
             # JPEG decodes at 1/2, 1/4 or 1/8 scale directly: a large photo costs a fraction of a full decode.
             image.draft("RGB", (LONG_SIDE * 2, LONG_SIDE * 2))
-            picture = ImageOps.exif_transpose(image)
-            picture = picture.convert("RGBA" if "A" in picture.getbands() or "transparency" in picture.info
-                                      else "RGB")
-            picture.thumbnail((LONG_SIDE, LONG_SIDE), Image.Resampling.LANCZOS)
+            # Shrunk first, converted after: the conversion then copies a few thousand pixels, not megapixels.
+            # No EXIF turn: the photo is a clean upright copy and the results are the studio's own.
+            image.thumbnail((LONG_SIDE, LONG_SIDE), Image.Resampling.LANCZOS)
+            picture = image.convert("RGBA" if transparent else "RGB")
             buffer = io.BytesIO()
             picture.save(buffer, "WEBP", quality=WEBP_QUALITY, method=4)
             return buffer.getvalue()
