@@ -56,8 +56,15 @@ def test_history_has_thumbnails_bulk_download_and_fits_a_phone(live_server, brow
     # The same photo twice: two rows named alike, told apart by their time and thumbnail.
     _drop_files(page, "#dropzone", [photos_dir / "horse.jpg", photos_dir / "horse.jpg", photos_dir / "rifle2.jpeg"])
     page.get_by_role("button", name="Upload and process").click()
-    done = page.locator('#upload-results tr.task-row[data-status="COMPLETED"]')
+    expect(page.locator("#upload-results tr.task-row")).to_have_count(3)
+    # Straight to the history while the photos are processed: a tick survives the table's polling (hx-preserve).
+    page.goto(live_server + "/tasks")
+    oldest = page.locator('#task-rows input[name="selected"]').nth(2)
+    oldest.check()
+    done = page.locator('#task-rows tr.task-row[data-status="COMPLETED"]')
     expect(done).to_have_count(3, timeout=PROCESSING_TIMEOUT_MS)
+    expect(page.locator('#task-rows input[name="selected"]').nth(2)).to_be_checked()
+    expect(page.locator("#task-rows img.thumb")).to_have_count(3)
 
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
