@@ -213,6 +213,11 @@ def result_as_upload(task: Task) -> FileStorage:
     record = output_records(task).get("result")
     if record is None or not record["media_type"].startswith("image/"):
         raise UploadRejected(409, "no_picture_result", "This task has no picture result to use as a photo.")
+    max_bytes = current_app.config.get("MAX_CONTENT_LENGTH")
+    if max_bytes and record["size"] > max_bytes:
+        # Refused before it is read: an upscaled result can be many times the size of any upload.
+        raise UploadRejected(413, "file_too_large", f"The result is larger than the limit of {max_bytes:,} bytes "
+                                                    "for a photo.")
     try:
         data = get_storage().get(record["key"])
     except ObjectNotFound:

@@ -201,6 +201,15 @@ def test_a_result_becomes_the_photo_of_a_new_task_in_one_click(app, client, user
                                        "source_task": theirs}).status_code == 404
 
 
+def test_a_result_larger_than_an_upload_may_be_is_refused_before_it_is_read(app, client, user, completed):
+    source = completed(user.id, "big.jpg", _png((300, 200)))
+    app.config["MAX_CONTENT_LENGTH"] = 200
+    refused = client.post("/tasks", data={"csrf_token": csrf_token(client, "/"), "source_task": source})
+    assert refused.status_code == 413 and "result is larger than the limit" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.query(Task).count() == 1
+
+
 def test_a_data_result_cannot_be_used_as_a_photo(app, client, user, make_task):
     task_id = make_task(user.id, TaskStatus.COMPLETED, operation="faces",
                         outputs={"result": {"key": "results/x.json", "media_type": "application/json", "size": 2}})
