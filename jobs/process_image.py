@@ -33,7 +33,7 @@ from studio import logs, metrics
 from studio.extensions import db
 from studio.models import Task, TaskStatus
 from studio.storage import ObjectNotFound, get_storage, result_key
-from studio.tasks import cleaning, lifecycle
+from studio.tasks import cleaning, lifecycle, thumbnails
 from studio.tasks.lifecycle import StoredOutput
 from studio.tasks.service import delete_unrecorded_outputs
 
@@ -88,8 +88,9 @@ def _process(task_id: str) -> None:
                 raise PermanentFailure(refused)
             operation, options = _operation(task)
             running = time.perf_counter()
+            photo = _input(task)
             outputs = process(
-                operation, _input(task), options, model_dir=config["STUDIO_MODEL_DIR"],
+                operation, photo, options, model_dir=config["STUDIO_MODEL_DIR"],
                 limits=Limits.from_config(config),
                 attachments=_attachments(task, operation), progress=progress,
                 png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
@@ -99,7 +100,7 @@ def _process(task_id: str) -> None:
             logger.warning("task %s: failed permanently, no retry: %s", task.id, reason)
             return
     metrics.inference_seconds(task.operation, task.model, time.perf_counter() - running)
-    _finish(task, operation, outputs)
+    _finish(task, operation, outputs, photo)
 
 
 def _say_cleaning(progress: ProgressReporter) -> None:
@@ -207,8 +208,9 @@ def _attachments(task: Task, operation: Operation) -> dict[str, bytes]:
     return attachments
 
 
-def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput]) -> None:
-    """Store every output, then record the task COMPLETED; a task gone meanwhile has its outputs deleted."""
+def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput], photo: bytes) -> None:
+    """Store every output and the thumbnails, then record the task COMPLETED; a task gone meanwhile has them
+    deleted."""
     main = next((output for output in outputs if output.name == operation.result.name), None)
     if main is None:
         raise RuntimeError(f"the run returned no {operation.result.name}")
@@ -218,9 +220,12 @@ def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput]) -> N
         storage.put(key, output.data, output.media_type)
         stored[output.name] = StoredOutput(key, output.media_type, len(output.data))
     faults.after_store(task)
-    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels):
-        for output in stored.values():
-            storage.delete(output.key)
+    pictured = thumbnails.result_source({name: output.to_dict() for name, output in stored.items()})
+    made = thumbnails.store(task.user_id, task.id, {
+        "input": photo, "result": next((output.data for output in outputs if output.name == pictured), None)})
+    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels, thumbnails=made):
+        for key in [output.key for output in stored.values()] + [item["key"] for item in made.values() if item]:
+            storage.delete(key)
         raise TaskStopped()
     others = [name for name in stored if name != main.name]
     logger.info("task %s: completed (%s, %s bytes%s)", task.id, main.media_type, len(main.data),

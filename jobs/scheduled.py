@@ -86,6 +86,13 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         interval_seconds=24 * 60 * 60,
         timeout=60 * 60,
     ),
+    PeriodicJob(
+        id="periodic-make-missing-thumbnails",
+        func="jobs.thumbnails.make_missing_thumbnails",
+        description="make the history's thumbnails of finished tasks that have none (older or failed tasks)",
+        interval_seconds=5 * 60,
+        timeout=10 * 60,
+    ),
 )
 
 

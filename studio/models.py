@@ -167,6 +167,10 @@ class Task(db.Model):
     # What a completed run stored, by output name in the operation's order, the main one ("result") first:
     # {"result": {"key", "media_type", "size"}, "preview": {...}}; empty until the task completes.
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Small previews for the history, by name ("input", "result"): {"key", "media_type", "size"}, or None where
+    # one could not be made; empty until the worker made them (studio/tasks/thumbnails.py). A few kilobytes each,
+    # so they are not counted against the storage quota.
+    thumbnails: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Pixels of the main output when it is an image (usage counts megapixels out); 0 for data.
     output_pixels: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -200,6 +204,7 @@ class Task(db.Model):
         keys = [self.input_key]
         keys += [item["key"] for item in (self.attachments or {}).values()]
         keys += [item["key"] for item in (self.outputs or {}).values()]
+        keys += [item["key"] for item in (self.thumbnails or {}).values() if item]
         return [key for key in keys if key]
 
 

@@ -45,6 +45,11 @@ def result_key(user_id: int, task_id: str, extension: str, output: str = "result
     return check_key(f"results/{user_id}/{task_id}{suffix}{extension}")
 
 
+def thumbnail_key(user_id: int, task_id: str, name: str) -> str:
+    """Return the key of a task's thumbnail (of its "input" or its "result")."""
+    return check_key(f"thumbnails/{user_id}/{task_id}-{name}.webp")
+
+
 def content_disposition(filename: str, *, download: bool) -> str:
     """Return a Content-Disposition value for an ASCII-safe filename."""
     return f'{"attachment" if download else "inline"}; filename="{filename}"'

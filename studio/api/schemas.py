@@ -85,6 +85,7 @@ class Task(Body):
     result_url: str | None = Field(description="the main output, once COMPLETED")
     preview_url: str | None = Field(description="the preview image, for operations that make one")
     outputs: dict[str, OutputLink] = Field(description="every output by name, once COMPLETED")
+    thumbnail_url: str | None
     webhook: Webhook | None
     estimated_seconds_left: int | None = Field(
         ge=1, description="about how many seconds the task still needs, from its operation's measured seconds per "

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from studio.api import bp
 from studio.security import read_limit, upload_limit
 from studio.models import Task
-from studio.tasks import estimates, files, service, waiting
+from studio.tasks import estimates, files, history, service, thumbnails, waiting
 from studio.tasks.representation import output_records, task_fields, webhook_fields
 from studio.tasks.service import UploadRejected
 
@@ -33,6 +33,8 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "result_url": outputs["result"]["url"] if "result" in outputs else None,
         "preview_url": outputs["preview"]["url"] if "preview" in outputs else None,
         "outputs": outputs,
+        "thumbnail_url": url_for("api.task_thumbnail", task_id=task.id, _external=True)
+        if thumbnails.shown(task.thumbnails) else None,
         "webhook": webhook_fields(task),
         **estimates.timing_fields(task),
     }
@@ -115,6 +117,9 @@ def list_tasks() -> Response:
       parameters:
         - {name: page, in: query, schema: {type: integer, minimum: 1, maximum: 1000000, default: 1}}
         - {name: per_page, in: query, schema: {type: integer, minimum: 1, maximum: 100}}
+        - {name: status, in: query, schema: {type: string, enum: [PENDING, PROCESSING, COMPLETED, FAILED,
+           CANCELLED]}}
+        - {name: operation, in: query, schema: {type: string}}
       responses:
         "200": {description: One page of tasks, content: {application/json: {schema: TaskList}}}
         "400": BadRequest
@@ -124,7 +129,12 @@ def list_tasks() -> Response:
     """
     page = _whole_number("page", maximum=service.MAX_PAGE) or 1
     per_page = _whole_number("per_page", maximum=service.MAX_PER_PAGE)
-    pagination = service.list_tasks(g.api_user, page, per_page)
+    try:
+        filters = {"status": history.status_named(request.args.get("status")),
+                   "operation": history.operation_named(request.args.get("operation"))}
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    pagination = service.list_tasks(g.api_user, page, per_page, **filters)
     return jsonify(items=[task_to_dict(task) for task in pagination.items], page=pagination.page,
                    per_page=pagination.per_page, total=pagination.total, pages=pagination.pages)
 
@@ -202,6 +212,32 @@ def task_result(task_id: str) -> Response:
     """
     task = service.get_task(g.api_user, task_id)
     return files.serve_output(task, download=service.wants_download(request.args))
+
+
+@bp.get("/tasks/<task_id>/thumbnail")
+@read_limit
+def task_thumbnail(task_id: str) -> Response:
+    """Fetch the task's thumbnail.
+    ---
+    get:
+      operationId: getTaskThumbnail
+      summary: Fetch a small WebP of the result, else of the photo
+      parameters:
+        - {name: task_id, in: path, required: true, schema: {type: string, format: uuid}}
+      responses:
+        "200":
+          description: The thumbnail
+          content:
+            image/webp: {schema: {type: string, contentMediaType: image/webp}}
+        "302":
+          description: A presigned URL (S3)
+          headers: {Location: {schema: {type: string, format: uri}}}
+        "401": Unauthorized
+        "404": NotFound
+        "429": TooManyRequests
+        "503": Unavailable
+    """
+    return files.serve_thumbnail(service.get_task(g.api_user, task_id))
 
 
 @bp.get("/tasks/<task_id>/outputs/<name>")

@@ -8,9 +8,12 @@ from flask import url_for
 
 from ml.operations import OPERATIONS
 from studio.models import Task
+from studio.tasks import thumbnails
 from studio.tasks.files import image_header
 from studio.tasks.representation import output_records
 
+# The statuses of a task that has, or will have, its result.
+PICTURE_STATUSES = ("PENDING", "PROCESSING", "COMPLETED")
 IMAGE_LABELS = {"image/png": "PNG", "image/webp": "WebP", "image/jpeg": "JPEG", "application/json": "JSON"}
 # How far the result's width/height ratio may stray from the photo's and still be the same framing (rounding of a
 # scaled size): within it, before and after share one comparison slider.
@@ -86,3 +89,14 @@ def file_size(size: int) -> str:
         if value < 999.5:
             break
     return f"{value:.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
+
+
+def thumbnail_url(task: Task) -> str | None:
+    """Return the URL of the task's thumbnail, None while it has none (the page shows a placeholder)."""
+    return url_for("tasks.thumbnail", task_id=task.id) if thumbnails.shown(task.thumbnails) else None
+
+
+def has_picture_result(task: Task) -> bool:
+    """Return whether the task's main output is (or, once done, will be) a picture another operation can take."""
+    operation = OPERATIONS.get(task.operation)
+    return operation is not None and operation.result.kind == "image" and task.status in PICTURE_STATUSES

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from studio.models import Task
 from studio.storage import ObjectNotFound, get_storage
+from studio.tasks import thumbnails
 from studio.tasks.representation import output_records
 
 JSON_MEDIA_TYPE = "application/json"
@@ -96,6 +97,15 @@ def serve_input(task: Task) -> Response:
     """Serve the uploaded photo (for the before/after view), by the same rules as the outputs."""
     filename = download_filename(task, PurePosixPath(task.input_key).suffix)
     return _serve(task.input_key, task.input_content_type, filename, download=False)
+
+
+def serve_thumbnail(task: Task) -> Response:
+    """Serve the thumbnail the history shows (the result's, else the photo's); NotFound while there is none."""
+    chosen = thumbnails.shown(task.thumbnails)
+    if chosen is None:
+        raise NotFound("This task has no thumbnail yet.")
+    name, record = chosen
+    return _serve(record["key"], record["media_type"], download_filename(task, f"-{name}-thumbnail.webp"), False)
 
 
 def download_filename(task: Task, ending: str) -> str:

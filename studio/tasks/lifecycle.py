@@ -129,9 +129,11 @@ def progressed(task_id: str, percent: int, stage: str | None = None, *, connecti
     return _move(task_id, (TaskStatus.PROCESSING,), **values)
 
 
-def completed(task_id: str, user_id: int, outputs: dict[str, StoredOutput], output_pixels: int = 0) -> bool:
+def completed(task_id: str, user_id: int, outputs: dict[str, StoredOutput], output_pixels: int = 0,
+              thumbnails: dict[str, Any] | None = None) -> bool:
     """PROCESSING -> COMPLETED with its outputs (by name, the main one first), counted in the account's storage;
-    False when the task was deleted or cancelled meanwhile. output_pixels: the main output's, when an image."""
+    False when the task was deleted or cancelled meanwhile. output_pixels: the main output's, when an image;
+    thumbnails: their records, recorded in the same update so no page shows the task finished without them."""
     now = utcnow()
     stored = sum(output.size for output in outputs.values())
 
@@ -142,7 +144,7 @@ def completed(task_id: str, user_id: int, outputs: dict[str, StoredOutput], outp
     moved = _move(task_id, (TaskStatus.PROCESSING,), then=count,
                   status=TaskStatus.COMPLETED.value, progress=100, stage=None, output_pixels=output_pixels,
                   outputs={name: output.to_dict() for name, output in outputs.items()},
-                  finished_at=now, heartbeat_at=now)
+                  thumbnails=thumbnails or {}, finished_at=now, heartbeat_at=now)
     if moved:
         _finished(task_id, TaskStatus.COMPLETED)
     return moved

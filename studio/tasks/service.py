@@ -7,6 +7,7 @@ sentence a person can act on.
 
 from __future__ import annotations
 
+import io
 import logging
 import unicodedata
 import uuid
@@ -31,6 +32,7 @@ from studio.models import Task, TaskStatus, User, WebhookStatus, new_task_id
 from studio.queue import cancel_task_job, enqueue_cleaning, enqueue_task, stop_task_job
 from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key, result_key
 from studio.tasks import lifecycle, quota, uploads
+from studio.tasks.representation import output_records
 from studio.tasks.uploads import AcceptedPhoto, UploadRejected
 from studio.webhooks import check_webhook_url, ensure_secret
 
@@ -205,6 +207,27 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
     return new_task
 
 
+def result_as_upload(task: Task) -> FileStorage:
+    """Return a completed task's picture result as an upload, so it becomes the photo of a new task by the same
+    checks, quotas and life as any upload; UploadRejected when there is no picture to use (409) or it is gone."""
+    record = output_records(task).get("result")
+    if record is None or not record["media_type"].startswith("image/"):
+        raise UploadRejected(409, "no_picture_result", "This task has no picture result to use as a photo.")
+    max_bytes = current_app.config.get("MAX_CONTENT_LENGTH")
+    if max_bytes and record["size"] > max_bytes:
+        # Refused before it is read: an upscaled result can be many times the size of any upload.
+        raise UploadRejected(413, "file_too_large", f"The result is larger than the limit of {max_bytes:,} bytes "
+                                                    "for a photo.")
+    try:
+        data = get_storage().get(record["key"])
+    except ObjectNotFound:
+        raise UploadRejected(410, "input_missing", "The result is no longer stored; process the photo again.") \
+            from None
+    stem = PurePosixPath(task.original_filename or "photo").stem or "photo"
+    filename = display_filename(f"{stem}-{task.operation}{PurePosixPath(record['key']).suffix}")
+    return FileStorage(io.BytesIO(data), filename=filename, content_type=record["media_type"])
+
+
 def _check_allowed(user_id: int, request: UploadRequest, width: int, height: int) -> None:
     """Refuse what this photo, the account's unfinished tasks or its plan do not allow."""
     check_for_photo(request, width, height)
@@ -311,9 +334,14 @@ def display_filename(filename: str | None) -> str:
     return name[:MAX_FILENAME_LENGTH]
 
 
-def list_tasks(user: User, page: int, per_page: int | None = None) -> Pagination:
-    """Return one page of the account's tasks, newest first."""
+def list_tasks(user: User, page: int, per_page: int | None = None, *, status: str | None = None,
+               operation: str | None = None) -> Pagination:
+    """Return one page of the account's tasks, newest first; with a status or an operation, only those."""
     query = select(Task).where(Task.user_id == user.id).order_by(Task.created_at.desc(), Task.id.desc())
+    if status:
+        query = query.where(Task.status == status)
+    if operation:
+        query = query.where(Task.operation == operation)
     return db.paginate(query, page=min(max(page, 1), MAX_PAGE),
                        per_page=per_page or current_app.config["STUDIO_TASKS_PER_PAGE"],
                        max_per_page=MAX_PER_PAGE, error_out=False)

@@ -15,7 +15,7 @@ from studio import metrics
 from studio.errors import error_response
 from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
-from studio.tasks import data_tables, display, estimates, files, service
+from studio.tasks import data_tables, display, estimates, files, history, service
 from studio.tasks.forms import fields_for
 from studio.tasks.service import UploadRejected
 
@@ -25,6 +25,8 @@ RECENT_ON_UPLOAD_PAGE = 5
 # Polling starts at once a second and slows down, to this, while nothing changes.
 MAX_POLL_SECONDS = 8
 PHOTO_FIELD = "photo"
+# The task whose picture result is the photo of a new task ("Use this result").
+SOURCE_FIELD = "source_task"
 
 
 def _wants_fragment() -> bool:
@@ -46,7 +48,13 @@ def _render_upload_page(errors: list[str] | None = None, status: int = 200) -> t
     recent = service.list_tasks(current_user, 1, per_page=RECENT_ON_UPLOAD_PAGE)
     return render_template("tasks/upload.html", operations=OPERATIONS.values(), operation=operation,
                            fields=_fields(operation, values if errors else {}), recent=recent.items,
-                           poll=poll_state(recent.items), errors=errors or []), status
+                           poll=poll_state(recent.items), errors=errors or [], source=_source_task()), status
+
+
+def _source_task() -> Task | None:
+    """Return the task whose result the upload form takes as its photo (?source=, "Use this result"), if any."""
+    source_id = request.args.get("source") or request.form.get(SOURCE_FIELD)
+    return service.get_task(current_user, source_id) if source_id else None
 
 
 @bp.get("/")
@@ -72,10 +80,12 @@ def operation_fields() -> str:
 @login_required
 @read_limit
 def list_tasks() -> str:
-    """Show the account's tasks, newest first, a page at a time."""
+    """Show the account's tasks, newest first, a page at a time, only those of a status or operation if asked."""
     page = request.args.get("page", 1, type=int)
-    pagination = service.list_tasks(current_user, max(page, 1))
-    return render_template("tasks/list.html", pagination=pagination, poll=poll_state(pagination.items))
+    filters = history.page_filters(request.args)
+    pagination = service.list_tasks(current_user, max(page, 1), **filters)
+    return render_template("tasks/list.html", pagination=pagination, poll=poll_state(pagination.items),
+                           filters=filters, operations=OPERATIONS.values(), statuses=history.STATUSES)
 
 
 @bp.post("/tasks")
@@ -84,6 +94,12 @@ def list_tasks() -> str:
 def create() -> Response | tuple[str, int]:
     """Create one task per uploaded photo, all with the chosen operation and options."""
     photos = [upload for upload in request.files.getlist(PHOTO_FIELD) if upload and upload.filename]
+    source = _source_task() if not photos else None
+    if source is not None:
+        try:
+            photos = [service.result_as_upload(source)]
+        except UploadRejected as error:
+            return _upload_failed([error.message], error.status)
     if not photos:
         return _upload_failed(["Choose at least one photo to upload."], 400)
     try:
@@ -115,7 +131,7 @@ def create() -> Response | tuple[str, int]:
 def _option_fields() -> Any:
     """Return the submitted fields without the form's own (its CSRF token, the re-run switch)."""
     fields = request.form.copy()
-    for name in ("csrf_token", "keep_attachments"):
+    for name in ("csrf_token", "keep_attachments", SOURCE_FIELD):
         fields.poplist(name)
     return fields
 
@@ -158,7 +174,7 @@ def rows() -> str:
     """Return the rows of a task table, for polling: one request per table, whatever its length."""
     tasks = service.tasks_by_id(current_user, request.args.getlist("task"))
     return render_template("tasks/_task_tbody.html", tasks=tasks, tbody_id=request.args.get("table"),
-                           poll=poll_state(tasks, *_poll_arguments()))
+                           selectable=request.args.get("select") == "1", poll=poll_state(tasks, *_poll_arguments()))
 
 
 @bp.get("/tasks/<task_id>")
@@ -221,6 +237,14 @@ def input_image(task_id: str) -> Response:
     return files.serve_input(service.get_task(current_user, task_id))
 
 
+@bp.get("/tasks/<task_id>/thumbnail")
+@login_required
+@read_limit
+def thumbnail(task_id: str) -> Response:
+    """Send the task's thumbnail for the history: its result's, else its photo's (404 while there is none)."""
+    return files.serve_thumbnail(service.get_task(current_user, task_id))
+
+
 @bp.post("/tasks/<task_id>/rerun")
 @login_required
 @upload_limit
@@ -266,3 +290,5 @@ bp.add_app_template_global(display.options_summary, "options_summary")
 bp.add_app_template_global(display.task_outputs, "task_outputs")
 bp.add_app_template_global(lambda task: estimates.timing_text(task), "task_timing")
 bp.add_app_template_global(estimates.page_costs, "operation_costs")
+bp.add_app_template_global(display.thumbnail_url, "thumbnail_url")
+bp.add_app_template_global(display.has_picture_result, "has_picture_result")

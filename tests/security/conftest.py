@@ -10,7 +10,7 @@ from flask import Flask
 
 from studio.extensions import db
 from studio.models import Task, TaskStatus
-from studio.storage import get_storage, input_key, result_key
+from studio.storage import get_storage, input_key, result_key, thumbnail_key
 from tests.support.security import png_bytes
 
 
@@ -22,14 +22,16 @@ def app(security_app: Callable[..., Flask]) -> Flask:
 
 @pytest.fixture
 def make_stored_task(app: Flask) -> Callable[..., str]:
-    """Insert a task whose photo and outputs (a result and a preview) really are in storage; return its id."""
+    """Insert a task whose photo, outputs (a result and a preview) and thumbnail really are in storage; return its
+    id."""
     def make(user_id: int, status: TaskStatus = TaskStatus.COMPLETED) -> str:
         task_id = str(uuid.uuid4())
         with app.app_context():
             storage = get_storage()
             photo, result = input_key(user_id, task_id, ".png"), result_key(user_id, task_id, ".png")
             preview = result_key(user_id, task_id, ".png", "preview")
-            for key in (photo, result, preview):
+            thumbnail = thumbnail_key(user_id, task_id, "result")
+            for key in (photo, result, preview, thumbnail):
                 storage.put(key, png_bytes(), "image/png")
             db.session.add(Task(
                 id=task_id, user_id=user_id, status=status.value, model="u2netp", operation="remove_background",
@@ -38,7 +40,8 @@ def make_stored_task(app: Flask) -> Callable[..., str]:
                 original_filename="holiday.png", input_key=photo, input_content_type="image/png",
                 input_size=1, input_width=4, input_height=3, progress=100,
                 outputs={"result": {"key": result, "media_type": "image/png", "size": 1},
-                         "preview": {"key": preview, "media_type": "image/png", "size": 1}}))
+                         "preview": {"key": preview, "media_type": "image/png", "size": 1}},
+                thumbnails={"result": {"key": thumbnail, "media_type": "image/webp", "size": 1}}))
             db.session.commit()
         return task_id
     return make
