@@ -80,7 +80,7 @@ def test_stored_objects_are_private_to_the_bucket_owner(bucket_app, make_user, m
     endpoint, bucket = app.config["STUDIO_S3_ENDPOINT_URL"], app.config["STUDIO_S3_BUCKET"]
     owner = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     keys = [item["Key"] for item in owner.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert len(keys) == 3 and all(task_id in key for key in keys)
+    assert len(keys) == 4 and all(task_id in key for key in keys)  # the photo, result, preview and thumbnail
     anonymous = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                              config=Config(signature_version=UNSIGNED))
     for key in keys:
