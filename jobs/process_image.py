@@ -32,7 +32,7 @@ from studio import logs, metrics
 from studio.extensions import db
 from studio.models import Task, TaskStatus
 from studio.storage import ObjectNotFound, get_storage, result_key
-from studio.tasks import cleaning, lifecycle
+from studio.tasks import cleaning, duplicates, lifecycle, remote
 from studio.tasks.lifecycle import StoredOutput
 from studio.tasks.service import delete_unrecorded_outputs
 
@@ -88,16 +88,22 @@ def _process(task_id: str) -> None:
     with Heartbeat(db.engine, task.id, config["STUDIO_HEARTBEAT_SECONDS"]):
         try:
             faults.before_processing(task)
+            # Photos given by URL are fetched and checked as uploads first (studio/tasks/remote.py).
+            refused = _fetch_inputs(task, config)
             # The uploads become clean copies before anything else reads them; the web request decoded nothing.
-            refused = _clean_inputs(task, _titles(task))
+            refused = refused or _clean_inputs(task, _titles(task))
             if refused is not None:
                 raise PermanentFailure(refused)
             operation, options = _operation(task)
+            photo, attachments = _input(task), _attachments(task, operation)
+            key = duplicates.duplicate_key(task, photo, attachments)
+            if config["STUDIO_REUSE_DUPLICATES"] and _reused(task, key):
+                return
             running = time.perf_counter()
             outputs = process(
-                operation, _input(task), options, model_dir=config["STUDIO_MODEL_DIR"],
+                operation, photo, options, model_dir=config["STUDIO_MODEL_DIR"],
                 limits=Limits.from_config(config),
-                attachments=_attachments(task, operation), progress=_progress_reporter(task),
+                attachments=attachments, progress=_progress_reporter(task),
                 png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
         except (ImageDecodeError, InvalidOptions, OperationFailed, PermanentFailure) as error:
             reason = _reason(error)
@@ -105,7 +111,28 @@ def _process(task_id: str) -> None:
             logger.warning("task %s: failed permanently, no retry: %s", task.id, reason)
             return
     metrics.inference_seconds(task.operation, task.model, time.perf_counter() - running)
-    _finish(task, operation, outputs)
+    _finish(task, operation, outputs, key)
+
+
+def _fetch_inputs(task: Task, config: Any) -> str | None:
+    """Fetch the photo and attachments given by URL; return why they are refused (nothing then stored)."""
+    try:
+        return remote.fetch_inputs(task, config)
+    except remote.TaskGone:
+        raise TaskStopped() from None
+
+
+def _reused(task: Task, key: str) -> bool:
+    """Complete the task with the outputs of the account's earlier duplicate, if there is one; True if it did."""
+    original = duplicates.earlier_duplicate(task, key)
+    if original is None:
+        db.session.rollback()  # ends the lookup's transaction
+        return False
+    if not lifecycle.reused(task.id, task.user_id, original, key):
+        raise TaskStopped()
+    logger.info("task %s: completed by reusing the outputs of task %s (a duplicate; no model run)", task.id,
+                original.reused_from or original.id)
+    return True
 
 
 def _clean_inputs(task: Task, titles: dict[str, str] | None = None) -> str | None:
@@ -224,7 +251,7 @@ def _progress_reporter(task: Task) -> Callable[[int, str | None], None]:
     return report
 
 
-def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput]) -> None:
+def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput], key: str | None = None) -> None:
     """Store every output, then record the task COMPLETED; a task gone meanwhile has its outputs deleted."""
     main = next((output for output in outputs if output.name == operation.result.name), None)
     if main is None:
@@ -235,7 +262,7 @@ def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput]) -> N
         storage.put(key, output.data, output.media_type)
         stored[output.name] = StoredOutput(key, output.media_type, len(output.data))
     faults.after_store(task)
-    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels):
+    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels, duplicate_key=key):
         for output in stored.values():
             storage.delete(output.key)
         raise TaskStopped()
