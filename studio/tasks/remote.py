@@ -120,12 +120,12 @@ def _fetch(name: str, url: str, config: Mapping[str, Any]) -> AcceptedPhoto:
     try:
         return accept_photo(fetched.data, config["STUDIO_MAX_PIXELS"])
     except UploadRejected as error:
-        if error.code in ("unsupported_image", "damaged_image"):
-            claimed = fetched.content_type.split(";")[0].strip() or "no content type"
-            message = f"what the URL sent ({claimed}) is not an image: {error.message}"
+        if error.code == "unsupported_image":
+            claimed = fetched.content_type.split(";")[0].strip()[:60] or "something without a content type"
+            message = f"not an image: the URL sent {claimed}, not a JPEG, PNG or WebP photo"
         else:
-            message = error.message
-        raise UploadRejected(error.status, error.code, f"{field}: {message}") from None
+            message = error.message.rstrip(".")
+        raise UploadRejected(error.status, error.code, f"{field}: {message}.") from None
 
 
 def _check_photo(task: Task, photo: AcceptedPhoto, config: Mapping[str, Any]) -> None:
