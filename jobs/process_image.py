@@ -96,8 +96,8 @@ def _process(task_id: str) -> None:
                 raise PermanentFailure(refused)
             operation, options = _operation(task)
             photo, attachments = _input(task), _attachments(task, operation)
-            key = duplicates.duplicate_key(task, photo, attachments)
-            if config["STUDIO_REUSE_DUPLICATES"] and _reused(task, key):
+            duplicate_key = duplicates.duplicate_key(task, photo, attachments)
+            if config["STUDIO_REUSE_DUPLICATES"] and _reused(task, duplicate_key):
                 return
             running = time.perf_counter()
             outputs = process(
@@ -111,7 +111,7 @@ def _process(task_id: str) -> None:
             logger.warning("task %s: failed permanently, no retry: %s", task.id, reason)
             return
     metrics.inference_seconds(task.operation, task.model, time.perf_counter() - running)
-    _finish(task, operation, outputs, key)
+    _finish(task, operation, outputs, duplicate_key)
 
 
 def _fetch_inputs(task: Task, config: Any) -> str | None:
@@ -251,7 +251,7 @@ def _progress_reporter(task: Task) -> Callable[[int, str | None], None]:
     return report
 
 
-def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput], key: str | None = None) -> None:
+def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput], duplicate_key: str | None = None) -> None:
     """Store every output, then record the task COMPLETED; a task gone meanwhile has its outputs deleted."""
     main = next((output for output in outputs if output.name == operation.result.name), None)
     if main is None:
@@ -262,7 +262,8 @@ def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput], key:
         storage.put(key, output.data, output.media_type)
         stored[output.name] = StoredOutput(key, output.media_type, len(output.data))
     faults.after_store(task)
-    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels, duplicate_key=key):
+    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels,
+                               duplicate_key=duplicate_key):
         for output in stored.values():
             storage.delete(output.key)
         raise TaskStopped()
