@@ -120,6 +120,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # GET /api/v1/tasks/<id>?wait=N: how many requests one web process lets wait for a task's end at once
         # (studio/tasks/waiting.py); the rest answer at once. Below gunicorn's threads per process (4); 0: never wait.
         "STUDIO_API_MAX_WAITING": _int(environ, "STUDIO_API_MAX_WAITING", 2),
+        # POST /v1.0/removebg answers when its task is done (as remove.bg does), taking one of those waiting places
+        # for at most this long; then 503 with Retry-After. Under the proxy's read timeout (nginx's: 60 s).
+        "STUDIO_REMOVEBG_WAIT_SECONDS": _int(environ, "STUDIO_REMOVEBG_WAIT_SECONDS", 50),
         # Webhook deliveries have a queue (and a worker) of their own, so a slow receiver never holds up a photo.
         "STUDIO_WEBHOOK_QUEUE": environ.get("STUDIO_WEBHOOK_QUEUE") or "webhooks",
         "STUDIO_STORAGE_DIR": storage_dir,
