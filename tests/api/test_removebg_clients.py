@@ -7,34 +7,17 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy
 import pytest
 from PIL import Image
 from removebg import removebg as removebg_client
 
-from tests.support.photo_server import PhotoServer
-from tests.support.removebg import HttpServer, assert_same_pixels, run_npm_client, studio_result
+from tests.support.removebg import assert_same_pixels, run_npm_client, studio_result
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PHOTO = "horse.jpg"
-# Duplicates off: the studio's own call must run the model again, not reuse the remove.bg call's result.
-SETTINGS = {"STUDIO_IMAGE_URL_ALLOW_PRIVATE": True, "STUDIO_REUSE_DUPLICATES": False, "SERVER_NAME": None}
-
-
-@pytest.fixture
-def stack(make_studio) -> Iterator[Any]:
-    """Return a studio with a real worker, served over HTTP, and a server of photos by URL."""
-    studio = make_studio(**SETTINGS)
-    studio.start_worker(STUDIO_IMAGE_URL_ALLOW_PRIVATE="true", STUDIO_REUSE_DUPLICATES="false")
-    server, photos = HttpServer(studio.app), PhotoServer()
-    studio.base_url, studio.photos = server.url, photos
-    studio.token = studio.headers["Authorization"].removeprefix("Bearer ")
-    yield studio
-    server.close()
-    photos.close()
 
 
 def noisy_photo(side: int = 480) -> bytes:
