@@ -14,6 +14,7 @@ from PIL import Image
 from studio.auth import service as account_service
 from studio.extensions import db
 from tests.support.removebg import pixels, studio_result
+from tests.support.security import login
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +56,14 @@ def assert_error(response, status: int, starts: str = "") -> dict:
 def test_a_call_without_a_valid_key_is_403(app, client, photo_bytes, header) -> None:
     assert_error(call(client, header, photo_bytes(PHOTO)), 403, "Send a valid API token")
     assert_error(client.get("/v1.0/account", headers=header), 403)
+
+
+def test_a_signed_in_browser_session_is_no_key(app, client, make_user, photo_bytes) -> None:
+    make_user("admin@example.com")
+    assert login(client, "admin@example.com").status_code == 302
+
+    assert_error(call(client, {}, photo_bytes(PHOTO)), 403)
+    assert history(client, api_key(app)) == []
 
 
 def test_a_bad_field_is_400_naming_it_and_makes_no_task(app, client, photo_bytes) -> None:
