@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 10
 # The studio's statuses that remove.bg spells otherwise: it answers every refused photo 400, a full account 402.
 _STATUSES = {401: 403, 410: 400, 413: 400, 415: 400, 422: 400}
+# A call whose task failed, was cancelled or outlasted the wait was not refused: not counted as a refused upload.
+UNFINISHED_CODES = frozenset({"failed", "cancelled", "still_processing"})
 
 
 def removebg_error(status: int, code: str, title: str, retry_after: int | None = None) -> Response:
@@ -44,7 +46,8 @@ def handle_plan_limit(error: PlanLimitReached) -> Response:
 @bp.errorhandler(UploadRejected)
 def handle_rejected(error: UploadRejected) -> Response:
     """Answer a refused call with remove.bg's status for it; a full storage quota is a plan limit (402)."""
-    metrics.upload_refused(error.code)
+    if error.code not in UNFINISHED_CODES:
+        metrics.upload_refused(error.code)
     status = 402 if error.code == "quota_exceeded" else _STATUSES.get(error.status, error.status)
     retry_after = RETRY_AFTER_SECONDS if status in (429, 503) else None
     return removebg_error(status, error.code, error.message, retry_after)
