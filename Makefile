@@ -4,10 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 TFJS_STAMP := tests/ml/tfjs/node_modules/.package-lock.json
+REMOVEBG_CLIENTS_STAMP := tests/api/removebg_clients/node_modules/.package-lock.json
 
 .PHONY: install run worker test test-fast lint bench pictures clean
 
-install: $(STAMP) $(TFJS_STAMP)
+install: $(STAMP) $(TFJS_STAMP) $(REMOVEBG_CLIENTS_STAMP)
 	@$(BIN)/python -m flask --app wsgi studio install-models
 
 # TF.js for the detection parity tests (tests/ml/tfjs): npm ci reruns only when its lock file changed. Without
@@ -17,6 +18,13 @@ $(TFJS_STAMP): tests/ml/tfjs/package-lock.json
 		cd tests/ml/tfjs && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error \
 		&& touch node_modules/.package-lock.json; \
 	else echo "npm not found: TF.js for the parity tests is not installed"; fi
+
+# remove.bg's npm client for the compatibility tests (tests/api/removebg_clients), the same way.
+$(REMOVEBG_CLIENTS_STAMP): tests/api/removebg_clients/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tests/api/removebg_clients && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error \
+		&& touch node_modules/.package-lock.json; \
+	else echo "npm not found: remove.bg's npm client for the API tests is not installed"; fi
 
 # Re-installs only when a requirements file changed, so a second `make install` takes a second or two.
 $(STAMP): requirements.txt requirements-dev.txt

@@ -33,7 +33,7 @@ from studio import logs, metrics
 from studio.extensions import db
 from studio.models import Task, TaskStatus
 from studio.storage import ObjectNotFound, get_storage, result_key
-from studio.tasks import cleaning, lifecycle, thumbnails
+from studio.tasks import cleaning, duplicates, lifecycle, remote, thumbnails
 from studio.tasks.lifecycle import StoredOutput
 from studio.tasks.service import delete_unrecorded_outputs
 
@@ -82,17 +82,22 @@ def _process(task_id: str) -> None:
         try:
             faults.before_processing(task)
             _say_cleaning(progress)
+            # Photos given by URL are fetched and checked as uploads first (studio/tasks/remote.py).
+            refused = _fetch_inputs(task, config)
             # The uploads become clean copies before anything else reads them; the web request decoded nothing.
-            refused = _clean_inputs(task, _titles(task))
+            refused = refused or _clean_inputs(task, _titles(task))
             if refused is not None:
                 raise PermanentFailure(refused)
             operation, options = _operation(task)
+            photo, attachments = _input(task), _attachments(task, operation)
+            duplicate_key = duplicates.duplicate_key(task, photo, attachments)
+            if config["STUDIO_REUSE_DUPLICATES"] and _reused(task, duplicate_key):
+                return
             running = time.perf_counter()
-            photo = _input(task)
             outputs = process(
                 operation, photo, options, model_dir=config["STUDIO_MODEL_DIR"],
                 limits=Limits.from_config(config),
-                attachments=_attachments(task, operation), progress=progress,
+                attachments=attachments, progress=progress,
                 png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
         except (ImageDecodeError, InvalidOptions, OperationFailed, PermanentFailure) as error:
             reason = _reason(error)
@@ -100,7 +105,7 @@ def _process(task_id: str) -> None:
             logger.warning("task %s: failed permanently, no retry: %s", task.id, reason)
             return
     metrics.inference_seconds(task.operation, task.model, time.perf_counter() - running)
-    _finish(task, operation, outputs, photo)
+    _finish(task, operation, outputs, photo, duplicate_key)
 
 
 def _say_cleaning(progress: ProgressReporter) -> None:
@@ -109,6 +114,27 @@ def _say_cleaning(progress: ProgressReporter) -> None:
         progress(0, "cleaning the photo")
     except TaskStopped:
         pass
+
+
+def _fetch_inputs(task: Task, config: Any) -> str | None:
+    """Fetch the photo and attachments given by URL; return why they are refused (nothing then stored)."""
+    try:
+        return remote.fetch_inputs(task, config)
+    except remote.TaskGone:
+        raise TaskStopped() from None
+
+
+def _reused(task: Task, key: str) -> bool:
+    """Complete the task with the outputs of the account's earlier duplicate, if there is one; True if it did."""
+    original = duplicates.earlier_duplicate(task, key)
+    if original is None:
+        db.session.rollback()  # ends the lookup's transaction
+        return False
+    if not lifecycle.reused(task.id, task.user_id, original, key):
+        raise TaskStopped()
+    logger.info("task %s: completed by reusing the outputs of task %s (a duplicate; no model run)", task.id,
+                original.reused_from or original.id)
+    return True
 
 
 def _clean_inputs(task: Task, titles: dict[str, str] | None = None) -> str | None:
@@ -208,7 +234,8 @@ def _attachments(task: Task, operation: Operation) -> dict[str, bytes]:
     return attachments
 
 
-def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput], photo: bytes) -> None:
+def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput], photo: bytes,
+            duplicate_key: str | None = None) -> None:
     """Store every output and the thumbnails, then record the task COMPLETED; a task gone meanwhile has them
     deleted."""
     main = next((output for output in outputs if output.name == operation.result.name), None)
@@ -223,7 +250,8 @@ def _finish(task: Task, operation: Operation, outputs: list[EncodedOutput], phot
     pictured = thumbnails.result_source({name: output.to_dict() for name, output in stored.items()})
     made = thumbnails.store(task.user_id, task.id, {
         "input": photo, "result": next((output.data for output in outputs if output.name == pictured), None)})
-    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels, thumbnails=made):
+    if not lifecycle.completed(task.id, task.user_id, stored, output_pixels=main.pixels, thumbnails=made,
+                               duplicate_key=duplicate_key):
         for key in [output.key for output in stored.values()] + [item["key"] for item in made.values() if item]:
             storage.delete(key)
         raise TaskStopped()

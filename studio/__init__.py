@@ -31,7 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create and configure the Photo Studio app."""
     from flask import Flask
 
-    from studio import admin, api, auth, cli, dashboard, errors, health, logs, metrics, security, settings
+    from studio import admin, api, auth, cli, dashboard, errors, health, logs, metrics, removebg, security, settings
     from studio.extensions import csrf, db, limiter, login_manager, migrate
     from studio.json_bodies import BoundedJSONProvider
     from studio.tasks import bulk_views, views as task_views
@@ -63,6 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(task_views.bp)
     app.register_blueprint(bulk_views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(removebg.bp)
     cli.init_app(app)
     app.register_blueprint(health.bp)
     dashboard.init_app(app)

@@ -186,6 +186,15 @@ class Task(db.Model):
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     webhook_response: Mapped[str | None] = mapped_column(String(300), nullable=True)
     webhook_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Where the worker fetches the photo and attachments given by URL, by field ("image", "bg_image"); kept once
+    # fetched, to show where they came from. None: uploaded as files.
+    source_urls: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # What makes two tasks duplicates (jobs/duplicates.py): the SHA-256 of the clean photo and attachments, the
+    # operation, the model and the options; set when the task runs.
+    duplicate_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # The task whose run made the outputs this one reuses (they are stored under its keys); no foreign key: that
+    # task may be deleted, its outputs stay while a task uses them.
+    reused_from: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
     user: Mapped[User] = relationship()
 

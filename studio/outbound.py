@@ -1,4 +1,4 @@
-"""Outbound HTTP to addresses users give us (webhooks today, photos by URL later): one strict, pinned, capped client.
+"""Outbound HTTP to addresses users give us (webhooks, photos by URL): one strict, pinned, capped client.
 
 Three rules close server-side request forgery at its root:
 1. One strict parse. A URL is accepted only when it is plain RFC 3986 (no backslash, space, control or non-ASCII
@@ -11,15 +11,18 @@ Three rules close server-side request forgery at its root:
 3. The address connected to is the address judged, after unwrapping the IPv4 address that IPv4-mapped,
    IPv4-compatible, NAT64, 6to4 and Teredo addresses carry, so ::ffff:127.0.0.1 or 64:ff9b::a00:1 are judged as
    127.0.0.1 and 10.0.0.1.
-A call reads at most a few kilobytes of the answer and is bounded in time.
+A webhook call reads at most a few kilobytes of the answer and is bounded in time; a photo's fetch reads at most
+the upload limit, within a time limit in all, and follows at most five redirects, each parsed and judged again.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 import requests
 import rfc3986
@@ -141,7 +144,7 @@ def check_url(value: object, *, allow_private: bool) -> Target:
     except uri_errors.ValidationError:
         raise UnsafeURL("is not a valid URL") from None
     if reference.userinfo is not None:
-        raise UnsafeURL("must not hold a user name or password; authenticate the delivery by its signature")
+        raise UnsafeURL("must not hold a user name or password")
     host = reference.host or ""
     port = int(reference.port) if reference.port else (443 if reference.scheme == "https" else 80)
     if not 0 < port < 65536:
@@ -238,3 +241,96 @@ def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float
                 if len(received) >= MAX_RESPONSE_BYTES or time.monotonic() > deadline:
                     break
             return Answer(response.status_code, bytes(received[:MAX_RESPONSE_BYTES]))
+
+
+class FetchFailed(Exception):
+    """A GET that brought back no usable body; the message says why, fit to show to the person who gave the URL."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A body fetched from a URL: its bytes, the content type it claimed and the URL that answered."""
+
+    data: bytes
+    content_type: str
+    url: str
+
+
+def fetch(url: str, *, max_bytes: int, timeout: float, allow_private: bool, max_redirects: int = 5,
+          user_agent: str = "PhotoStudio/1") -> Fetched:
+    """GET a URL through the strict, pinned client: at most max_bytes, within timeout seconds in all, following at
+    most max_redirects redirects, each parsed and judged again as the first URL was; raise FetchFailed.
+
+    The caller checks the URL first (check_url), to refuse it before anything is stored.
+    """
+    deadline = time.monotonic() + timeout
+    current = url
+    for _ in range(max_redirects + 1):
+        try:
+            target = check_url(current, allow_private=allow_private)
+        except UnsafeURL as error:
+            raise FetchFailed(f"the URL {error}" if current == url else f"it redirected to a URL that {error}") \
+                from None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FetchFailed(f"the URL did not answer within {timeout:g} seconds")
+        location = _get_once(target, max_bytes, left, deadline, allow_private, user_agent)
+        if isinstance(location, Fetched):
+            return location
+        current = location
+    raise FetchFailed(f"the URL redirected more than {max_redirects} times")
+
+
+def _get_once(target: Target, max_bytes: int, left: float, deadline: float, allow_private: bool,
+              user_agent: str) -> Fetched | str:
+    """GET one URL: its body, or where it redirects to (absolute)."""
+    try:
+        with session(allow_private=allow_private) as client:
+            response = client.get(target.url, headers={"User-Agent": user_agent, "Accept": "image/*"}, stream=True,
+                                  allow_redirects=False, timeout=Timeout(connect=min(left, 10), read=left,
+                                                                         total=left))
+            with response:
+                if response.is_redirect:
+                    location = response.headers.get("Location", "")
+                    if not location:
+                        raise FetchFailed(f"the URL answered {response.status_code} without a Location")
+                    return urljoin(target.url, location)
+                if response.status_code != 200:
+                    raise FetchFailed(f"the URL answered {response.status_code}"
+                                      + (f" {response.reason}" if response.reason else ""))
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise FetchFailed(f"the photo is larger than {_megabytes(max_bytes)}")
+                return Fetched(_read_capped(response, max_bytes, deadline), response.headers.get(
+                    "Content-Type", ""), target.url)
+    except RefusedAddress as error:
+        raise FetchFailed(f"{target.host} {error}; photos are only fetched from public addresses") from None
+    except requests.Timeout:
+        raise FetchFailed("the URL did not answer in time") from None
+    except requests.ConnectionError as error:
+        cause = error.__cause__ or (error.args[0] if error.args else None)
+        if "Name or service not known" in str(cause) or "getaddrinfo" in str(cause) or isinstance(
+                cause, socket.gaierror):
+            raise FetchFailed(f"the host {target.host} could not be resolved") from None
+        raise FetchFailed(f"could not connect to {target.host}") from None
+    except requests.RequestException as error:
+        raise FetchFailed(f"the download failed ({type(error).__name__})") from None
+
+
+def _read_capped(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+    """Read the body: refuse it past max_bytes or past the deadline (a server that trickles it)."""
+    received = bytearray()
+    for chunk in response.iter_content(65536):
+        received.extend(chunk)
+        if len(received) > max_bytes:
+            raise FetchFailed(f"the photo is larger than {_megabytes(max_bytes)}")
+        if time.monotonic() > deadline:
+            raise FetchFailed("the URL did not send the whole photo in time")
+    if not received:
+        raise FetchFailed("the URL answered with an empty body")
+    return bytes(received)
+
+
+def _megabytes(size: int) -> str:
+    # MiB, as the upload limit is set (20 * 1024 * 1024 reads "20 MB").
+    return f"{size / 1048576:g} MB" if size >= 1048576 else f"{size:,} bytes"

@@ -115,10 +115,10 @@ def content_security_policy(config: dict) -> str:
 def client_key() -> str:
     """Return who is asking, for rate limits: the account (the API's bearer token's, the pages' signed-in one), else
     the client address; an account's pages and API share its allowances."""
-    if request.blueprint == "api":
-        # Imported here: the API package imports this module for its decorators.
-        from studio.api.auth import current_api_user
+    # Imported here: the API package imports this module for its decorators.
+    from studio.api.auth import TOKEN_BLUEPRINTS, current_api_user
 
+    if request.blueprint in TOKEN_BLUEPRINTS:
         user = current_api_user()
     else:
         user = current_user if current_user.is_authenticated else None

@@ -125,6 +125,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # GET /api/v1/tasks/<id>?wait=N: how many requests one web process lets wait for a task's end at once
         # (studio/tasks/waiting.py); the rest answer at once. Below gunicorn's threads per process (4); 0: never wait.
         "STUDIO_API_MAX_WAITING": _int(environ, "STUDIO_API_MAX_WAITING", 2),
+        # POST /v1.0/removebg answers when its task is done (as remove.bg does), taking one of those waiting places
+        # for at most this long; then 503 with Retry-After. Under the proxy's read timeout (nginx's: 60 s).
+        "STUDIO_REMOVEBG_WAIT_SECONDS": _int(environ, "STUDIO_REMOVEBG_WAIT_SECONDS", 50),
         # Webhook deliveries have a queue (and a worker) of their own, so a slow receiver never holds up a photo.
         "STUDIO_WEBHOOK_QUEUE": environ.get("STUDIO_WEBHOOK_QUEUE") or "webhooks",
         "STUDIO_STORAGE_DIR": storage_dir,
@@ -180,6 +183,14 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
                                                     [10, 60, 300, 1800, 7200]),
         # Off: webhooks may only reach public addresses (no loopback, private, link-local or metadata endpoints).
         "STUDIO_WEBHOOK_ALLOW_PRIVATE": _bool(environ, "STUDIO_WEBHOOK_ALLOW_PRIVATE", False),
+        # Photos by URL (image_url, bg_image_url): fetched by the worker through studio/outbound.py, at most
+        # STUDIO_MAX_UPLOAD_BYTES within this many seconds (redirects included). Off: only public addresses, as for
+        # webhooks; on lets a URL reach loopback and private networks (a test setup, an intranet's photo server).
+        "STUDIO_IMAGE_URL_TIMEOUT_SECONDS": _int(environ, "STUDIO_IMAGE_URL_TIMEOUT_SECONDS", 30),
+        "STUDIO_IMAGE_URL_ALLOW_PRIVATE": _bool(environ, "STUDIO_IMAGE_URL_ALLOW_PRIVATE", False),
+        # The same photo, operation, model, options and attachments from the same account reuse the stored result
+        # of the earlier task instead of running the models again (jobs/process_image.py). Off: every task runs.
+        "STUDIO_REUSE_DUPLICATES": _bool(environ, "STUDIO_REUSE_DUPLICATES", True),
         # Crash recovery (jobs/maintenance.py, rq_worker.py): a running job writes tasks.heartbeat_at this often;
         # the reconciler takes over a PROCESSING task silent for STUDIO_STALE_HEARTBEAT_SECONDS and a PENDING one
         # older than STUDIO_PENDING_GRACE_SECONDS that has no job.

@@ -86,13 +86,18 @@ def finished_outcome(task_id: str) -> Outcome | None:
     """Return what the task, as the database has it now (finished), adds to the usage; None if it is gone."""
     row = db.session.execute(select(
         Task.user_id, Task.operation, Task.status, Task.input_width, Task.input_height, Task.output_pixels,
-        Task.work_pixels, Task.started_at, Task.finished_at,
+        Task.work_pixels, Task.started_at, Task.finished_at, Task.reused_from,
     ).where(Task.id == task_id)).one_or_none()
     if row is None or row.finished_at is None:
         return None
     completed = row.status == TaskStatus.COMPLETED.value
     # The final attempt's run: from its start to the transition (for a cancelled task, only what ran).
     seconds = (row.finished_at - row.started_at).total_seconds() if row.started_at else 0.0
+    if row.reused_from:
+        # A duplicate that reused an earlier result ran no model: a task, but no processing time and no work.
+        return Outcome(user_id=row.user_id, day=utc_day(row.finished_at), operation=row.operation, completed=completed,
+                       pixels_in=(row.input_width or 0) * (row.input_height or 0),
+                       pixels_out=(row.output_pixels or 0) if completed else 0, seconds=0.0, work_pixels=0)
     return Outcome(user_id=row.user_id, day=utc_day(row.finished_at), operation=row.operation, completed=completed,
                    pixels_in=(row.input_width or 0) * (row.input_height or 0),
                    pixels_out=(row.output_pixels or 0) if completed else 0, seconds=max(seconds, 0.0),

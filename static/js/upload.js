@@ -8,6 +8,8 @@
     return;
   }
   const input = form.querySelector('input[type="file"]');
+  // A photo may be given by its web address instead: one upload, the worker fetches it.
+  const urlInput = form.querySelector('input[name="image_url"]');
   const dropzone = document.getElementById("dropzone");
   const selection = document.getElementById("selected-files");
   const statusLine = document.getElementById("upload-status");
@@ -54,10 +56,14 @@
     return "the server answered " + response.status + " " + response.statusText;
   }
 
+  // file: one chosen photo, or null for the photo given by URL (the form's image_url field).
   async function uploadOne(file) {
     const body = new FormData(form);
     body.delete("photo");
-    body.append("photo", file, file.name);
+    if (file) {
+      body.append("photo", file, file.name);
+      body.delete("image_url");
+    }
     const response = await fetch(form.action, {
       method: "POST",
       body: body,
@@ -71,7 +77,7 @@
       return;
     }
     if (!response.ok) {
-      addErrorRow(file.name + ": " + (await errorMessage(response)));
+      addErrorRow((file ? file.name : urlInput.value) + ": " + (await errorMessage(response)));
       return;
     }
     const template = document.createElement("template");
@@ -105,11 +111,36 @@
   });
   input.addEventListener("change", showSelection);
 
+  async function uploadByUrl(url) {
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    announce("Sending " + url);
+    try {
+      await uploadOne(null);
+      announce("Sent. The studio fetches the photo when processing starts; the result appears below.");
+      urlInput.value = "";
+    } catch (error) {
+      addErrorRow(url + ": the request did not reach the server (" + error.message + ")");
+    } finally {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    }
+  }
+
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     const files = Array.from(input.files);
+    const url = urlInput ? urlInput.value.trim() : "";
+    if (files.length && url) {
+      announce("Choose photos or give a web address, not both.");
+      return;
+    }
+    if (!files.length && url) {
+      await uploadByUrl(url);
+      return;
+    }
     if (!files.length) {
-      announce("Choose at least one photo.");
+      announce("Choose at least one photo, or give its web address.");
       return;
     }
     button.disabled = true;

@@ -12,6 +12,9 @@ from studio.models import User
 
 # Endpoints anyone may call: the token exchange and the API description.
 PUBLIC_ENDPOINTS = {"api.create_token", "api.openapi_document"}
+# Blueprints whose requests carry an API token; the remove.bg-compatible one also takes it as X-Api-Key.
+TOKEN_BLUEPRINTS = {"api", "removebg"}
+API_KEY_HEADER = "X-Api-Key"
 _UNSET = object()
 
 
@@ -23,11 +26,18 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
+def request_token() -> str | None:
+    """Return the request's API token: a bearer token, or remove.bg's X-Api-Key on its compatible endpoints."""
+    if request.blueprint == "removebg":
+        return request.headers.get(API_KEY_HEADER, "").strip() or bearer_token()
+    return bearer_token()
+
+
 def current_api_user() -> User | None:
-    """Return the account of the request's bearer token (looked up once per request), or None."""
+    """Return the account of the request's API token (looked up once per request), or None."""
     user = g.get("api_user", _UNSET)
     if user is _UNSET:
-        token = bearer_token()
+        token = request_token()
         user = g.api_user = user_for_token(token) if token else None
     return user
 

@@ -21,6 +21,7 @@ from studio.api import schemas
 
 PREFIX = "/api/v1"
 BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
+URL = {"type": "string", "format": "uri", "maxLength": 2048}
 _ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 ERROR_RESPONSES = {
     "BadRequest": "The request is malformed, or an option is not valid (the message names it)",
@@ -47,22 +48,34 @@ def upload_schema(operation: Operation) -> dict[str, Any]:
     for name, schema in options["properties"].items():
         if not schema.get("readOnly"):
             properties[name] = schema
+    properties["image_url"] = {**URL, "description": "instead of image: its http(s) URL"}
     for attachment in operation.attachments:
         properties[attachment.name] = {**BINARY, "description": attachment.description}
+        properties[f"{attachment.name}_url"] = {**URL, "description": f"instead of {attachment.name}: its URL"}
     properties["webhook_url"] = {"type": "string", "format": "uri", "maxLength": 2048,
                                  "description": "called (POST, Standard Webhooks signature) once the task is "
                                                 "finished; a public http(s) URL"}
-    required = ["image"] + [attachment.name for attachment in operation.attachments if attachment.required]
+    required = [attachment.name for attachment in operation.attachments if attachment.required]
     if operation.name != DEFAULT_OPERATION:
         required.append("operation")
     return {"type": "object", "title": f"Upload for {operation.name}", "description": operation.description,
-            "required": required, "properties": properties, "additionalProperties": False}
+            "required": required, "properties": properties, "additionalProperties": False,
+            "oneOf": [{"required": ["image"]}, {"required": ["image_url"]}]}
 
 
 def upload_body() -> dict[str, Any]:
-    """Return the request body of POST /tasks: one of the operations' uploads (remove_background by default)."""
-    return {"required": True, "content": {"multipart/form-data": {"schema": {
-        "oneOf": [upload_schema(operation) for operation in OPERATIONS.values()]}}}}
+    """Return the request body of POST /tasks: one of the operations' uploads (remove_background by default), as a
+    multipart form with files, or as JSON with URLs."""
+    return {"required": True, "content": {
+        "multipart/form-data": {"schema": {"oneOf": [upload_schema(operation) for operation in OPERATIONS.values()]}},
+        # The same fields, the files given by URL: not repeated per operation, the document stays small.
+        "application/json": {"schema": {
+            "type": "object", "required": ["image_url"],
+            "description": "An upload by URL: the multipart form's text fields as one JSON object (image_url, "
+                           "operation, the operation's options, <attachment>_url, webhook_url).",
+            "properties": {"image_url": URL, "operation": {"type": "string", "enum": list(OPERATIONS)},
+                           "webhook_url": URL},
+            "additionalProperties": True}}}}
 
 
 def _components(spec: APISpec) -> None:

@@ -82,6 +82,10 @@ class Task(Body):
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int = Field(ge=0)
+    source_urls: dict[str, str] | None = Field(description="where the photo (image) and attachments given by URL "
+                                                           "were fetched from; null for uploaded files")
+    reused_from: UUID | None = Field(description="the earlier task whose result this duplicate reuses (the same "
+                                                 "photo, operation and options): the models did not run again")
     result_url: str | None = Field(description="the main output, once COMPLETED")
     preview_url: str | None = Field(description="the preview image, for operations that make one")
     outputs: dict[str, OutputLink] = Field(description="every output by name, once COMPLETED")

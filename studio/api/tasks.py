@@ -48,9 +48,10 @@ def create_task() -> tuple[Response, int, dict[str, str]]:
     post:
       operationId: createTask
       summary: Upload a photo and queue an operation on it (remove_background unless `operation` says otherwise)
-      description: The photo goes in the file field `image`, the operation's options in text fields, its extra
-        pictures (a background image, say) in file fields of their own. GET /operations lists each operation's
-        options as JSON Schema.
+      description: The photo goes in the file field `image` (or its URL in `image_url`, fetched by the worker),
+        the operation's options in text fields, its extra pictures (a background image, say) in file fields of
+        their own (or their URLs in `<name>_url`). A JSON body gives the photo by URL. GET /operations lists each
+        operation's options as JSON Schema.
       responses:
         "202":
           description: The queued task
@@ -67,8 +68,9 @@ def create_task() -> tuple[Response, int, dict[str, str]]:
         "429": TooManyRequests
         "503": Unavailable
     """
-    image = _one_image()
-    task = service.create_task(g.api_user, image, service.parse_upload(request.form, _attached_files()))
+    fields, files = _upload_fields()
+    source = service.photo_source(fields, _one_image(fields))
+    task = service.create_task(g.api_user, source, service.parse_upload(fields, files))
     location = url_for("api.get_task", task_id=task.id, _external=True)
     return jsonify(task_to_dict(task)), 202, {"Location": location}
 
@@ -76,20 +78,35 @@ def create_task() -> tuple[Response, int, dict[str, str]]:
 create_task.takes_upload = True  # type: ignore[attr-defined]  # its body is generated from the operations
 
 
-def _one_image() -> FileStorage:
-    """Return the uploaded `image` file; refuse a body that is not a multipart form with one photo."""
+def _upload_fields() -> tuple[Any, dict[str, FileStorage]]:
+    """Return an upload's text fields and files: a multipart form, or a JSON object giving the photo by URL."""
+    if request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise UploadRejected(400, "invalid_body", "Send a JSON object: image_url, operation and the options.")
+        if not body.get("image_url"):
+            raise UploadRejected(400, "missing_file", "image_url: give the photo's URL (a JSON body carries no "
+                                 "file; send a multipart/form-data body to upload one).")
+        return body, {}
     if request.mimetype != "multipart/form-data":
         raise UploadRejected(400, "missing_file", "Send a multipart/form-data body with the photo in a file "
-                             "field named image and the options as text fields (not JSON).")
-    if "image" in request.form:
-        raise UploadRejected(400, "missing_file", "image must be a file upload, not a text field.")
-    images = request.files.getlist("image")
+                             "field named image (or its URL in image_url) and the options as text fields, or a "
+                             "JSON object with image_url.")
+    return request.form, _attached_files()
+
+
+def _one_image(fields: Any) -> FileStorage | None:
+    """Return the uploaded `image` file, None when the photo is given by URL; refuse more than one photo."""
+    if "image" in fields:
+        raise UploadRejected(400, "missing_file", "image must be a file upload, not a text field (give a URL "
+                             "in image_url).")
+    images = request.files.getlist("image") if request.mimetype == "multipart/form-data" else []
     if len(images) > 1:
         raise UploadRejected(400, "too_many_files", "Send one photo per request (one image field).")
-    if not images or not images[0].filename:
+    if (not images or not images[0].filename) and not fields.get("image_url"):
         raise UploadRejected(400, "missing_file", "Attach the photo as a file field named image "
-                             "(a JPEG, PNG or WebP file).")
-    return images[0]
+                             "(a JPEG, PNG or WebP file), or give its URL in image_url.")
+    return images[0] if images and images[0].filename else None
 
 
 def _attached_files() -> dict[str, FileStorage]:

@@ -95,6 +95,8 @@ def image_header(key: str) -> ImageHeader | None:
 
 def serve_input(task: Task) -> Response:
     """Serve the uploaded photo (for the before/after view), by the same rules as the outputs."""
+    if not task.input_key:
+        raise NotFound("The photo has not been fetched from its URL yet.")
     filename = download_filename(task, PurePosixPath(task.input_key).suffix)
     return _serve(task.input_key, task.input_content_type, filename, download=False)
 

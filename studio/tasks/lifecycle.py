@@ -1,6 +1,6 @@
 """A task's life, in one place: every status change is one function here with one guarded UPDATE.
 
-    created -> PENDING --started--> PROCESSING --completed--> COMPLETED
+    created -> PENDING --started--> PROCESSING --completed (or reused)--> COMPLETED
                   ^                    |  |  `--failed-----> FAILED
                   `--released/taken over  `-----cancelled--> CANCELLED (from PENDING too)
     FAILED --retried (an administrator's retry)--> PENDING
@@ -130,10 +130,11 @@ def progressed(task_id: str, percent: int, stage: str | None = None, *, connecti
 
 
 def completed(task_id: str, user_id: int, outputs: dict[str, StoredOutput], output_pixels: int = 0,
-              thumbnails: dict[str, Any] | None = None) -> bool:
+              thumbnails: dict[str, Any] | None = None, duplicate_key: str | None = None) -> bool:
     """PROCESSING -> COMPLETED with its outputs (by name, the main one first), counted in the account's storage;
     False when the task was deleted or cancelled meanwhile. output_pixels: the main output's, when an image;
-    thumbnails: their records, recorded in the same update so no page shows the task finished without them."""
+    thumbnails: their records, recorded in the same update so no page shows the task finished without them;
+    duplicate_key: what a later duplicate will share with it (studio/tasks/duplicates.py)."""
     now = utcnow()
     stored = sum(output.size for output in outputs.values())
 
@@ -144,7 +145,29 @@ def completed(task_id: str, user_id: int, outputs: dict[str, StoredOutput], outp
     moved = _move(task_id, (TaskStatus.PROCESSING,), then=count,
                   status=TaskStatus.COMPLETED.value, progress=100, stage=None, output_pixels=output_pixels,
                   outputs={name: output.to_dict() for name, output in outputs.items()},
-                  thumbnails=thumbnails or {}, finished_at=now, heartbeat_at=now)
+                  thumbnails=thumbnails or {}, duplicate_key=duplicate_key, finished_at=now,
+                  heartbeat_at=now)
+    if moved:
+        _finished(task_id, TaskStatus.COMPLETED)
+    return moved
+
+
+def reused(task_id: str, user_id: int, original: Task, duplicate_key: str) -> bool:
+    """PROCESSING -> COMPLETED with the outputs of an earlier duplicate (studio/tasks/duplicates.py), no model run;
+    False when the task was deleted or cancelled meanwhile. Counted as a task, not as work (studio/usage.py)."""
+    now = utcnow()
+    outputs = dict(original.outputs or {})
+    # Counted in the account's storage as a copy would be: deleting either task gives its share back.
+    stored = sum(record["size"] for record in outputs.values())
+
+    def count() -> None:
+        quota.add_outputs(user_id, stored)
+        usage.record(task_id)
+
+    moved = _move(task_id, (TaskStatus.PROCESSING,), then=count,
+                  status=TaskStatus.COMPLETED.value, progress=100, stage=None, output_pixels=original.output_pixels,
+                  outputs=outputs, reused_from=original.reused_from or original.id, duplicate_key=duplicate_key,
+                  finished_at=now, heartbeat_at=now)
     if moved:
         _finished(task_id, TaskStatus.COMPLETED)
     return moved

@@ -29,6 +29,10 @@ def task_fields(task: Task) -> dict[str, Any]:
         "started_at": isoformat(task.started_at),
         "finished_at": isoformat(task.finished_at),
         "attempts": task.attempts,
+        # Where the photo (and any attachment) was fetched from, when given by URL; None for uploaded files.
+        "source_urls": task.source_urls or None,
+        # The task whose stored result this one reuses (a duplicate: the models did not run again), else None.
+        "reused_from": task.reused_from,
     }
 
 

@@ -31,7 +31,8 @@ from studio.extensions import db
 from studio.models import Task, TaskStatus, User, WebhookStatus, new_task_id
 from studio.queue import cancel_task_job, enqueue_cleaning, enqueue_task, stop_task_job
 from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key, result_key
-from studio.tasks import lifecycle, quota, uploads
+from studio.tasks import duplicates, lifecycle, quota, remote, uploads
+from studio.tasks.remote import RemotePhoto
 from studio.tasks.representation import output_records
 from studio.tasks.uploads import AcceptedPhoto, UploadRejected
 from studio.webhooks import check_webhook_url, ensure_secret
@@ -47,7 +48,9 @@ EXPIRY_BATCH_SIZE = 200
 OPERATION_FIELD = "operation"
 WEBHOOK_FIELD = "webhook_url"
 # Fields that are not options of any operation: the photo itself, what to do, whom to tell.
-RESERVED_FIELDS = {OPERATION_FIELD, WEBHOOK_FIELD, "image", "photo"}
+RESERVED_FIELDS = {OPERATION_FIELD, WEBHOOK_FIELD, "image", "photo", remote.IMAGE_URL_FIELD}
+# What create_task takes as the photo: an uploaded file, or a URL the worker fetches.
+PhotoSource = FileStorage | RemotePhoto
 # What ?download= says "save it as a file" with, on the pages and in the API alike.
 DOWNLOAD_VALUES = ("1", "true")
 
@@ -61,6 +64,8 @@ class UploadRequest:
     options: Options
     webhook_url: str | None = None
     attachments: Mapping[str, AcceptedPhoto] = field(default_factory=dict)
+    # Attachments given by URL (bg_image_url), by attachment name: the worker fetches them.
+    attachment_urls: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -107,13 +112,44 @@ def parse_upload(submitted: Mapping[str, Any], files: Mapping[str, FileStorage])
     photo, which the operation must take.
     """
     fields = uploads.option_fields(submitted)
+    fields.pop(remote.IMAGE_URL_FIELD, None)  # the photo itself: photo_source reads it
     operation = operation_named(fields.pop(OPERATION_FIELD, None))
     webhook_url = check_webhook_url(fields.pop(WEBHOOK_FIELD, None),
                                     current_app.config["STUDIO_WEBHOOK_ALLOW_PRIVATE"])
-    check_attached_names(operation, files)
+    urls = _attachment_urls(operation, fields, files)
+    check_attached_names(operation, files, set(urls))
     # The options before the pictures: a refused request decodes nothing.
-    options = parse_options(operation, fields, set(files))
-    return UploadRequest(operation, options, webhook_url, _accept_attachments(files))
+    options = parse_options(operation, fields, set(files) | set(urls))
+    return UploadRequest(operation, options, webhook_url, _accept_attachments(files), urls)
+
+
+def photo_source(submitted: Mapping[str, Any], upload: FileStorage | None) -> PhotoSource:
+    """Return the photo a request gives: its file, or the URL in its image_url field (not both); 400 otherwise."""
+    value = submitted.get(remote.IMAGE_URL_FIELD)
+    if value in (None, ""):
+        if upload is None or not upload.filename:
+            raise UploadRejected(400, "missing_file", "Attach the photo as a file field named image, or give its "
+                                 "URL in image_url (a JPEG, PNG or WebP photo).")
+        return upload
+    if upload is not None and upload.filename:
+        raise UploadRejected(400, "invalid_url", "image_url: send the photo as a file or as a URL, not both.")
+    return remote.remote_photo(value, current_app.config["STUDIO_IMAGE_URL_ALLOW_PRIVATE"])
+
+
+def _attachment_urls(operation: Operation, fields: dict[str, Any], files: Mapping[str, FileStorage]) -> dict[str, str]:
+    """Take the attachments given by URL (bg_image_url) out of the fields; a refusal names the field."""
+    urls = {}
+    for attachment in operation.attachments:
+        name = remote.field_name(attachment.name)
+        value = fields.pop(name, None)
+        if value in (None, ""):
+            continue
+        if attachment.name in files:
+            raise UploadRejected(400, "invalid_url", f"{name}: send the {attachment.title.lower()} as a file or "
+                                                     "as a URL, not both.")
+        urls[attachment.name] = remote.check_photo_url(value, name,
+                                                       current_app.config["STUDIO_IMAGE_URL_ALLOW_PRIVATE"])
+    return urls
 
 
 def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: set[str] | frozenset[str]) -> Options:
@@ -141,14 +177,17 @@ def check_for_photo(request: UploadRequest, width: int, height: int) -> None:
         raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
 
 
-def check_attached_names(operation: Operation, files: Mapping[str, FileStorage]) -> None:
-    """Refuse file fields the operation does not take, and pictures it needs that are missing (naming them)."""
+def check_attached_names(operation: Operation, files: Mapping[str, FileStorage],
+                         by_url: set[str] | frozenset[str] = frozenset()) -> None:
+    """Refuse file fields the operation does not take, and pictures it needs that are missing (naming them);
+    by_url: the attachments given by URL."""
     known = {attachment.name: attachment for attachment in operation.attachments}
     unknown = sorted(set(files) - set(known))
     if unknown:
         raise UploadRejected(400, "invalid_option", f"{unknown[0][:40]}: {operation.name} takes no such file"
                              + (f" (it takes {', '.join(known)})" if known else ""))
-    missing = [name for name, attachment in known.items() if attachment.required and name not in files]
+    missing = [name for name, attachment in known.items()
+               if attachment.required and name not in files and name not in by_url]
     if missing:
         raise UploadRejected(400, "invalid_option", f"{missing[0]}: attach the {known[missing[0]].title.lower()}.")
 
@@ -161,24 +200,39 @@ def _accept_attachments(files: Mapping[str, FileStorage]) -> dict[str, AcceptedP
             for name, upload in files.items()}
 
 
-def create_task(user: User, upload: FileStorage | None, request: UploadRequest) -> Task:
+def create_task(user: User, source: PhotoSource | None, request: UploadRequest) -> Task:
     """Check a photo's header against a validated request, store the upload, record the task and queue it.
 
-    No pixel is decoded here: the job replaces the stored photo and attachments by their clean copies before its
-    operation runs (studio/tasks/cleaning.py).
+    source: the uploaded file, or a RemotePhoto (photo_source) that the worker fetches and checks as an upload
+    (studio/tasks/remote.py); attachments given by URL are fetched there too. No pixel is decoded here: the job
+    replaces the stored photo and attachments by their clean copies before its operation runs
+    (studio/tasks/cleaning.py).
     """
-    data = uploads.read_upload(upload, current_app.config.get("MAX_CONTENT_LENGTH"))
-    photo = uploads.accept_photo(data, current_app.config["STUDIO_MAX_PIXELS"])
-    _check_allowed(user.id, request, photo.width, photo.height)
-    task = _new_task(user.id, request, display_filename(upload.filename), photo.media_type, len(photo.data),
-                     photo.width, photo.height)
-    task.inputs_clean = False
+    if isinstance(source, RemotePhoto):
+        # What needs the photo's size (its pixels, the plan's megapixels, the storage) is checked by the worker.
+        quota.check_unfinished(user.id)
+        plans.check_monthly_limits(user.id, 0)
+        task = _new_task(user.id, request, display_filename(source.filename), "", 0, 0, 0)
+        files = []
+    else:
+        data = uploads.read_upload(source, current_app.config.get("MAX_CONTENT_LENGTH"))
+        photo = uploads.accept_photo(data, current_app.config["STUDIO_MAX_PIXELS"])
+        _check_allowed(user.id, request, photo.width, photo.height)
+        task = _new_task(user.id, request, display_filename(source.filename), photo.media_type, len(photo.data),
+                         photo.width, photo.height)
+        files = [_File(input_key(user.id, task.id, photo.extension), photo.media_type, len(photo.data),
+                       data=photo.data)]
+    urls = {name: url for name, url in request.attachment_urls.items()}
+    if isinstance(source, RemotePhoto):
+        urls[remote.PHOTO] = source.url
+    task.source_urls = urls or None
     if request.webhook_url:
         task.webhook_url, task.webhook_status = request.webhook_url, WebhookStatus.PENDING.value
         ensure_secret(user)  # committed with the task: the delivery is signed with it
-    files = [_File(input_key(user.id, task.id, photo.extension), photo.media_type, len(photo.data), data=photo.data)]
     files += [_File(attachment_key(user.id, task.id, name, clean.extension), clean.media_type, len(clean.data), name,
                     data=clean.data) for name, clean in request.attachments.items()]
+    # Nothing stored yet is nothing to clean: what the worker fetches is recorded uncleaned when it is stored.
+    task.inputs_clean = not files
     _store_and_queue(task, files)
     return task
 
@@ -188,6 +242,9 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
 
     keep_attachments keeps the task's pictures (a background image, say) that the operation also takes.
     """
+    if not task.input_key:
+        raise UploadRejected(410, "input_missing", "This task has no stored photo (its URL was never fetched); "
+                                                   "upload the photo again.")
     fields = uploads.option_fields(submitted)
     operation = operation_named(fields.pop(OPERATION_FIELD, None) or task.operation)
     fields.pop(WEBHOOK_FIELD, None)
@@ -374,11 +431,13 @@ def get_task(user: User, task_id: str) -> Task:
 
 def delete_task(task: Task) -> None:
     """Delete the task row and give its bytes back, then delete its files (a running job discards its result)."""
-    keys, task_id = task.stored_keys(), task.id
+    files, task_id = duplicates.TaskFiles.of(task), task.id
     quota.give_back(task.user_id, task.stored_bytes)
     db.session.delete(task)
     db.session.commit()
     cancel_task_job(task_id)
+    # Asked after the commit: outputs another task reuses stay (studio/tasks/duplicates.py).
+    keys = files.deletable()
     _delete_objects(keys)
     logger.info("task %s: deleted with %s stored objects", task_id, len(keys))
 
@@ -405,7 +464,9 @@ def delete_tasks_created_before(cutoff: datetime) -> int:
             return deleted
         for task in tasks:
             try:
-                for key in task.stored_keys():
+                # Outputs a task that stays reuses are kept; those of tasks deleted earlier in this batch are not
+                # counted as users any more (their deletes are flushed before the question).
+                for key in duplicates.TaskFiles.of(task).deletable():
                     storage.delete(key)
             except Exception:  # noqa: BLE001 - keep the row, so the next run deletes its files again
                 logger.exception("task %s: could not delete its stored files; kept for the next run", task.id)

@@ -17,6 +17,7 @@ from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
 from studio.tasks import data_tables, display, estimates, files, history, service
 from studio.tasks.forms import fields_for
+from studio.tasks.remote import IMAGE_URL_FIELD
 from studio.tasks.service import UploadRejected
 
 bp = Blueprint("tasks", __name__)
@@ -93,16 +94,21 @@ def list_tasks() -> str:
 @upload_limit
 def create() -> Response | tuple[str, int]:
     """Create one task per uploaded photo, all with the chosen operation and options."""
-    photos = [upload for upload in request.files.getlist(PHOTO_FIELD) if upload and upload.filename]
-    source = _source_task() if not photos else None
+    photos: list[service.PhotoSource] = [upload for upload in request.files.getlist(PHOTO_FIELD)
+                                         if upload and upload.filename]
+    by_url = bool(request.form.get(IMAGE_URL_FIELD, "").strip())
+    source = _source_task() if not photos and not by_url else None
     if source is not None:
         try:
             photos = [service.result_as_upload(source)]
         except UploadRejected as error:
             return _upload_failed([error.message], error.status)
-    if not photos:
-        return _upload_failed(["Choose at least one photo to upload."], 400)
+    if not photos and not by_url:
+        return _upload_failed(["Choose at least one photo to upload, or give its web address."], 400)
     try:
+        if by_url:
+            # One photo by URL, fetched by the worker; with files too, photo_source refuses both.
+            photos = [service.photo_source(request.form, photos[0] if photos else None)]
         # Checked once for all the photos: each task stores its own copy of the attachments.
         upload_request = service.parse_upload(_option_fields(), _attached_files())
     except UploadRejected as error:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from flask import Flask, current_app
 from redis.exceptions import RedisError
@@ -43,9 +45,26 @@ def announce(task_id: str) -> None:
 def wait_until_finished(task_id: str, seconds: float) -> None:
     """Wait until the task is finished (or gone), at most `seconds`; at once when this process's waiting places
     are taken or Redis is unreachable. The caller reads the task again: the session's objects are expired."""
+    with waiting_place() as held:
+        if held:
+            wait_in_place(task_id, seconds)
+
+
+@contextmanager
+def waiting_place() -> Iterator[bool]:
+    """Hold one of this process's waiting places while the block runs; yield False when all are taken."""
     places = _places(current_app._get_current_object())
     if not places.acquire(blocking=False):
+        yield False
         return
+    try:
+        yield True
+    finally:
+        places.release()
+
+
+def wait_in_place(task_id: str, seconds: float) -> None:
+    """Wait, holding a waiting place, until the task is finished (or gone), at most `seconds`."""
     metrics.untimed()
     # End the request's transaction: a read snapshot (SQLite's WAL) would hide the finish, and an idle
     # transaction must not hold a pooled connection for seconds.
@@ -61,8 +80,6 @@ def wait_until_finished(task_id: str, seconds: float) -> None:
                     return
     except RedisError as error:
         logger.warning("task %s: could not wait for its end: %s", task_id, error)
-    finally:
-        places.release()
 
 
 def _finished_or_gone(task_id: str) -> bool:

@@ -3,6 +3,7 @@ operation's options and upload generated from its declaration, and real answers 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -25,7 +26,8 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 def document(client) -> dict:
     response = client.get(f"{PREFIX}/openapi.json")
     assert response.status_code == 200
-    return response.get_json()
+    # Not get_json: the app's JSON provider bounds request bodies (64 KiB), and this document is an answer.
+    return json.loads(response.data)
 
 
 def test_document_is_valid_openapi(document):
@@ -56,7 +58,9 @@ def test_each_operations_options_and_upload_come_from_its_declaration(document, 
         assert schemas[options_schema_name(operation)] == schema == listed[name]["options"]
         typed = {option for option, prop in schema["properties"].items() if not prop.get("readOnly")}
         files = {attachment.name for attachment in operation.attachments}
-        assert set(bodies[name]["properties"]) == {"image", "operation", "webhook_url"} | typed | files
+        urls = {f"{attachment}_url" for attachment in files}
+        assert set(bodies[name]["properties"]) == {"image", "image_url", "operation", "webhook_url"} | typed | files \
+            | urls
         assert ("operation" in bodies[name]["required"]) is (name != DEFAULT_OPERATION)
 
 
@@ -77,7 +81,7 @@ def _check(document: dict, response, path: str, method: str) -> None:
     assert response.mimetype in content, (path, method, response.mimetype)
     if response.mimetype == "application/json":
         schema = {**content["application/json"]["schema"], "components": document["components"]}
-        OAS31Validator(schema).validate(response.get_json())
+        OAS31Validator(schema).validate(json.loads(response.data))
 
 
 def test_real_responses_match_the_documented_schemas(app, client, user, make_user, photo_bytes, monkeypatch,

@@ -13,8 +13,9 @@ from tests.support.security import (
 
 
 def state_changing_page_routes(app: Flask):
-    """Return (rule, method) for every POST/PUT/PATCH/DELETE outside the bearer-token API, from the URL map."""
-    return [(rule, method) for rule in routes(app) if not rule.rule.startswith("/api/v1/")
+    """Return (rule, method) for every POST/PUT/PATCH/DELETE outside the token APIs (the studio's, remove.bg's), from
+    the URL map. The token APIs never read the session cookie (tests/api/test_removebg.py checks remove.bg's)."""
+    return [(rule, method) for rule in routes(app) if not rule.rule.startswith(("/api/v1/", "/v1.0/"))
             for method in methods(rule) if method in STATE_CHANGING_METHODS]
 
 

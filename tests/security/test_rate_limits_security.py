@@ -54,8 +54,11 @@ def fresh_account(app, make_token, address):
 
 
 def call(client, rule, method, bearer, token, task_id):
-    """Call a route as a signed-in client: pages with the CSRF token, the API with the bearer token."""
+    """Call a route as a signed-in client: pages with the CSRF token, the API with the bearer token (remove.bg's
+    endpoints with the same token as their X-Api-Key)."""
     headers = dict(bearer) if rule.rule.startswith("/api/") else {"X-CSRFToken": token}
+    if rule.rule.startswith("/v1.0/"):
+        headers = {"X-Api-Key": bearer["Authorization"].removeprefix("Bearer ")}
     data = {"photo": (io.BytesIO(png_bytes()), "a.png")} if rule.endpoint == "tasks.create" else {}
     return client.open(route_path(rule, task_id), method=method, headers=headers, data=data)
 

@@ -4,7 +4,6 @@ connected address judged after unwrapping embedded IPv4, a capped answer, and a 
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from studio.extensions import db
 from studio.models import Task, WebhookStatus
 from studio.outbound import UnsafeURL, check_url, non_public_reason
 from tests.support.studio import load_task, run_worker, upload
+from tests.support.network import scripted_resolver
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -98,22 +98,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """Answer DNS questions for chosen names (as an attacker's DNS would); every question is recorded."""
-    answers: dict[str, list[str]] = {}
-    asked: list[str] = []
-    real_getaddrinfo = socket.getaddrinfo
-
-    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
-        if host in answers:
-            asked.append(host)
-            address = answers[host].pop(0) if len(answers[host]) > 1 else answers[host][0]
-            if ":" in address:
-                return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, int(port), 0, 0))]
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
-        return real_getaddrinfo(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    answers["__asked__"] = asked  # type: ignore[assignment]
-    return answers
+    return scripted_resolver(monkeypatch)
 
 
 @pytest.fixture
