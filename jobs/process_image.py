@@ -20,7 +20,7 @@ from rq import get_current_job
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
 
 from jobs import faults
 from jobs.context import app_context
@@ -129,6 +129,12 @@ def _reused(task: Task, key: str) -> bool:
     original = duplicates.earlier_duplicate(task, key)
     if original is None:
         db.session.rollback()  # ends the lookup's transaction
+        # ... which expired the task: load it again now, while its row is there, since a delete during the run
+        # must leave this job able to read it and find the task gone when it finishes.
+        try:
+            db.session.refresh(task)
+        except InvalidRequestError:
+            raise TaskStopped() from None
         return False
     if not lifecycle.reused(task.id, task.user_id, original, key):
         raise TaskStopped()
