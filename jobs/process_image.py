@@ -179,6 +179,10 @@ def _clean_cancelled(task_id: str) -> None:
     if task is None or task.inputs_clean:
         logger.info("task %s: deleted, finished or cancelled; nothing to do", task_id)
         return
+    if not task.input_key:
+        # Given by URL and never fetched: only attached files were stored, and nothing will use them now.
+        cleaning.discard_uncleaned(task_id)
+        return
     logger.info("task %s: %s before its photo was cleaned; cleaning it", task_id, task.status.lower())
     _clean_inputs(task)
 

@@ -83,7 +83,8 @@ def _upload_fields() -> tuple[Any, dict[str, FileStorage]]:
     if request.mimetype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise UploadRejected(400, "invalid_body", "Send a JSON object: image_url, operation and the options.")
+            raise UploadRejected(400, "missing_file", "Send a multipart/form-data body with the photo in a file "
+                                 "field named image, or a JSON object with its URL in image_url.")
         if not body.get("image_url"):
             raise UploadRejected(400, "missing_file", "image_url: give the photo's URL (a JSON body carries no "
                                  "file; send a multipart/form-data body to upload one).")

@@ -39,6 +39,8 @@ def live_server(tmp_path_factory, browser_executable) -> Iterator[str]:
         "SECRET_KEY": "browser-test-secret",
         "STUDIO_INSTANCE_DIR": str(workdir / "instance"),
         "STUDIO_STORAGE_DIR": str(workdir / "storage"),
+        # Every upload runs its job, as these tests were written for (tests/tasks/test_duplicates.py turns it on).
+        "STUDIO_REUSE_DUPLICATES": "false",
         "STUDIO_MODEL_DIR": settings.from_environment()["STUDIO_MODEL_DIR"],
         "STUDIO_S3_BUCKET": "",
         "STUDIO_TORCH_THREADS": "2",

@@ -20,6 +20,8 @@ def make_app(tmp_path: Path, create_schema: bool = True, **overrides: Any) -> Fl
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'studio.sqlite3'}",
         "REDIS_URL": TEST_REDIS_URL,
         "STUDIO_STORAGE_DIR": str(tmp_path / "storage"),
+        # Every upload runs its job, as these tests were written for: tests/tasks/test_duplicates.py turns reuse on.
+        "STUDIO_REUSE_DUPLICATES": False,
         "STUDIO_S3_BUCKET": None,
         "RATELIMIT_STORAGE_URI": "memory://",
     }

@@ -33,6 +33,8 @@ def studio_environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
         REDIS_URL=TEST_REDIS_URL,
         SECRET_KEY="test-secret",
         STUDIO_STORAGE_DIR=str(tmp_path / "storage"),
+        # Every upload runs its job, as these tests were written for (tests/tasks/test_duplicates.py turns it on).
+        STUDIO_REUSE_DUPLICATES="false",
         STUDIO_INSTANCE_DIR=str(tmp_path / "instance"),
         PYTHONUNBUFFERED="1",
     )

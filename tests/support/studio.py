@@ -39,6 +39,8 @@ def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[st
         "STUDIO_QUEUE": "studio-test",
         "STUDIO_WEBHOOK_QUEUE": "studio-test-webhooks",
         "STUDIO_STORAGE_DIR": str(storage_dir),
+        # Every upload runs its job, as these tests were written for: tests/tasks/test_duplicates.py turns reuse on.
+        "STUDIO_REUSE_DUPLICATES": False,
         "STUDIO_S3_BUCKET": None,
         "STUDIO_JOB_RETRIES": 2,
         # No delay between attempts, so a burst worker runs every retry without a scheduler.

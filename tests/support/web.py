@@ -26,6 +26,8 @@ def make_app(postgres_url: str, redis_url: str, tmp_path, **overrides: Any) -> F
         "SQLALCHEMY_DATABASE_URI": postgres_url,
         "REDIS_URL": redis_url,
         "STUDIO_STORAGE_DIR": str(tmp_path / "storage"),
+        # Every upload runs its job, as these tests were written for: tests/tasks/test_duplicates.py turns reuse on.
+        "STUDIO_REUSE_DUPLICATES": False,
         "STUDIO_S3_BUCKET": None,
         "RATELIMIT_ENABLED": False,
         "RATELIMIT_STORAGE_URI": "memory://",

@@ -27,6 +27,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The app with duplicates reused, as by default (the test configuration turns it off for other tests)."""
+    return make_app(STUDIO_REUSE_DUPLICATES=True)
+
+
+@pytest.fixture
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Stand in for the model runner: record each call, and answer a result that tells the calls apart."""
     calls: list[dict[str, Any]] = []
@@ -185,7 +191,7 @@ def test_retention_deletes_a_result_whose_tasks_all_expire_together(app, client,
 
 
 def test_a_duplicate_given_by_url_reuses_too(make_app, make_user, make_token, runs, photo_server: Callable):
-    app = make_app(STUDIO_IMAGE_URL_ALLOW_PRIVATE=True)
+    app = make_app(STUDIO_IMAGE_URL_ALLOW_PRIVATE=True, STUDIO_REUSE_DUPLICATES=True)
     client, headers = app.test_client(), make_token(make_user())
     first = _processed(app, client, headers, _photo())
     url = photo_server().serve("/same.png", _photo())

@@ -195,3 +195,15 @@ def test_a_photo_and_its_background_by_url_end_to_end_with_the_real_model(
     assert result.format == "JPEG" and result.size == Image.open(io.BytesIO(photo)).size
     corner = np.asarray(result, dtype=np.int16)[2, 2]
     assert np.abs(corner - GREEN).max() <= 8, corner
+
+
+def test_an_attached_file_of_a_url_task_cancelled_before_its_job_ran_is_deleted(app, client, headers, server, ran):
+    response = client.post("/api/v1/tasks", headers=headers, content_type="multipart/form-data", data={
+        "image_url": server.serve("/photo.png", png_bytes()), "bg_image": (io.BytesIO(png_bytes((8, 8))), "bg.png")})
+    assert response.status_code == 202, response.get_json()
+    task_id = response.get_json()["id"]
+    key = load_task(app, task_id).attachments["bg_image"]["key"]
+    assert get_storage(app).exists(key)
+    client.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers)
+    run_worker(app)
+    assert server.requests == [] and not get_storage(app).exists(key)
