@@ -58,7 +58,8 @@ def outputs_in_use(task_id: str, origin: str) -> bool:
 
 @dataclass(frozen=True)
 class TaskFiles:
-    """What a task keeps in storage, read before its row is deleted: its own inputs and the outputs it points at."""
+    """What a task keeps in storage, read before its row is deleted: its own files (inputs, thumbnails) and the
+    outputs it points at."""
 
     task_id: str
     origin: str
@@ -69,6 +70,7 @@ class TaskFiles:
     def of(cls, task: Task) -> "TaskFiles":
         """Return the files of a task, as its row holds them now."""
         inputs = [task.input_key] + [record["key"] for record in (task.attachments or {}).values()]
+        inputs += [record["key"] for record in (task.thumbnails or {}).values() if record]
         outputs = [record["key"] for record in (task.outputs or {}).values()]
         return cls(task.id, origin_of(task), tuple(key for key in inputs if key), tuple(key for key in outputs if key))
 

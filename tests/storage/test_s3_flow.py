@@ -31,7 +31,9 @@ def test_s3_flow_with_presigned_redirect(s3_app, make_user, make_token, photo_by
     assert _keys(app) == [f"studio/inputs/{user.id}/{task_id}.png"]
     run_worker(app)
     assert load_task(app, task_id).status == "COMPLETED"
-    assert _keys(app) == [f"studio/inputs/{user.id}/{task_id}.png", f"studio/results/{user.id}/{task_id}.webp"]
+    assert _keys(app) == [f"studio/inputs/{user.id}/{task_id}.png", f"studio/results/{user.id}/{task_id}.webp",
+                          f"studio/thumbnails/{user.id}/{task_id}-input.webp",
+                          f"studio/thumbnails/{user.id}/{task_id}-result.webp"]
 
     response = client.get(f"/api/v1/tasks/{task_id}/result?download=1", headers=headers)
     assert response.status_code == 302
