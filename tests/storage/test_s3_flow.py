@@ -58,4 +58,6 @@ def test_s3_flow_with_presigned_redirect(s3_app, make_user, make_token, photo_by
     assert (mask.status, mask.options["output"]) == ("COMPLETED", "mask")
 
     assert client.delete(f"/api/v1/tasks/{task_id}", headers=headers).status_code == 204
-    assert _keys(app) == [f"studio/inputs/{user.id}/{rerun_id}.png", f"studio/results/{user.id}/{rerun_id}.png"]
+    assert _keys(app) == [f"studio/inputs/{user.id}/{rerun_id}.png", f"studio/results/{user.id}/{rerun_id}.png",
+                          f"studio/thumbnails/{user.id}/{rerun_id}-input.webp",
+                          f"studio/thumbnails/{user.id}/{rerun_id}-result.webp"]
