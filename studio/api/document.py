@@ -65,6 +65,26 @@ def upload_body() -> dict[str, Any]:
         "oneOf": [upload_schema(operation) for operation in OPERATIONS.values()]}}}}
 
 
+def batch_schema(operation: Operation) -> dict[str, Any]:
+    """Return the multipart body of a batch for one operation: its photos (files or a ZIP) instead of one image."""
+    upload = upload_schema(operation)
+    properties: dict[str, Any] = {
+        "images": {"type": "array", "items": {**BINARY, "description": "a still JPEG, PNG or WebP photo"},
+                   "description": "the photos, one file field each (or send archive instead)"},
+        "archive": {**BINARY, "description": "a ZIP of JPEG, PNG or WebP photos (or send images instead); other "
+                                             "entries are skipped and listed"},
+    }
+    properties.update((name, schema) for name, schema in upload["properties"].items() if name != "image")
+    return {**upload, "title": f"Batch for {operation.name}", "properties": properties,
+            "required": [name for name in upload["required"] if name != "image"]}
+
+
+def batch_body() -> dict[str, Any]:
+    """Return the request body of POST /batches: one of the operations' batches."""
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "oneOf": [batch_schema(operation) for operation in OPERATIONS.values()]}}}}
+
+
 def _components(spec: APISpec) -> None:
     _, definitions = models_json_schema([(model, "serialization") for model in schemas.MODELS],
                                         ref_template="#/components/schemas/{model}")
@@ -101,5 +121,7 @@ def build(app: Flask) -> dict[str, Any]:
         operations = {method: documented[method] for method in sorted(methods) if method in documented}
         if getattr(view, "takes_upload", False):
             operations["post"]["requestBody"] = upload_body()
+        if getattr(view, "takes_batch", False):
+            operations["post"]["requestBody"] = batch_body()
         spec.path(path=_openapi_path(rule.rule), operations=operations)
     return spec.to_dict()
