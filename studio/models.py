@@ -143,7 +143,7 @@ class Batch(db.Model):
     operation: Mapped[str] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The uploaded archive's name, or "" when the photos came as separate files.
-    archive_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    archive_name: Mapped[str] = mapped_column(String(255), default="")
     # What the upload held that is not a photo the studio takes, refused by name: [{"name", "reason"}].
     skipped: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

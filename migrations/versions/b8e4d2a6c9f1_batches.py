@@ -23,7 +23,7 @@ def upgrade():
         sa.Column('user_id', sa.Integer(), nullable=False),
         sa.Column('operation', sa.String(length=64), nullable=False),
         sa.Column('options', sa.JSON(), nullable=False),
-        sa.Column('archive_name', sa.String(length=255), nullable=False, server_default=''),
+        sa.Column('archive_name', sa.String(length=255), nullable=False),
         sa.Column('skipped', sa.JSON(), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),

@@ -150,7 +150,8 @@ def test_entries_compressed_otherwise_than_with_deflate_are_skipped():
 
 
 def test_an_entry_larger_than_a_photo_may_be_is_skipped():
-    limits = ArchiveLimits(max_entries=10, max_total_bytes=8 * 1024 * 1024, max_ratio=100, max_photo_bytes=len(PHOTO) - 1)
+    limits = ArchiveLimits(max_entries=10, max_total_bytes=8 * 1024 * 1024, max_ratio=100,
+                           max_photo_bytes=len(PHOTO) - 1)
     photos = opened(archive(("big.png", PHOTO)), limits)
     assert photos.entries == [] and "larger than the limit" in photos.skipped[0].reason
 
