@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from studio import admin, api, auth, cli, dashboard, errors, health, logs, metrics, security, settings
     from studio.extensions import csrf, db, limiter, login_manager, migrate
     from studio.json_bodies import BoundedJSONProvider
+    from studio.batches import views as batch_views
     from studio.tasks import views as task_views
 
     root = settings.PROJECT_ROOT
@@ -61,6 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(task_views.bp)
+    app.register_blueprint(batch_views.bp)
     app.register_blueprint(api.bp)
     cli.init_app(app)
     app.register_blueprint(health.bp)
