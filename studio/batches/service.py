@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 from flask import current_app
 from sqlalchemy import select
@@ -21,7 +21,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
 from studio import plans
-from studio.batches.zip_upload import ArchiveLimits, ArchiveRefused, PhotoArchive, Skipped, looks_like_archive
+from studio.batches.zip_upload import (ArchiveLimits, ArchiveRefused, PhotoArchive, Skipped, limits_from_config,
+                                       looks_like_archive)
 from studio.extensions import db
 from studio.models import Batch, Task, TaskStatus, User, new_task_id
 from studio.queue import enqueue_task
@@ -51,14 +52,9 @@ class _Checked:
     digest: str
 
 
-def archive_limits(config: Mapping[str, Any] | None = None) -> ArchiveLimits:
-    """Return what an uploaded archive may hold, from the settings."""
-    config = current_app.config if config is None else config
-    return ArchiveLimits(max_entries=config["STUDIO_BATCH_MAX_ENTRIES"],
-                         max_total_bytes=config["STUDIO_BATCH_MAX_UNCOMPRESSED_BYTES"],
-                         max_ratio=config["STUDIO_BATCH_MAX_COMPRESSION_RATIO"],
-                         max_photo_bytes=config.get("MAX_CONTENT_LENGTH")
-                         or config["STUDIO_BATCH_MAX_UNCOMPRESSED_BYTES"])
+def archive_limits() -> ArchiveLimits:
+    """Return what an uploaded archive may hold, from the app's settings."""
+    return limits_from_config(current_app.config)
 
 
 def file_candidates(files: list[FileStorage]) -> list[Candidate]:

@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO, Mapping
 
 from studio.tasks.uploads import UploadRejected
 
@@ -45,6 +45,15 @@ class ArchiveLimits:
     max_total_bytes: int
     max_ratio: int
     max_photo_bytes: int
+
+
+def limits_from_config(config: Mapping[str, Any]) -> ArchiveLimits:
+    """Return what an archive may hold, from the settings (studio/settings.py)."""
+    return ArchiveLimits(max_entries=config["STUDIO_BATCH_MAX_ENTRIES"],
+                         max_total_bytes=config["STUDIO_BATCH_MAX_UNCOMPRESSED_BYTES"],
+                         max_ratio=config["STUDIO_BATCH_MAX_COMPRESSION_RATIO"],
+                         max_photo_bytes=config.get("MAX_CONTENT_LENGTH")
+                         or config["STUDIO_BATCH_MAX_UNCOMPRESSED_BYTES"])
 
 
 @dataclass(frozen=True)
