@@ -66,17 +66,22 @@ def upload_body() -> dict[str, Any]:
 
 
 def batch_schema(operation: Operation) -> dict[str, Any]:
-    """Return the multipart body of a batch for one operation: its photos (files or a ZIP) instead of one image."""
+    """Return the multipart body of a batch for one operation: its photos (files or a ZIP) instead of one image,
+    the options as references to the operation's options component (the document stays small)."""
     upload = upload_schema(operation)
+    options = f"#/components/schemas/{options_schema_name(operation)}/properties/"
     properties: dict[str, Any] = {
-        "images": {"type": "array", "items": {**BINARY, "description": "a still JPEG, PNG or WebP photo"},
-                   "description": "the photos, one file field each (or send archive instead)"},
-        "archive": {**BINARY, "description": "a ZIP of JPEG, PNG or WebP photos (or send images instead); other "
-                                             "entries are skipped and listed"},
+        "images": {"type": "array", "items": BINARY, "description": "the photos (JPEG, PNG or WebP), one file "
+                                                                    "field each; or send archive"},
+        "archive": {**BINARY, "description": "a ZIP of photos; other entries are skipped and listed"},
     }
-    properties.update((name, schema) for name, schema in upload["properties"].items() if name != "image")
-    return {**upload, "title": f"Batch for {operation.name}", "properties": properties,
-            "required": [name for name in upload["required"] if name != "image"]}
+    for name, schema in upload["properties"].items():
+        if name != "image":
+            properties[name] = {"$ref": options + name} if name in operation.option_schema()["properties"] \
+                else schema
+    return {"type": "object", "title": f"Batch for {operation.name}", "required": [
+        name for name in upload["required"] if name != "image"], "properties": properties,
+        "additionalProperties": False}
 
 
 def batch_body() -> dict[str, Any]:
