@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from datetime import datetime
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
@@ -214,3 +215,13 @@ def retry_failed(batch: Batch) -> int:
             retried += 1
     logger.info("batch %s: %s failed tasks retried", batch.id, retried)
     return retried
+
+
+def delete_empty_batches_before(cutoff: datetime) -> int:
+    """Delete the batches made before the cutoff that have no task left (retention took them); return how many."""
+    empty = select(Batch.id).where(Batch.created_at < cutoff, ~select(Task.id).where(Task.batch_id == Batch.id)
+                                   .exists())
+    deleted = db.session.execute(delete(Batch).where(Batch.id.in_(empty))
+                                 .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return deleted

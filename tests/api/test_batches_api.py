@@ -10,14 +10,16 @@ import json
 import os
 import tracemalloc
 import zipfile
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from jobs.retention import purge_expired_tasks
 from studio.extensions import db
-from studio.models import Task, User
+from studio.models import Batch, Task, User
 from studio.tasks import service as task_service
 from tests.support.batches import BATCHES, complete, fail, live_jobs, photo, post_archive, post_images, zipped
 from tests.support.uploads import assert_nothing_kept, stored_files
@@ -257,3 +259,16 @@ def test_the_archive_is_streamed_a_chunk_at_a_time_never_held_whole(app, client,
     assert peak < 2 * 1024 * 1024, peak
     with zipfile.ZipFile(received) as archive:
         assert [archive.read(name) for name in ("red.png", "green.png", "blue.png")] == results
+
+
+def test_retention_deletes_an_old_batch_once_its_tasks_are_gone_and_keeps_a_recent_one(app, client, headers):
+    old = post_images(client, headers, THREE[:2]).get_json()["id"]
+    recent = post_images(client, headers, THREE[2:]).get_json()["id"]
+    with app.app_context():
+        long_ago = datetime.now(timezone.utc) - timedelta(days=40)
+        db.session.execute(update(Batch).where(Batch.id == old).values(created_at=long_ago))
+        db.session.execute(update(Task).where(Task.batch_id == old).values(created_at=long_ago))
+        db.session.commit()
+    assert purge_expired_tasks() == 2
+    assert client.get(f"{BATCHES}/{old}", headers=headers).status_code == 404
+    assert client.get(f"{BATCHES}/{recent}", headers=headers).get_json()["counts"]["total"] == 1
