@@ -94,6 +94,7 @@ def test_retry_from_the_page_runs_the_failed_photos_again(app, signed_in, photo)
     assert "Processing 1 photo again" in signed_in.get(page_url).get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Task, second).status == "PENDING"
+    assert f'href="{page_url}">its batch</a>' in signed_in.get(f"/tasks/{second}").get_data(as_text=True)
 
 
 def test_delete_from_the_page_removes_the_batch_its_tasks_and_files(app, signed_in, photo):
