@@ -18,8 +18,10 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from jobs.retention import purge_expired_tasks
+from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Batch, Task, User
+from studio.storage import get_storage
 from studio.tasks import service as task_service
 from tests.support.batches import BATCHES, complete, fail, live_jobs, photo, post_archive, post_images, zipped
 from tests.support.uploads import assert_nothing_kept, stored_files
@@ -272,3 +274,25 @@ def test_retention_deletes_an_old_batch_once_its_tasks_are_gone_and_keeps_a_rece
     assert purge_expired_tasks() == 2
     assert client.get(f"{BATCHES}/{old}", headers=headers).status_code == 404
     assert client.get(f"{BATCHES}/{recent}", headers=headers).get_json()["counts"]["total"] == 1
+
+
+def test_the_archive_streams_results_from_s3_too(s3_app, make_token, monkeypatch):
+    monkeypatch.setattr(task_service, "installed_models", lambda: ("u2netp",))
+    client = s3_app.test_client()
+    with s3_app.app_context():
+        owner = account_service.create_user("s3@example.com", "correct horse battery staple")
+        db.session.expunge(owner)
+    headers = make_token(owner)
+    body = post_images(client, headers, THREE[:2]).get_json()
+    results = [os.urandom(300_000), b"small"]
+    for task, data in zip(body["tasks"], results):
+        complete(s3_app, task["id"], data)
+    answer = client.get(f"{BATCHES}/{body['id']}/archive", headers=headers)
+    assert answer.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(answer.get_data())) as archive:
+        assert [archive.read(name) for name in ("red.png", "green.png")] == results
+    keys = [key for task in tasks_of(s3_app, body["id"]) for key in task.stored_keys()]
+    assert len(keys) == 4  # two photos, two results
+    assert client.delete(f"{BATCHES}/{body['id']}", headers=headers).status_code == 204
+    with s3_app.app_context():
+        assert not any(get_storage().exists(key) for key in keys)
