@@ -72,8 +72,10 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         "429": TooManyRequests
         "503": Unavailable
     """
-    candidates, skipped, archive_name = _candidates()
+    _check_multipart()
+    # The options first, as for one photo: a refused request opens no archive.
     upload_request = task_service.parse_upload(request.form, attached_files(IMAGES_FIELD, ARCHIVE_FIELD))
+    candidates, skipped, archive_name = _candidates()
     batch = service.create_batch(g.api_user, upload_request, candidates, skipped, archive_name)
     location = url_for("api.get_batch", batch_id=batch.id, _external=True)
     return jsonify(batch_to_dict(batch, service.batch_tasks(batch))), 202, {"Location": location}
@@ -82,8 +84,8 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
 create_batch.takes_batch = True  # type: ignore[attr-defined]  # its body is generated from the operations
 
 
-def _candidates() -> tuple[list[service.Candidate], list[Any], str]:
-    """Return the photos of the request (files, or a ZIP's entries), what was skipped and the ZIP's name."""
+def _check_multipart() -> None:
+    """Refuse a body that is not a multipart form with the photos as files."""
     if request.mimetype != "multipart/form-data":
         raise UploadRejected(400, "missing_file", "Send a multipart/form-data body with the photos in file fields "
                              "named images (or one ZIP in a file field named archive) and the options as text "
@@ -91,6 +93,10 @@ def _candidates() -> tuple[list[service.Candidate], list[Any], str]:
     for name in (IMAGES_FIELD, ARCHIVE_FIELD):
         if name in request.form:
             raise UploadRejected(400, "missing_file", f"{name} must be a file upload, not a text field.")
+
+
+def _candidates() -> tuple[list[service.Candidate], list[Any], str]:
+    """Return the photos of the request (files, or a ZIP's entries), what was skipped and the ZIP's name."""
     images = [upload for upload in request.files.getlist(IMAGES_FIELD) if upload.filename]
     archives = [upload for upload in request.files.getlist(ARCHIVE_FIELD) if upload.filename]
     if images and archives:
