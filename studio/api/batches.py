@@ -73,9 +73,8 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         "503": Unavailable
     """
     _check_multipart()
-    # The options first, as for one photo: a refused request opens no archive.
-    upload_request = task_service.parse_upload(request.form, attached_files(IMAGES_FIELD, ARCHIVE_FIELD))
     candidates, skipped, archive_name = _candidates()
+    upload_request = task_service.parse_upload(request.form, attached_files(IMAGES_FIELD, ARCHIVE_FIELD))
     batch = service.create_batch(g.api_user, upload_request, candidates, skipped, archive_name)
     location = url_for("api.get_batch", batch_id=batch.id, _external=True)
     return jsonify(batch_to_dict(batch, service.batch_tasks(batch))), 202, {"Location": location}
