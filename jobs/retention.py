@@ -9,6 +9,7 @@ from flask import current_app
 
 from jobs.context import app_context
 from studio.auth.sessions import purge_expired_revocations
+from studio.batches.service import delete_empty_batches_before
 from studio.extensions import db
 from studio.models import utcnow
 from studio.tasks.service import delete_tasks_created_before
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 def purge_expired_tasks() -> int:
     """Delete the tasks created more than STUDIO_RETENTION_DAYS days ago (0 keeps everything); return how many.
 
-    Sign-out records whose cookies have expired anyway go too, whatever the retention.
+    Batches of that age go once their tasks have; sign-out records whose cookies have expired anyway go too,
+    whatever the retention.
     """
     with app_context():
         try:
@@ -31,8 +33,10 @@ def purge_expired_tasks() -> int:
             if days <= 0:
                 logger.info("retention is off (STUDIO_RETENTION_DAYS=%s): nothing deleted", days)
                 return 0
-            deleted = delete_tasks_created_before(utcnow() - timedelta(days=days))
-            logger.info("retention: deleted %s tasks older than %s days", deleted, days)
+            cutoff = utcnow() - timedelta(days=days)
+            deleted = delete_tasks_created_before(cutoff)
+            batches = delete_empty_batches_before(cutoff)
+            logger.info("retention: deleted %s tasks and %s batches older than %s days", deleted, batches, days)
             return deleted
         finally:
             db.session.remove()

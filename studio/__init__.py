@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from studio import admin, api, auth, cli, dashboard, errors, health, logs, metrics, removebg, security, settings
     from studio.extensions import csrf, db, limiter, login_manager, migrate
     from studio.json_bodies import BoundedJSONProvider
+    from studio.batches import views as batch_views
     from studio.tasks import bulk_views, views as task_views
 
     root = settings.PROJECT_ROOT
@@ -62,6 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(task_views.bp)
     app.register_blueprint(bulk_views.bp)
+    app.register_blueprint(batch_views.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(removebg.bp)
     cli.init_app(app)

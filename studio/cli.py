@@ -12,7 +12,9 @@ reset-link, which need the database, import the web app's modules, when they run
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Any, Mapping
 
 import click
@@ -129,9 +131,8 @@ def _operation_argument(args: list[str]) -> str | None:
 
 def run_operation(operation: Operation, values: dict[str, Any]) -> None:
     """Run an operation on the inputs, a progress bar over many files, one message per bad input."""
-    from ml.batch import expand_inputs, main_extension, output_paths, process_files
-    from ml.imageio import ImageDecodeError, decode_image
-    from ml.sessions import ModelUnavailable, configure
+    from ml.batch import expand_inputs
+    from ml.sessions import configure
 
     config = command_settings()
     configure(cache_bytes=config["STUDIO_MODEL_CACHE_BYTES"], bfloat16=config["STUDIO_BFLOAT16"])
@@ -144,7 +145,51 @@ def run_operation(operation: Operation, values: dict[str, Any]) -> None:
                                   default_model=config["STUDIO_DEFAULT_MODEL"], attachments=frozenset(attached))
     except InvalidOptions as error:
         raise click.UsageError(str(error)) from None
-    sources = expand_inputs(list(values["inputs"]))
+    with ExitStack() as stack:
+        inputs = _inputs(list(values["inputs"]), config, stack)
+        out: Path = values["out"]
+        # A ZIP out: the outputs are written into a temporary folder, then into the ZIP.
+        folder = Path(stack.enter_context(TemporaryDirectory(prefix="studio-out-"))) if _is_zip(out) else out
+        sources = expand_inputs(inputs)
+        failures, written = _run_on_files(operation, options, attached, sources, folder, config)
+        if folder is not out:
+            from studio.batches.cli_archives import write_zip
+
+            write_zip(out, folder, written)
+    click.echo(f"{len(sources) - failures} of {len(sources)} photos processed into {out}", err=True)
+    if failures:
+        sys.exit(1)
+
+
+def _is_zip(path: Path) -> bool:
+    return path.suffix.lower() == ".zip" and not path.is_dir()
+
+
+def _inputs(paths: list[Path], config: Mapping[str, Any], stack: ExitStack) -> list[Path]:
+    """Return the inputs, each ZIP among them replaced by its photos (checked as an upload's ZIP is)."""
+    if not any(_is_zip(path) for path in paths):
+        return paths
+    from ml.batch import IMAGE_SUFFIXES
+    from studio.batches.cli_archives import unzipped
+    from studio.batches.zip_upload import limits_from_config
+    from studio.tasks.uploads import UploadRejected
+
+    try:
+        inputs, skipped = stack.enter_context(unzipped(paths, limits_from_config(config), IMAGE_SUFFIXES))
+    except UploadRejected as error:
+        raise click.UsageError(error.message) from None
+    for item in skipped:
+        click.echo(f"skipped: {item.name}: {item.reason}", err=True)
+    return inputs
+
+
+def _run_on_files(operation: Operation, options: Any, attached: dict[str, Path], sources: list[Path], out: Path,
+                  config: Mapping[str, Any]) -> tuple[int, list[Path]]:
+    """Run the operation on every source into out; return how many failed and the files written."""
+    from ml.batch import main_extension, output_paths, process_files
+    from ml.imageio import ImageDecodeError, decode_image
+    from ml.sessions import ModelUnavailable
+
     if not sources:
         raise click.UsageError("no image files found in the inputs")
     attachments = {}
@@ -153,25 +198,29 @@ def run_operation(operation: Operation, values: dict[str, Any]) -> None:
             attachments[name] = decode_image(path.read_bytes(), config["STUDIO_MAX_PIXELS"])
         except (OSError, ImageDecodeError) as error:
             raise click.UsageError(f"--{name.replace('_', '-')} {path}: {error}") from None
-    out: Path = values["out"]
     targets = output_paths(sources, out, main_extension(operation, options))
     limits = Limits.from_config(config)
     results = process_files(operation, sources, targets, options, model_dir=config["STUDIO_MODEL_DIR"],
                             limits=limits, attachments=attachments,
                             png_compress_level=config["STUDIO_PNG_COMPRESS_LEVEL"])
-    failures = 0
+    failures, written = 0, []
     try:
         with click.progressbar(results, length=len(sources), label=operation.title, file=sys.stderr,
                                hidden=len(sources) == 1) as bar:
             for result in bar:
+                written += result.targets
                 if result.error:
                     failures += 1
-                    click.echo(f"\nerror: {result.source}: {result.error}", err=True)
+                    label = result.source.name if _unzipped_photo(result.source) else result.source
+                    click.echo(f"\nerror: {label}: {result.error}", err=True)
     except ModelUnavailable as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"{len(sources) - failures} of {len(sources)} photos processed into {out}", err=True)
-    if failures:
-        sys.exit(1)
+    return failures, written
+
+
+def _unzipped_photo(path: Path) -> bool:
+    """Return True for a photo read from an input ZIP: its temporary path means nothing to the user."""
+    return path.parent.parent.name.startswith("studio-zip-")
 
 
 def _command(name: str, operation: str | None, help_text: str) -> OperationCommand:

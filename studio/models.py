@@ -133,6 +133,22 @@ class WebhookStatus(str, enum.Enum):
     FAILED = "FAILED"
 
 
+class Batch(db.Model):
+    """Many photos uploaded in one request with one operation and the same options: each photo is its own task."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_task_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The uploaded archive's name, or "" when the photos came as separate files.
+    archive_name: Mapped[str] = mapped_column(String(255), default="")
+    # What the upload held that is not a photo the studio takes, refused by name: [{"name", "reason"}].
+    skipped: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
 class Task(db.Model):
     """One photo to process with one operation; the source of truth for its state. Its id is also the RQ job id."""
 
@@ -195,6 +211,10 @@ class Task(db.Model):
     # The task whose run made the outputs this one reuses (they are stored under its keys); no foreign key: that
     # task may be deleted, its outputs stay while a task uses them.
     reused_from: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    # The batch the photo came in (studio/batches), None for a photo uploaded on its own. SET NULL rather than
+    # CASCADE: deleting a batch deletes its tasks one by one, with their files (studio/batches/service.py).
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), nullable=True,
+                                                 index=True)
 
     user: Mapped[User] = relationship()
 

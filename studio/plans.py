@@ -157,11 +157,12 @@ def _counted(value: float, unit: str) -> str:
     return f"{_amount(value)} {unit}{'' if value == 1 else 's'}"
 
 
-def check_monthly_limits(user_id: int, pixels: int, counting_new_task: bool = True) -> None:
-    """Refuse (429) a new task of this much work (pixels) that would take the account over its plan's month.
+def check_monthly_limits(user_id: int, pixels: int, tasks: int = 1) -> None:
+    """Refuse (429) new tasks (one, or a batch's) of this much work in all (pixels) that would take the account
+    over its plan's month.
 
-    counting_new_task False: the task is among the account's unfinished ones already (a photo fetched by URL,
-    whose work is known only once the worker has it).
+    tasks 0: the task is among the account's unfinished ones already (a photo fetched by URL, whose work is known
+    only once the worker has it).
     """
     plan = plan_of(user_id)
     if plan.tasks_per_month is None and plan.megapixels_per_month is None:
@@ -169,9 +170,9 @@ def check_monthly_limits(user_id: int, pixels: int, counting_new_task: bool = Tr
     month = usage.month_totals(user_id)
     waiting, waiting_pixels = usage.unfinished(user_id)
     resets_on = usage.next_month_start(usage.today())
-    tasks = month.tasks + waiting
-    if plan.tasks_per_month is not None and tasks + int(counting_new_task) > plan.tasks_per_month:
-        raise PlanLimitReached(plan, "tasks_per_month", plan.tasks_per_month, tasks, resets_on)
+    used = month.tasks + waiting
+    if plan.tasks_per_month is not None and used + tasks > plan.tasks_per_month:
+        raise PlanLimitReached(plan, "tasks_per_month", plan.tasks_per_month, used, resets_on)
     megapixels = (month.work_pixels + waiting_pixels) / usage.PIXELS_PER_MEGAPIXEL
     if plan.megapixels_per_month is not None \
             and megapixels + pixels / usage.PIXELS_PER_MEGAPIXEL > plan.megapixels_per_month:

@@ -196,7 +196,10 @@ def reset_limit(view: View) -> View:
 
 def photos_in_request() -> int:
     """Return how many photos a request uploads: each one counts against the upload allowance, not each request."""
-    return max(1, sum(1 for upload in request.files.getlist("photo") if upload and upload.filename))
+    # "images": a batch's photos through the API (an archive counts once; its entries are capped by
+    # STUDIO_BATCH_MAX_ENTRIES).
+    return max(1, sum(1 for field in ("photo", "images") for upload in request.files.getlist(field)
+                      if upload and upload.filename))
 
 
 def upload_limit(view: View) -> View:

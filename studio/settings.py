@@ -157,6 +157,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # should not apply: {"upscale": 16000000}. STUDIO_MAX_PIXELS still caps every one.
         "STUDIO_OPERATION_MAX_PIXELS": _pixel_limits(
             "STUDIO_OPERATION_MAX_PIXELS", _json_object(environ, "STUDIO_OPERATION_MAX_PIXELS", {})),
+        # Batches (studio/batches): photos one upload may hold, as files or ZIP entries (every entry counts), the
+        # bytes a ZIP's entries may expand to in all, and how many times an entry over 64 KiB may expand from its
+        # compressed size (photos barely compress; a bomb expands thousands of times). The request itself stays
+        # within STUDIO_MAX_UPLOAD_BYTES.
+        "STUDIO_BATCH_MAX_ENTRIES": _int(environ, "STUDIO_BATCH_MAX_ENTRIES", 50),
+        "STUDIO_BATCH_MAX_UNCOMPRESSED_BYTES": _int(environ, "STUDIO_BATCH_MAX_UNCOMPRESSED_BYTES", 200 * 1024 * 1024),
+        "STUDIO_BATCH_MAX_COMPRESSION_RATIO": _int(environ, "STUDIO_BATCH_MAX_COMPRESSION_RATIO", 100),
         "STUDIO_USER_QUOTA_BYTES": _int(environ, "STUDIO_USER_QUOTA_BYTES", 1024 ** 3),  # photos + results; 0: none
         "STUDIO_RETENTION_DAYS": _int(environ, "STUDIO_RETENTION_DAYS", 30),  # tasks older are deleted; 0: never
         # Plans (studio/plans.py): {"free": {"tasks_per_month": 100, "megapixels_per_month": 500,

@@ -1,5 +1,6 @@
-// Upload page: drag and drop several photos, post each one on its own so one bad file does not sink the rest,
-// and insert the returned task rows; the table then polls for them (one request for all its rows, via htmx).
+// Upload page: drag and drop photos. One photo (or one web address) is posted on its own and its task row inserted
+// (the table then polls for it, via htmx); several go in one request as a batch, whose page the server sends us to
+// (HX-Redirect): a file that is not a photo is listed there, it does not sink the rest.
 (function () {
   "use strict";
 
@@ -64,6 +65,21 @@
       body.append("photo", file, file.name);
       body.delete("image_url");
     }
+    await send(body, (file ? file.name : urlInput.value) + ": ");
+  }
+
+  // Several photos go in one request: the server makes them one batch and sends us to its page.
+  async function uploadBatch(files) {
+    const body = new FormData(form);
+    body.delete("photo");
+    body.delete("image_url");
+    for (const file of files) {
+      body.append("photo", file, file.name);
+    }
+    await send(body, "");
+  }
+
+  async function send(body, label) {
     const response = await fetch(form.action, {
       method: "POST",
       body: body,
@@ -77,7 +93,7 @@
       return;
     }
     if (!response.ok) {
-      addErrorRow((file ? file.name : urlInput.value) + ": " + (await errorMessage(response)));
+      addErrorRow(label + (await errorMessage(response)));
       return;
     }
     const template = document.createElement("template");
@@ -146,6 +162,15 @@
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
     try {
+      if (files.length > 1) {
+        announce("Uploading " + files.length + " photos as one batch…");
+        try {
+          await uploadBatch(files);
+        } catch (error) {
+          addErrorRow("The upload did not reach the server (" + error.message + ")");
+        }
+        return;
+      }
       for (const [index, file] of files.entries()) {
         announce("Uploading " + (index + 1) + " of " + files.length + ": " + file.name);
         try {

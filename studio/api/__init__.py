@@ -9,6 +9,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
 # noqa: E402,F401 below: the routes register on bp.
-from studio.api import auth, errors, operations, tasks, tokens, usage, webhooks  # noqa: E402,F401
+from studio.api import auth, batches, errors, operations, tasks, tokens, usage, webhooks  # noqa: E402,F401
 
 __all__ = ["bp"]

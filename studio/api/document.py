@@ -78,6 +78,31 @@ def upload_body() -> dict[str, Any]:
             "additionalProperties": True}}}}
 
 
+def batch_schema(operation: Operation) -> dict[str, Any]:
+    """Return the multipart body of a batch for one operation: its photos (files or a ZIP) instead of one image,
+    the options as references to the operation's options component (the document stays small)."""
+    upload = upload_schema(operation)
+    options = f"#/components/schemas/{options_schema_name(operation)}/properties/"
+    properties: dict[str, Any] = {
+        "images": {"type": "array", "items": BINARY, "description": "the photos (JPEG, PNG or WebP), one file "
+                                                                    "field each; or send archive"},
+        "archive": {**BINARY, "description": "a ZIP of photos; other entries are skipped and listed"},
+    }
+    for name, schema in upload["properties"].items():
+        if name != "image":
+            properties[name] = {"$ref": options + name} if name in operation.option_schema()["properties"] \
+                else schema
+    return {"type": "object", "title": f"Batch for {operation.name}", "required": [
+        name for name in upload["required"] if name != "image"], "properties": properties,
+        "additionalProperties": False}
+
+
+def batch_body() -> dict[str, Any]:
+    """Return the request body of POST /batches: one of the operations' batches."""
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "oneOf": [batch_schema(operation) for operation in OPERATIONS.values()]}}}}
+
+
 def _components(spec: APISpec) -> None:
     _, definitions = models_json_schema([(model, "serialization") for model in schemas.MODELS],
                                         ref_template="#/components/schemas/{model}")
@@ -114,5 +139,7 @@ def build(app: Flask) -> dict[str, Any]:
         operations = {method: documented[method] for method in sorted(methods) if method in documented}
         if getattr(view, "takes_upload", False):
             operations["post"]["requestBody"] = upload_body()
+        if getattr(view, "takes_batch", False):
+            operations["post"]["requestBody"] = batch_body()
         spec.path(path=_openapi_path(rule.rule), operations=operations)
     return spec.to_dict()

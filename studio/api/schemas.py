@@ -106,6 +106,44 @@ class TaskList(Body):
     pages: int = Field(ge=0)
 
 
+class BatchTask(Body):
+    id: UUID
+    original_filename: str
+    status: TaskStatusName
+    progress: int = Field(ge=0, le=100)
+    stage: str | None
+    error: str | None = Field(description="why the task FAILED, or CANCELLED")
+    url: str = Field(description="the task itself: GET it for its outputs")
+
+
+class BatchCounts(Body):
+    total: int = Field(ge=0)
+    PENDING: int = Field(ge=0)
+    PROCESSING: int = Field(ge=0)
+    COMPLETED: int = Field(ge=0)
+    FAILED: int = Field(ge=0)
+    CANCELLED: int = Field(ge=0)
+
+
+class SkippedFile(Body):
+    name: str = Field(description="the file's name, or its path inside the archive")
+    reason: str = Field(description="why it is not processed: not a photo, a nested archive, encrypted, ...")
+
+
+class Batch(Body):
+    id: UUID
+    operation: str
+    options: dict[str, Any] = Field(description="the operation's options as validated, the same for every photo")
+    archive_name: str = Field(description="the uploaded ZIP's name, or empty when the photos came as files")
+    created_at: datetime
+    counts: BatchCounts
+    progress: int = Field(ge=0, le=100, description="overall, finished tasks counted whole")
+    finished: bool = Field(description="no task will change any more by itself")
+    archive_url: str | None = Field(description="one ZIP of every result and manifest.json, once finished")
+    tasks: list[BatchTask] = Field(description="each photo's task, in upload order")
+    skipped: list[SkippedFile] = Field(description="what the upload held that is not processed, and why")
+
+
 class WebhookSecret(Body):
     secret: str | None = Field(description="whsec_...: verifies the webhook-signature header")
 
@@ -180,4 +218,4 @@ class Usage(Body):
 
 
 MODELS: tuple[type[BaseModel], ...] = (Error, TokenRequest, Token, Task, TaskList, WebhookSecret, OperationInfo,
-                                       OperationList, Usage)
+                                       OperationList, Usage, Batch)

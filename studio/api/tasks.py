@@ -112,9 +112,14 @@ def _one_image(fields: Any) -> FileStorage | None:
 
 def _attached_files() -> dict[str, FileStorage]:
     """Return the file fields besides `image`, one each; the operation says which it takes."""
+    return attached_files("image")
+
+
+def attached_files(*photo_fields: str) -> dict[str, FileStorage]:
+    """Return the file fields besides those of the photos, one each; the operation says which it takes."""
     attached = {}
     for name in request.files:
-        if name == "image":
+        if name in photo_fields:
             continue
         uploads = [upload for upload in request.files.getlist(name) if upload.filename]
         if len(uploads) > 1:

@@ -106,6 +106,25 @@ def created(task: Task) -> None:
     logger.info("task %s: created for account %s (%s, model %s)", task.id, task.user_id, task.operation, task.model)
 
 
+def created_together(tasks: list[Task], *rows: object) -> None:
+    """Record new tasks, PENDING, with the rows they belong to (their batch), in one commit: all or none."""
+    for task in tasks:
+        task.status, task.progress, task.attempts, task.stage = TaskStatus.PENDING.value, 0, 0, None
+    db.session.add_all([*rows, *tasks])
+    session = db.session()
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.expire_on_commit = expire
+    for task in tasks:
+        metrics.task_created(task.operation, task.model)
+    logger.info("created %s tasks together for account %s", len(tasks), tasks[0].user_id if tasks else None)
+
+
 def started(task_id: str) -> Task | None:
     """Start an attempt: PENDING (or PROCESSING, for a retry after a lost attempt) -> PROCESSING; None if not."""
     now = utcnow()

@@ -72,15 +72,16 @@ def storage_used(user_id: int) -> int:
     return int(db.session.scalar(select(User.storage_bytes).where(User.id == user_id)) or 0)
 
 
-def check_unfinished(user_id: int) -> None:
-    """Refuse (429) a new task while the account has STUDIO_MAX_UNFINISHED_TASKS (or its plan's cap) waiting or
-    processing (0: no cap)."""
+def check_unfinished(user_id: int, adding: int = 1) -> None:
+    """Refuse (429) new tasks (adding: how many, a batch's photos) that would take the account past
+    STUDIO_MAX_UNFINISHED_TASKS (or its plan's cap) waiting or processing (0: no cap)."""
     cap = plans.max_unfinished_tasks(user_id)
     if cap <= 0:
         return
     unfinished = db.session.scalar(select(func.count()).select_from(Task).where(
         Task.user_id == user_id, Task.status.in_([TaskStatus.PENDING.value, TaskStatus.PROCESSING.value])))
-    if unfinished >= cap:
+    if unfinished + adding > cap:
+        these = "" if adding == 1 else f" and these {adding:,} would take you past"
         raise UploadRejected(429, "too_many_unfinished_tasks",
-                             f"You have {unfinished:,} photos waiting or processing, the most an account may have "
-                             f"({cap:,}). Wait for some to finish, then upload again.")
+                             f"You have {unfinished:,} photos waiting or processing{these}, the most an account "
+                             f"may have ({cap:,}). Wait for some to finish, then upload again.")

@@ -138,7 +138,7 @@ def _check_photo(task: Task, photo: AcceptedPhoto, config: Mapping[str, Any]) ->
         raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
     # This task is counted among the account's unfinished ones already (with no work yet).
     plans.check_monthly_limits(task.user_id, operation.work_pixels(options, photo.width, photo.height),
-                               counting_new_task=False)
+                               tasks=0)
 
 
 def _store(task: Task, fetched: dict[str, AcceptedPhoto], size: int) -> None:

@@ -237,6 +237,36 @@ def create_task(user: User, source: PhotoSource | None, request: UploadRequest) 
     return task
 
 
+def prepare_task(user: User, request: UploadRequest, filename: str | None, photo: AcceptedPhoto) -> \
+        tuple[Task, list[_File]]:
+    """Return a new task for a photo already checked against the request, and the files it will store (the photo,
+    its own copy of each attachment); nothing is stored or recorded yet (a batch stores many, then records all)."""
+    task = _new_task(user.id, request, display_filename(filename), photo.media_type, len(photo.data), photo.width,
+                     photo.height)
+    task.inputs_clean = False
+    if request.webhook_url:
+        task.webhook_url, task.webhook_status = request.webhook_url, WebhookStatus.PENDING.value
+        ensure_secret(user)
+    files = [_File(input_key(user.id, task.id, photo.extension), photo.media_type, len(photo.data), data=photo.data)]
+    files += [_File(attachment_key(user.id, task.id, name, clean.extension), clean.media_type, len(clean.data), name,
+                    data=clean.data) for name, clean in request.attachments.items()]
+    return task, files
+
+
+def store_task_files(task: Task, files: list[_File], stored: list[str]) -> None:
+    """Store a prepared task's files and record their keys on it, adding each stored key to stored (so a caller
+    can delete them all if a later step fails)."""
+    for file in files:
+        _store(file)
+        stored.append(file.key)
+        _record_file(task, file)
+
+
+def delete_objects(keys: list[str]) -> None:
+    """Delete stored objects, logging (not raising) those that cannot be deleted."""
+    _delete_objects(keys)
+
+
 def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool = False) -> Task:
     """Process the task's photo again, with other options or another operation, as a new task.
 

@@ -15,6 +15,7 @@ from studio import metrics
 from studio.errors import error_response
 from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
+from studio.batches import service as batch_service
 from studio.tasks import data_tables, display, estimates, files, history, service
 from studio.tasks.forms import fields_for
 from studio.tasks.remote import IMAGE_URL_FIELD
@@ -93,7 +94,7 @@ def list_tasks() -> str:
 @login_required
 @upload_limit
 def create() -> Response | tuple[str, int]:
-    """Create one task per uploaded photo, all with the chosen operation and options."""
+    """Create a task for one photo, or a batch of tasks for several, all with the chosen operation and options."""
     photos: list[service.PhotoSource] = [upload for upload in request.files.getlist(PHOTO_FIELD)
                                          if upload and upload.filename]
     by_url = bool(request.form.get(IMAGE_URL_FIELD, "").strip())
@@ -114,6 +115,8 @@ def create() -> Response | tuple[str, int]:
     except UploadRejected as error:
         metrics.upload_refused(error.code)
         return _upload_failed([error.message], error.status)
+    if len(photos) > 1:
+        return _create_batch(photos, upload_request)
     tasks, errors, status = [], [], 400
     for photo in photos:
         try:
@@ -132,6 +135,22 @@ def create() -> Response | tuple[str, int]:
     if len(tasks) == 1 and not errors:
         return redirect(url_for("tasks.detail", task_id=tasks[0].id))
     return redirect(url_for("tasks.list_tasks"))
+
+
+def _create_batch(photos: list[FileStorage], upload_request: service.UploadRequest) -> Response | tuple[str, int]:
+    """Make several photos one batch, and open its page (the script follows HX-Redirect)."""
+    try:
+        batch = batch_service.create_batch(current_user, upload_request, batch_service.file_candidates(photos), [])
+    except UploadRejected as error:
+        metrics.upload_refused(error.code)
+        return _upload_failed([error.message], error.status)
+    flash(f"Uploaded {len(photos) - len(batch.skipped)} photos as one batch; processing has started."
+          + (f" {len(batch.skipped)} file{'s were' if len(batch.skipped) != 1 else ' was'} not processed: see below."
+             if batch.skipped else ""), "success")
+    location = url_for("batches.detail", batch_id=batch.id)
+    if _wants_fragment():
+        return Response("", 201, {"HX-Redirect": location})
+    return redirect(location)
 
 
 def _option_fields() -> Any:

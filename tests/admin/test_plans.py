@@ -57,8 +57,7 @@ def test_over_the_monthly_tasks_the_api_says_the_limit_the_use_and_the_reset(pla
     until_reset = datetime(resets.year, resets.month, 1, tzinfo=timezone.utc) - datetime.now(timezone.utc)
     assert abs(int(refused.headers["Retry-After"]) - until_reset.total_seconds()) < 60
     # The document describes the answer (ErrorDetail's plan_limit).
-    # Not get_json: the app bounds JSON request bodies at 64 KiB, and this document is an answer.
-    document = json.loads(client.get("/api/v1/openapi.json").data)
+    document = json.loads(client.get("/api/v1/openapi.json").data)  # over the 64 KiB bound of request bodies
     assert "plan_limit" in document["components"]["schemas"]["ErrorDetail"]["properties"]
 
 

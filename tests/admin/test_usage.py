@@ -3,9 +3,9 @@ served at GET /api/v1/usage and exported as CSV for a billing system."""
 
 from __future__ import annotations
 
-import json
 import csv
 import io
+import json
 from datetime import timedelta
 
 import pytest
@@ -75,8 +75,7 @@ def test_usage_stays_when_the_owner_or_retention_deletes_the_tasks(app, client, 
 
 
 def _validate(client, response, path: str = "/usage", status: str = "200") -> None:
-    # Not get_json: the app bounds JSON request bodies at 64 KiB, and this document is an answer.
-    document = json.loads(client.get("/api/v1/openapi.json").data)
+    document = json.loads(client.get("/api/v1/openapi.json").data)  # over the 64 KiB bound of request bodies
     answer = document["paths"]["/api/v1" + path]["get"]["responses"][status]
     if "$ref" in answer:
         answer = document["components"]["responses"][answer["$ref"].rsplit("/", 1)[-1]]

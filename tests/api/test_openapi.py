@@ -3,6 +3,7 @@ operation's options and upload generated from its declaration, and real answers 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -26,7 +27,7 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 def document(client) -> dict:
     response = client.get(f"{PREFIX}/openapi.json")
     assert response.status_code == 200
-    # Not get_json: the app's JSON provider bounds request bodies (64 KiB), and this document is an answer.
+    # Not get_json(): the app's JSON provider bounds request bodies (64 KiB), which the document outgrows.
     return json.loads(response.data)
 
 
@@ -138,3 +139,32 @@ def test_failed_task_matches_the_task_schema(app, client, headers, photo_bytes, 
     response = client.get(f"{PREFIX}/tasks/{task_id}", headers=headers)
     assert response.get_json()["status"] == "FAILED"
     _check(document, response, "/tasks/{task_id}", "get")
+
+
+def test_batch_answers_match_the_documented_schemas_and_its_body_names_each_operations_options(
+        app, client, headers, photo_bytes, monkeypatch, document):
+    monkeypatch.setattr(job_module, "process",
+                        lambda *args, **kwargs: [EncodedOutput("result", b"\x89PNG fake", "image/png", ".png")])
+    batches = document["paths"][f"{PREFIX}/batches"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    bodies = {body["properties"]["operation"]["const"]: body for body in batches["schema"]["oneOf"]}
+    assert set(bodies) == set(OPERATIONS)
+    for name, operation in OPERATIONS.items():
+        typed = {option for option, prop in operation.option_schema()["properties"].items() if not prop.get("readOnly")}
+        assert {"images", "archive", "operation", "webhook_url"} | typed <= set(bodies[name]["properties"])
+        assert "image" not in bodies[name]["properties"]
+
+    def post(**data):
+        return client.post(f"{PREFIX}/batches", headers=headers, content_type="multipart/form-data", data=data)
+
+    created = post(images=[(io.BytesIO(photo_bytes("boat.jpg")), "boat.jpg"), (io.BytesIO(b"x"), "x.txt")])
+    _check(document, created, "/batches", "post")
+    _check(document, post(images=[(io.BytesIO(b"x"), "x.txt")]), "/batches", "post")
+    _check(document, post(archive=(io.BytesIO(b"PK\x05\x06"), "a.zip")), "/batches", "post")
+    batch_id = created.get_json()["id"]
+    _check(document, client.get(f"{PREFIX}/batches/{batch_id}/archive", headers=headers),
+           "/batches/{batch_id}/archive", "get")
+    run_worker(app)
+    for path, method in (("", "get"), ("/archive", "get"), ("/retry", "post"), ("", "delete")):
+        answer = getattr(client, method)(f"{PREFIX}/batches/{batch_id}{path}", headers=headers)
+        _check(document, answer, "/batches/{batch_id}" + path, method)
+    _check(document, client.get(f"{PREFIX}/batches/{batch_id}", headers=headers), "/batches/{batch_id}", "get")

@@ -1,4 +1,5 @@
-"""End to end in a real browser: sign up, drop two photos, watch them finish live, download one, delete it."""
+"""End to end in a real browser: sign up, drop two photos (one batch), watch them finish live, download the ZIP
+and one photo, delete it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import base64
 import io
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -68,21 +70,32 @@ def test_sign_up_upload_watch_download_delete(live_server, browser, photos_dir, 
     _sign_in(page, "a long browser passphrase")
     expect(page.locator("#upload-form")).to_be_visible()
 
-    # A marker that a reload would wipe: the rows must finish on this very page.
-    page.evaluate("window.studioTestMarker = 'still here'")
     _drop_files(page, "#dropzone", [photos_dir / name for name in PHOTOS])
     expect(page.locator("#selected-files li")).to_have_count(2)
     page.screenshot(path=str(screenshots / "02-upload-selected.png"), full_page=True)
     page.get_by_role("button", name="Upload and process").click()
 
-    rows = page.locator("#upload-results tr.task-row")
+    # Several photos are one batch: its page follows them live and offers one ZIP once both are finished.
+    expect(page).to_have_url(re.compile(r"/batches/[0-9a-f-]{36}$"))
+    # A marker that a reload would wipe: the rows must finish on this very page.
+    page.evaluate("window.studioTestMarker = 'still here'")
+    rows = page.locator("#batch-status tr.task-row")
     expect(rows).to_have_count(2)
-    done = page.locator('#upload-results tr.task-row[data-status="COMPLETED"]')
-    expect(done).to_have_count(2, timeout=PROCESSING_TIMEOUT_MS)
+    expect(page.locator('#batch-status[data-finished="true"]')).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
+    expect(page.locator('#batch-status tr.task-row[data-status="COMPLETED"]')).to_have_count(2)
+    expect(page.get_by_text("2 of 2 done")).to_be_visible()
     assert page.evaluate("window.studioTestMarker") == "still here"
     for name in PHOTOS:
         expect(rows.filter(has_text=name).get_by_role("link", name=re.compile("Download"))).to_be_visible()
-    page.screenshot(path=str(screenshots / "03-upload-done.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "03-batch-done.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(screenshots / "03-batch-done-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    with page.expect_download() as archive_info:
+        page.get_by_role("button", name="Download all (ZIP)").click()
+    assert archive_info.value.suggested_filename.endswith("-results.zip")
+    with zipfile.ZipFile(archive_info.value.path()) as archive:
+        assert archive.namelist() == ["rifle2.png", "horse.png", "manifest.json"]
 
     page.get_by_role("link", name=PHOTOS[0], exact=True).click()
     expect(page.get_by_role("heading", name=PHOTOS[0])).to_be_visible()
@@ -197,5 +210,49 @@ def test_choosing_an_operation_shows_its_options_and_its_results_as_a_table(
     expect(page.get_by_text("Faces (2)")).to_be_visible()
     expect(page.locator("#task-status .result-data img")).to_have_attribute("src", re.compile(r"/outputs/preview$"))
     page.screenshot(path=str(screenshots / "10-task-faces.png"), full_page=True)
+    assert errors == []
+    context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.integration
+def test_a_batch_with_a_damaged_photo_and_a_stray_file_says_which_and_retries(
+        live_server, browser, photos_dir, screenshots, tmp_path):
+    damaged = tmp_path / "cut-off.jpg"
+    data = (photos_dir / "horse.jpg").read_bytes()
+    damaged.write_bytes(data[:len(data) // 3])  # its header is whole, its pixels are not
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(live_server + "/register")
+    page.get_by_label("Email").fill("batches@example.com")
+    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
+    page.get_by_label("Repeat the password").fill("a long browser passphrase")
+    page.locator("main").get_by_role("button", name="Create account").click()
+    _sign_in(page, "a long browser passphrase")
+
+    _drop_files(page, "#dropzone", [photos_dir / "rifle2.jpeg", damaged, notes])
+    page.get_by_role("button", name="Upload and process").click()
+    expect(page).to_have_url(re.compile(r"/batches/[0-9a-f-]{36}$"))
+    expect(page.locator('#batch-status[data-finished="true"]')).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
+    expect(page.get_by_text("1 of 2 done")).to_be_visible()
+    expect(page.locator('tr.task-row[data-status="FAILED"]')).to_contain_text("damaged")
+    page.get_by_text("1 file not processed").click()
+    expect(page.get_by_text("notes.txt")).to_be_visible()
+    expect(page.get_by_role("button", name="Download all (ZIP)")).to_be_visible()
+    page.screenshot(path=str(screenshots / "11-batch-failed.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(screenshots / "11-batch-failed-phone.png"), full_page=True)
+    # The table scrolls inside its own box; nothing widens the page itself.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.get_by_role("button", name="Retry 1 failed").click()
+    expect(page.get_by_text("Processing 1 photo again")).to_be_visible()
+    expect(page.locator('#batch-status[data-finished="true"]')).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
+    expect(page.locator('tr.task-row[data-status="FAILED"]')).to_have_count(1)  # damaged again, and said so
     assert errors == []
     context.close()

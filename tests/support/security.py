@@ -27,6 +27,9 @@ STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 TASK_ARGUMENTS = {"task_id"}
 SAMPLE_ARGUMENTS: dict[str, Any] = {
     "token_id": 1,
+    # A batch: another account's is a 404 on every batch route (tests/api/test_batches_api.py,
+    # tests/web/test_web_batches.py); here an unknown one.
+    "batch_id": "01a24a5d-0000-7000-8000-000000000000",
     # An account, on the admin dashboard's pages (administrators only: a 404 for everyone else).
     "user_id": 1,
     # An output of a task, or an operation: neither is a task id, so ownership comes from the task id.

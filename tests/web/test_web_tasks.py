@@ -276,31 +276,30 @@ def test_upload_one_photo_opens_its_page(signed_in, photo):
         assert original.data.startswith(b"\xff\xd8") and len(original.data) > 1000
 
 
-def test_upload_several_photos_for_the_script_returns_polling_rows(signed_in, photo):
+def test_upload_several_photos_for_the_script_makes_a_batch_and_sends_it_to_its_page(signed_in, photo):
     response = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg"), (io.BytesIO(photo), "b.jpeg")],
                        headers={"HX-Request": "true", "Accept": "application/json"})
     assert response.status_code == 201
-    rows = re.findall(r"<tr id=\"task-[^\"]+\"[^>]*>", response.get_data(as_text=True))
-    assert len(rows) == 2
-    # Each row carries its id for the table's poller (upload.js wakes it up with tasks-added).
-    assert response.get_data(as_text=True).count('<input type="hidden" name="task" value=') == 2
-    history = signed_in.get("/tasks").get_data(as_text=True)
-    assert "a.jpeg" in history and "b.jpeg" in history
+    batch_page = response.headers["HX-Redirect"]
+    assert re.fullmatch(r"/batches/[0-9a-f-]{36}", batch_page)
+    page = signed_in.get(batch_page).get_data(as_text=True)
+    assert "a.jpeg" in page and "b.jpeg" in page and "0 of 2 done" in page
 
 
-def test_upload_several_photos_without_the_script_opens_the_history(signed_in, photo):
+def test_upload_several_photos_without_the_script_opens_the_batch_page(signed_in, photo):
     response = _upload(signed_in, [(io.BytesIO(photo), "a.jpeg"), (io.BytesIO(photo), "b.jpeg")])
-    assert response.status_code == 302 and response.headers["Location"] == "/tasks"
-    history = signed_in.get("/tasks").get_data(as_text=True)
-    assert "Uploaded 2 photos" in history
-    assert len(re.findall(r'<tr id="task-', history)) == 2
+    assert response.status_code == 302 and response.headers["Location"].startswith("/batches/")
+    page = signed_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Uploaded 2 photos as one batch" in page
+    assert len(re.findall(r'<tr id="task-', page)) == 2
 
 
-def test_a_bad_file_among_good_ones_is_reported_and_the_rest_are_kept(signed_in, photo):
+def test_a_bad_file_among_good_ones_is_listed_and_the_rest_are_kept(signed_in, photo):
     response = _upload(signed_in, [(io.BytesIO(photo), "good.jpeg"), (io.BytesIO(b"nonsense"), "bad.txt")])
     assert response.status_code == 302
-    history = signed_in.get("/tasks").get_data(as_text=True)
-    assert "good.jpeg" in history and "bad.txt: " in history
+    page = signed_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "good.jpeg" in page and "<code>bad.txt</code>: The file is not a JPEG" in page
+    assert "1 file was not processed" in page
 
 
 def test_upload_without_a_photo_is_a_400_with_a_message(signed_in):
