@@ -76,7 +76,6 @@ class ModelSession:
         model = build_with_weights(spec, state)
         memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
         # channels_last lets oneDNN pick its fastest convolution kernels on the CPU (and tensor cores on CUDA).
-        # Weights installed in that layout (ml.weights.install_model) stay as loaded: no copy.
         self.model = model.eval().to(self.device, memory_format=memory_format)
         self.memory_format = memory_format
         wanted = use_bfloat16(settings.bfloat16, self.device) if bfloat16 is None else bfloat16

