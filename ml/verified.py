@@ -21,15 +21,21 @@ logger = logging.getLogger(__name__)
 FOLDER = Path("photo-studio") / "verified-weights"
 
 
-def records_dir() -> Path:
-    """Return the folder of the records: $XDG_CACHE_HOME, or ~/.cache, under photo-studio/verified-weights."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+def records_dir() -> Path | None:
+    """Return the records' folder in $XDG_CACHE_HOME or ~/.cache; None without a home (every load then hashes)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = Path.home() / ".cache"
+        except (RuntimeError, KeyError):
+            return None
     return Path(base) / FOLDER
 
 
-def _record_path(path: Path) -> Path:
+def _record_path(path: Path) -> Path | None:
+    folder = records_dir()
     name = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()
-    return records_dir() / f"{name}.json"
+    return None if folder is None else folder / f"{name}.json"
 
 
 def file_identity(path: Path) -> list[int]:
@@ -44,8 +50,11 @@ def _record(path: Path, checksum: str, identity: list[int]) -> dict:
 
 def already_verified(path: Path, checksum: str, identity: list[int]) -> bool:
     """Return True when the file, with this identity, was verified against this checksum."""
+    record_path = _record_path(path)
+    if record_path is None:
+        return False
     try:
-        return json.loads(_record_path(path).read_text()) == _record(path, checksum, identity)
+        return json.loads(record_path.read_text()) == _record(path, checksum, identity)
     except (OSError, ValueError):
         return False
 
@@ -56,6 +65,8 @@ def remember_verified(path: Path, checksum: str, identity: list[int]) -> None:
     A cache folder that cannot be written (a read-only home in a container) only costs the next load its hash.
     """
     record_path = _record_path(path)
+    if record_path is None:
+        return
     try:
         record_path.parent.mkdir(parents=True, exist_ok=True)
         partial = record_path.with_name(f"{record_path.name}.{os.getpid()}.partial")

@@ -189,3 +189,19 @@ def test_an_unwritable_cache_folder_only_costs_the_hash(model_dir, tmp_path, mon
     assert ModelSession(U2NETP, own).size_bytes > 0
     assert not verified.already_verified(U2NETP.weights_path(own), U2NETP.checksum,
                                          verified.file_identity(U2NETP.weights_path(own)))
+
+
+def test_a_process_without_a_home_hashes_every_load(model_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home() -> None:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(verified.Path, "home", staticmethod(no_home))
+    own = _copy_of_u2netp(model_dir, tmp_path)
+    hashed = []
+    real_digest = sessions.state_dict_digest
+    monkeypatch.setattr(sessions, "state_dict_digest", lambda state: hashed.append(1) or real_digest(state))
+    ModelSession(U2NETP, own)
+    ModelSession(U2NETP, own)
+    assert verified.records_dir() is None and len(hashed) == 2
