@@ -77,7 +77,6 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_tasks_user_id'), ['user_id'], unique=False)
 
 
-
 def downgrade():
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tasks_user_id'))
