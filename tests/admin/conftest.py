@@ -1,5 +1,6 @@
 """Fixtures for the admin dashboard, usage and plan tests: the service tests' real PostgreSQL (migrated), Redis and
-app factory, an administrator signed in through the real form, and a stand-in for the model run."""
+app factory, an administrator signed in through the real form. (The stand-in for the model run, `fake_run`, is in
+tests/plugins/services.py.)"""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jobs import process_image as job_module
-from ml.runner import EncodedOutput
 from studio.extensions import limiter
 from studio.models import User
-from tests.support.admin import ADMIN, OUTPUT_SIZE, fake_run_failures, png, sign_in
+from tests.support.admin import ADMIN, sign_in
 
 
 @pytest.fixture(autouse=True)
@@ -36,20 +35,3 @@ def admin_client(app: Flask, admin: User) -> FlaskClient:  # noqa: F811
     browser = app.test_client()
     assert sign_in(browser, ADMIN).status_code == 302
     return browser
-
-
-@pytest.fixture
-def fake_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Replace the model run by one that returns an OUTPUT_SIZE PNG (the operation, storage and lifecycle are
-    real); return the list the runs append to, and let a test make runs fail by appending to `failures`."""
-    runs: list[str] = []
-
-    def run(operation, data, options, **kwargs):
-        runs.append(operation.name)
-        if fake_run_failures:
-            raise fake_run_failures.pop(0)
-        return [EncodedOutput("result", png(), "image/png", ".png", OUTPUT_SIZE[0] * OUTPUT_SIZE[1])]
-
-    fake_run_failures.clear()
-    monkeypatch.setattr(job_module, "process", run)
-    return runs

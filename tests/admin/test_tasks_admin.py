@@ -1,29 +1,16 @@
-"""Tasks on the dashboard: FAILED ones filtered by reason and retried (one or many), waiting ones cancelled with
-their webhook told; each action audited, and the usage still counting each task once."""
+"""Tasks on the dashboard: FAILED ones filtered by reason and retried (one or many); each action audited, and the
+usage still counting each task once. (Cancelling, by the owner or an administrator: tests/tasks/test_cancel.py.)"""
 
 from __future__ import annotations
-
-import json
-from typing import Iterator
 
 import pytest
 from rq.job import Job
 
-from jobs import process_image as job_module
 from studio.queue import get_redis
-from tests.support.admin import ADMIN, audit_entries, fake_run_failures, post, sign_in, usage_rows
+from tests.support.admin import ADMIN, audit_entries, fake_run_failures, post, usage_rows
 from tests.support.studio import load_task, run_worker, upload
-from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """Return a local HTTP receiver for webhooks."""
-    server = Receiver()
-    yield server
-    server.close()
 
 
 def _failed_task(app, client, headers, photo_bytes, error: Exception) -> str:
@@ -95,49 +82,3 @@ def test_retrying_every_matching_failed_task_at_once(app, client, headers, admin
     assert sorted(entry.target_task_id for entry in audit_entries(app)) == sorted(failed)
     run_worker(app)
     assert [load_task(app, task_id).status for task_id in failed] == ["COMPLETED", "COMPLETED"]
-
-
-def test_cancelling_a_waiting_task_tells_its_webhook_and_counts_no_seconds(
-        make_app, make_user, make_token, photo_bytes, receiver, fake_run):
-    app = make_app(STUDIO_WEBHOOK_ALLOW_PRIVATE=True)
-    owner = make_user("owner@example.com")
-    make_user(ADMIN, is_admin=True)
-    client, headers = app.test_client(), make_token(owner)
-    task_id = upload(client, headers, photo_bytes("boat.jpg"), webhook_url=receiver.url).get_json()["id"]
-    admin_client = app.test_client()
-    sign_in(admin_client, ADMIN)
-    post(admin_client, "/admin/tasks/cancel", {"task": task_id})
-
-    task = load_task(app, task_id)
-    assert (task.status, task.error) == ("CANCELLED", "Cancelled by an administrator.")
-    run_worker(app)
-    assert fake_run == []  # its job was removed before any worker took it
-    [call] = receiver.calls
-    assert json.loads(call["body"])["type"] == "task.cancelled"
-    [row] = usage_rows(app, owner.id)
-    assert (row.tasks, row.completed_tasks, row.pixels_out, row.processing_seconds) == (1, 0, 0, 0)
-    [entry] = audit_entries(app)
-    assert (entry.action, entry.target_task_id) == ("task.cancel", task_id)
-    # The photo stays: the owner can re-run it.
-    assert client.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers).status_code == 409
-
-
-def test_a_job_that_fails_after_its_task_was_cancelled_is_not_retried(
-        app, client, headers, photo_bytes, monkeypatch):
-    # The failure callback sees the task CANCELLED and takes the job's retries away before RQ decides on one.
-    runs = []
-
-    def cancel_then_fail(*args, **kwargs):
-        runs.append(1)
-        client.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers)
-        raise RuntimeError("the model crashed as the owner cancelled")
-
-    monkeypatch.setattr(job_module, "process", cancel_then_fail)
-    task_id = upload(client, headers, photo_bytes("boat.jpg")).get_json()["id"]
-    run_worker(app)
-    assert runs == [1] and load_task(app, task_id).status == "CANCELLED"
-    with app.app_context():
-        job = Job.fetch(task_id, connection=get_redis())
-        # STOPPED too: the cancel also sent RQ's stop-job command, which this in-process worker notes. Either way
-        # no retry is left (the stop alone would leave the two retries on the job).
-        assert job.get_status() in ("failed", "stopped") and job.retries_left == 0

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from botocore.credentials import EnvProvider
-from botocore.session import Session
 
 from studio import settings
+from tests.support.deploy import names_the_app_reads
 
 ROOT = settings.PROJECT_ROOT
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -18,29 +17,7 @@ SERVICES = COMPOSE["services"]
 APP_SERVICES = sorted(name for name, service in SERVICES.items() if "build" in service)
 NGINX_TEMPLATE = (ROOT / "deploy" / "nginx.conf").read_text()
 
-# os.environ.get("X"), environ.get("X"), os.getenv("X"), environ["X"], _int(environ, "X"), _bool(environ, "X")
-ENVIRONMENT_READ = re.compile(
-    r"""(?:environ\.get|getenv|_int|_bool|_choice|_int_list|_name_list|_json_object)"""
-    r"""\(\s*(?:environ,\s*)?["']([A-Z][A-Z0-9_]*)["']"""
-    r"""|environ\[["']([A-Z][A-Z0-9_]*)["']\]"""
-)
 INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?][^}]*)?\}")
-
-
-def names_the_app_reads() -> set[str]:
-    """Return every environment variable the app's Python code reads, plus the ones boto3 reads."""
-    sources = [ROOT / "wsgi.py", ROOT / "rq_worker.py"]
-    for package in ("studio", "jobs", "ml", "processes"):
-        sources.extend((ROOT / package).rglob("*.py"))
-    names = set()
-    for source in sources:
-        if source.is_file():
-            for match in ENVIRONMENT_READ.finditer(source.read_text()):
-                names.add(match.group(1) or match.group(2))
-    session = Session()
-    names.update(env for _, env, *_ in session.session_var_map.values() if isinstance(env, str))
-    names.update({EnvProvider.ACCESS_KEY, EnvProvider.SECRET_KEY, *EnvProvider.TOKENS})
-    return names
 
 
 def environment(service: dict) -> dict[str, str]:

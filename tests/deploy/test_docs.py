@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from ml.operations import OPERATIONS
-from tests.deploy.test_compose import names_the_app_reads
+from tests.support.deploy import names_the_app_reads
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -21,6 +21,7 @@ from tests.support.services import MODEL_DIR
 from studio import settings
 from tests.support.network import free_port
 from tests.support.processes import wait_until
+from tests.support.servers import end_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -100,11 +101,7 @@ class RunningStudio:
                 process.kill()
             except psutil.NoSuchProcess:
                 pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        end_process_group(self.process)
 
 
 def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:

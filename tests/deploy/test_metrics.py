@@ -20,11 +20,9 @@ from rq.utils import utcformat
 
 from studio import metrics, metrics_state
 from tests.support.network import free_port
-from tests.support.deploy import make_app
+from tests.support.deploy import AUTHORIZED, TOKEN, make_app, record_one_of_each
 from tests.support.servers import ROOT, Gunicorn, run_burst_worker, small_model_dir, studio_environment
 
-TOKEN = "metrics-token-for-tests"
-AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
 RECORDED_FAMILIES = {
     "studio_http_requests", "studio_http_request_duration_seconds", "studio_tasks_created", "studio_tasks_finished",
     "studio_job_duration_seconds", "studio_inference_duration_seconds", "studio_job_retries",
@@ -43,17 +41,6 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
 def value(text: str, name: str, **labels: str) -> float:
     """Return one sample's value, 0 when the exposition does not have it."""
     return samples(text).get((name, frozenset(labels.items())), 0.0)
-
-
-def record_one_of_each() -> None:
-    """Call every recording function the job and upload code uses once."""
-    metrics.task_created("remove_background", "u2netp")
-    metrics.task_finished("remove_background", "u2netp", "completed", 1.5)
-    metrics.inference_seconds("remove_background", "u2netp", 0.8)
-    metrics.job_retried("remove_background")
-    metrics.webhook_delivery("delivered")
-    metrics.storage_error("save")
-    metrics.upload_refused("too_large")
 
 
 def scrape(client) -> str:

@@ -14,8 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from studio import settings
 from tests.support.services import require
-from tests.support.deploy import make_app
-from tests.deploy.test_metrics import AUTHORIZED, TOKEN, record_one_of_each
+from tests.support.deploy import AUTHORIZED, TOKEN, make_app, record_one_of_each
 
 ROOT = settings.PROJECT_ROOT
 PROMETHEUS = ROOT / "deploy" / "prometheus"

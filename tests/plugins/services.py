@@ -14,11 +14,15 @@ from flask_migrate import upgrade
 from sqlalchemy import MetaData, create_engine
 
 from jobs import context as job_context
+from jobs import process_image as job_module
+from ml.runner import EncodedOutput
 from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import User
+from tests.support.admin import OUTPUT_SIZE, fake_run_failures, png
 from tests.support.network import free_port
+from tests.support.receiver import Receiver
 from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_up, redis_up, require, sqlalchemy_url
 from tests.support.studio import (
     AWS_ENVIRONMENT, FAST_HASHER, PASSWORD, S3_BUCKET, base_config, clean, default_model_ready, reset_limiter,
@@ -186,3 +190,28 @@ def s3_app(make_app: Callable[..., Flask], s3_endpoint: str) -> Flask:
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return make_app(STUDIO_S3_BUCKET=bucket, STUDIO_S3_ENDPOINT_URL=s3_endpoint, STUDIO_S3_REGION="us-east-1",
                     STUDIO_S3_PREFIX="studio")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """Return a local HTTP receiver for webhooks."""
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fake_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the model run by one that returns an OUTPUT_SIZE PNG (the operation, storage and lifecycle are
+    real); return the list the runs append to, and let a test make runs fail by appending to `fake_run_failures`."""
+    runs: list[str] = []
+
+    def run(operation, data, options, **kwargs):
+        runs.append(operation.name)
+        if fake_run_failures:
+            raise fake_run_failures.pop(0)
+        return [EncodedOutput("result", png(), "image/png", ".png", OUTPUT_SIZE[0] * OUTPUT_SIZE[1])]
+
+    fake_run_failures.clear()
+    monkeypatch.setattr(job_module, "process", run)
+    return runs

@@ -1,14 +1,18 @@
-"""CSRF: every state-changing page route refuses a form or HTMX post without a valid token, and no GET changes state."""
+"""CSRF: every state-changing page route refuses a form or HTMX post without a valid token (a clear 400, JSON for JSON
+clients), the layout hands HTMX the token, and no GET changes state."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from flask import Flask
 from redis import Redis
 from rq import Queue
 
+from studio.models import TaskStatus
 from tests.support.security import (
-    STATE_CHANGING_METHODS, csrf_token, login, methods, route_path, routes, snapshot, task_exists,
+    PASSWORD, STATE_CHANGING_METHODS, csrf_token, login, methods, route_path, routes, snapshot, task_exists,
 )
 
 
@@ -119,3 +123,36 @@ def _admin(app):
         user = find_user("admin@example.com")
         db.session.expunge(user)
         return user
+
+
+def test_form_post_without_csrf_token_is_refused(client, make_user):
+    make_user("ada@example.com")
+    response = client.post("/login", data={"email": "ada@example.com", "password": PASSWORD})
+    assert response.status_code == 400
+    assert "security token" in response.get_data(as_text=True)
+    with client.session_transaction() as session:
+        assert "_user_id" not in session
+
+
+def test_htmx_post_needs_the_csrf_header(client, make_user, make_stored_task):
+    user = make_user("ada@example.com")
+    assert login(client, "ada@example.com").status_code == 302
+    task_id = make_stored_task(user.id, TaskStatus.PENDING)
+    headers = {"HX-Request": "true"}
+    assert client.post(f"/tasks/{task_id}/delete", headers=headers).status_code == 400
+    assert client.get(f"/tasks/{task_id}").status_code == 200
+    headers["X-CSRFToken"] = csrf_token(client, "/tasks")
+    assert client.post(f"/tasks/{task_id}/delete", headers=headers).status_code == 302
+    assert client.get(f"/tasks/{task_id}").status_code == 404
+
+
+def test_csrf_error_is_json_for_json_clients(client):
+    response = client.post("/login", headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "csrf_failed"
+
+
+def test_base_layout_hands_htmx_the_csrf_token(client):
+    html = client.get("/login").get_data(as_text=True)
+    assert re.search(r"<body hx-headers='\{&#34;X-CSRFToken&#34;: &#34;[^&]+&#34;\}'>|"
+                     r"<body hx-headers='\{\"X-CSRFToken\": \"[^\"]+\"\}'>", html)

@@ -1,4 +1,5 @@
-"""Security headers on every response, templates without inline code, and the session cookie's flags."""
+"""Security headers on every response (the CSP itself, caching), templates and pages without inline code, and the
+session cookie's flags."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from studio import settings
+from studio.models import TaskStatus
+from studio.security import content_security_policy
 from tests.support.security import CSRF_FIELD, PASSWORD, login, methods, route_path, routes
 
 TEMPLATES = Path(settings.PROJECT_ROOT) / "templates"
@@ -69,6 +72,33 @@ def test_error_pages_carry_the_headers_too(app):
         assert_security_headers(response, f"{response.status_code}")
 
 
+@pytest.mark.parametrize("path", ["/", "/login", "/static/vendor/htmx.min.js", "/no-such-page", "/api/no-such-thing"])
+def test_every_response_carries_the_exact_policy(client, path):
+    response = client.get(path)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    policy = directives(response.headers["Content-Security-Policy"])
+    assert policy["script-src"] == ["'self'"]
+    assert policy["style-src"] == ["'self'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert policy["img-src"] == ["'self'", "data:", "blob:"]
+
+
+def test_pages_are_not_cached_but_static_files_may_be(client):
+    assert client.get("/login").headers["Cache-Control"] == "no-store"
+    assert "no-store" not in client.get("/static/css/studio.css").headers.get("Cache-Control", "")
+
+
+def test_csp_allows_images_from_the_s3_endpoint():
+    policy = directives(content_security_policy({"STUDIO_S3_BUCKET": "photos",
+                                                 "STUDIO_S3_ENDPOINT_URL": "http://minio.local:9000/base"}))
+    assert policy["img-src"] == ["'self'", "data:", "blob:", "http://minio.local:9000"]
+    aws = directives(content_security_policy({"STUDIO_S3_BUCKET": "photos", "STUDIO_S3_ENDPOINT_URL": None}))
+    assert aws["img-src"][-1] == "https:"
+    local = directives(content_security_policy({"STUDIO_S3_BUCKET": None, "STUDIO_S3_ENDPOINT_URL": "http://x:1"}))
+    assert "http://x:1" not in local["img-src"]
+
+
 # Inline code the CSP would block anyway; kept out of the source so no page ever needs 'unsafe-inline'.
 INLINE_CODE = {
     "inline <script> body": re.compile(r"<script\b[^>]*>(?!\s*</script>)", re.I),
@@ -109,6 +139,24 @@ def test_the_template_scan_catches_what_it_looks_for():
         assert INLINE_CODE[name].search(sample), name
     assert not any(pattern.search('<script src="/static/js/studio.js" defer></script>')
                    for name, pattern in INLINE_CODE.items() if "script" in name)
+
+
+def test_pages_have_no_inline_script_or_style(client, make_user, make_stored_task):
+    for path in ("/", "/login", "/register"):
+        _assert_no_inline_code(client, path)
+    user = make_user(EMAIL)
+    assert login(client, EMAIL).status_code == 302
+    task_id = make_stored_task(user.id, TaskStatus.PENDING)
+    for path in ("/", "/tasks", "/account", f"/tasks/{task_id}", f"/tasks/{task_id}/status", "/no-such-page"):
+        _assert_no_inline_code(client, path)
+
+
+def _assert_no_inline_code(client, path: str) -> None:
+    """Check that the page the client gets at this path holds none of the inline code the templates must not."""
+    html = client.get(path).get_data(as_text=True)
+    for name, pattern in INLINE_CODE.items():
+        match = pattern.search(html)
+        assert not match, f"{path} has {name}: {match.group(0)[:80]!r}"
 
 
 def session_set_cookie(response) -> str:

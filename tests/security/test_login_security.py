@@ -191,7 +191,7 @@ def test_long_and_unicode_passwords_are_kept_exactly_as_typed(app, password):
 
 @pytest.mark.parametrize("path", ["/login", "/register"])
 def test_control_characters_in_the_email_are_a_form_error_not_a_database_error(app, make_user, path):
-    # PostgreSQL refuses any text holding NUL: the lookup itself used to fail with a 500.
+    # PostgreSQL refuses any text holding NUL: the lookup itself must not turn that into a 500.
     make_user("ada@example.com")
     client = app.test_client()
     response = client.post(path, data={"email": "ada\x00@example.com", "password": PASSWORD,

@@ -1,5 +1,5 @@
-"""Rate limits: three configurable tiers on every route, informative 429s, real client addresses behind the proxy,
-and limiting that survives a Redis outage without a single 500."""
+"""Rate limits: three configurable tiers on every route, informative 429s, the sign-in tier per address and per
+account, real client addresses behind the proxy, and limiting that survives a Redis outage without a single 500."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from studio.security import limiter_storage_uri
 from tests.support.security import PASSWORD, csrf_token, login, methods, png_bytes, route_path, routes
 
 EMAIL = "ada@example.com"
@@ -188,3 +189,70 @@ def test_limits_hold_in_memory_and_nothing_is_a_500_when_redis_is_down(
             # 503 is the honest answer of the pages that need Redis itself (the health probe, the job dashboard).
             assert response.status_code < 500 or response.status_code == 503, \
                 f"{method} {rule.rule} answered {response.status_code} with Redis down"
+
+
+def test_limiter_storage_uri_spells_unix_sockets_the_limits_way():
+    assert limiter_storage_uri("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert limiter_storage_uri("unix:///tmp/redis.sock?db=2") == "redis+unix:///tmp/redis.sock?db=2"
+
+
+@pytest.fixture
+def limited_app(security_app):
+    """Return a function building an app with rate limits on and only the sign-in tier set, at 2 per minute."""
+    def build(**overrides):
+        config = {"RATELIMIT_ENABLED": True, "RATELIMIT_AUTH": "2 per minute", "RATELIMIT_STORAGE_URI": "memory://"}
+        return security_app(**{**config, **overrides})
+    return build
+
+
+def _login_from(client, address, email, forwarded=None):
+    """Post the sign-in form with a wrong password from this address (and X-Forwarded-For, if given)."""
+    environ = {"REMOTE_ADDR": address}
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    token = csrf_token(client, "/login")
+    return client.post("/login", data={"email": email, "password": "wrong password", "csrf_token": token},
+                       environ_base=environ, headers=headers)
+
+
+def test_auth_tier_limits_per_address_with_retry_after(limited_app):
+    client = limited_app().test_client()
+    assert _login_from(client, "198.51.100.1", "a@example.com").status_code == 401
+    assert _login_from(client, "198.51.100.1", "b@example.com").status_code == 401
+    refused = _login_from(client, "198.51.100.1", "c@example.com")
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "Too many requests" in refused.get_data(as_text=True)
+    assert _login_from(client, "198.51.100.2", "d@example.com").status_code == 401
+
+
+def test_auth_tier_limits_per_account_email_across_addresses(limited_app):
+    client = limited_app().test_client()
+    assert _login_from(client, "198.51.100.1", "ada@example.com").status_code == 401
+    assert _login_from(client, "198.51.100.2", " ADA@example.com").status_code == 401
+    assert _login_from(client, "198.51.100.3", "ada@example.com").status_code == 429
+
+
+def test_login_page_views_are_not_counted(limited_app):
+    client = limited_app().test_client()
+    for _ in range(5):
+        assert client.get("/login").status_code == 200
+    assert _login_from(client, "198.51.100.1", "ada@example.com").status_code == 401
+
+
+def test_rate_limits_fall_back_to_memory_when_redis_is_down(limited_app):
+    client = limited_app(RATELIMIT_STORAGE_URI=UNREACHABLE_REDIS).test_client()
+    assert _login_from(client, "198.51.100.7", "a@example.com").status_code == 401
+    assert _login_from(client, "198.51.100.7", "b@example.com").status_code == 401
+    assert _login_from(client, "198.51.100.7", "c@example.com").status_code == 429
+
+
+def test_proxy_count_decides_whose_address_is_limited(limited_app):
+    behind_proxy = limited_app(STUDIO_PROXY_COUNT=1, RATELIMIT_AUTH="1 per minute").test_client()
+    assert _login_from(behind_proxy, "10.0.0.2", "a@example.com", forwarded="203.0.113.1").status_code == 401
+    assert _login_from(behind_proxy, "10.0.0.2", "b@example.com", forwarded="203.0.113.2").status_code == 401
+    assert _login_from(behind_proxy, "10.0.0.2", "c@example.com", forwarded="203.0.113.1").status_code == 429
+
+    direct = limited_app(STUDIO_PROXY_COUNT=0, RATELIMIT_AUTH="1 per minute").test_client()
+    assert _login_from(direct, "10.0.0.2", "a@example.com", forwarded="203.0.113.1").status_code == 401
+    # Without a trusted proxy a forged X-Forwarded-For changes nothing.
+    assert _login_from(direct, "10.0.0.2", "b@example.com", forwarded="203.0.113.2").status_code == 429

@@ -4,7 +4,7 @@ connected address judged after unwrapping embedded IPv4, a capped answer, and a 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from flask import Flask
@@ -17,7 +17,6 @@ from studio.models import Task, WebhookStatus
 from studio.outbound import UnsafeURL, check_url, non_public_reason
 from tests.support.studio import load_task, run_worker, upload
 from tests.support.network import scripted_resolver
-from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -86,13 +85,6 @@ def test_urls_that_parsers_could_read_differently_are_refused_at_upload(security
     assert error["code"] == "invalid_webhook_url" and words in error["message"], error
     with app.app_context():
         assert db.session.query(Task).count() == 0
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -92,11 +92,16 @@ class Gunicorn:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        end_process_group(self.process)
+
+
+def end_process_group(process: subprocess.Popen) -> None:
+    """SIGKILL what is left of a process started in a session of its own (its whole group), then reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def small_model_dir(tmp_path: Path) -> Path:

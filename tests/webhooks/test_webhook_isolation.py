@@ -82,8 +82,8 @@ def test_another_accounts_webhook_is_delivered_while_six_hang(make_app, make_use
 
     run_worker(app, [app.config["STUDIO_WEBHOOK_QUEUE"]])
 
-    # A's first delivery holds A's one slot; B's is next, before A's second call (it used to wait for all six calls
-    # to time out).
+    # A's first delivery holds A's one slot; B's is next, before A's second call (one queue without the share would
+    # keep it waiting for all six calls to time out).
     calls_of_a = [index for index, event in enumerate(events) if event == ("call", "A")]
     assert len(calls_of_a) == HUNG
     assert events.index(("call", "B")) < calls_of_a[1], events

@@ -7,7 +7,7 @@ import json
 import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from rq.job import Job, JobStatus
@@ -25,13 +25,6 @@ from tests.support.studio import load_task, run_worker, upload
 from tests.support.receiver import Receiver
 
 PHOTO = "rifle2.jpeg"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from rq.job import Job
 from jobs.maintenance import reconcile_tasks
 from studio.extensions import db
 from studio.models import Task
-from studio.queue import cancel_task_job, enqueue_task, get_redis
+from studio.queue import enqueue_task, get_redis
 
 pytestmark = pytest.mark.integration
 
@@ -92,24 +92,3 @@ def test_jobs_lost_in_a_redis_restart_are_enqueued_again_and_completed(make_stud
     after = studio.upload(photo)
     assert studio.wait_for_status(after, "COMPLETED").attempts == 1
     assert worker.exited() is None
-
-
-def test_cancelling_a_task_job_removes_it_from_the_queue(make_studio, photo):
-    studio = make_studio()
-    task_id = studio.upload(photo)
-    with studio.app.app_context():
-        assert cancel_task_job(task_id) is True
-        assert cancel_task_job(task_id) is False
-        assert not Job.exists(task_id, connection=get_redis())
-    assert studio.queued_ids() == []
-
-
-def test_deleting_a_task_cancels_its_queued_job(make_studio, photo):
-    studio = make_studio()
-    task_id = studio.upload(photo)
-
-    assert studio.client.delete(f"/api/v1/tasks/{task_id}", headers=studio.headers).status_code == 204
-
-    assert studio.queued_ids() == []
-    with studio.app.app_context():
-        assert not Job.exists(task_id, connection=get_redis())

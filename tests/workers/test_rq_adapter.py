@@ -56,6 +56,22 @@ def test_a_job_put_back_at_the_front_keeps_its_slot_and_goes_before_its_accounts
     assert (first.get_status(), second.get_status()) == (JobStatus.QUEUED, JobStatus.RATE_LIMITED)
 
 
+def test_rqs_public_enqueue_still_makes_a_job_that_holds_its_slot_wait_for_one(connection) -> None:
+    # Why enqueue_at_front uses Queue._enqueue_job: RQ's public Queue.enqueue_job sends a rate-limited job through
+    # its waiting set, where a job that already holds its account's slot waits for a second one.
+    queue = Queue("photos", connection=connection)
+    share = RateLimit("account:1", 1)
+    first = queue.enqueue("os.getpid", job_id="first", rate_limit=share)
+    queue.enqueue("os.getpid", job_id="second", rate_limit=share)
+    assert queue.pop_job_id() == "first"
+
+    queue.enqueue_job(first, at_front=True)
+
+    assert (queue.job_ids, first.get_status()) == ([], JobStatus.RATE_LIMITED), (
+        "RQ's public Queue.enqueue_job now puts back a job that holds its slot: use it in "
+        "processes/rq_adapter.enqueue_at_front instead of Queue._enqueue_job")
+
+
 def _started_by(worker: Worker, queue: Queue, job_id: str):
     """Start a job as a worker does, up to the point where its process would run it."""
     job = queue.enqueue("os.getpid", job_id=job_id, retry=Retry(max=1))
