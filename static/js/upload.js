@@ -12,6 +12,7 @@
   const selection = document.getElementById("selected-files");
   const statusLine = document.getElementById("upload-status");
   const button = document.getElementById("upload-button");
+  const errorBox = document.getElementById("upload-errors");
 
   // The table body swaps itself out each time it polls: look it up afresh, never keep the old element.
   function results() {
@@ -31,15 +32,20 @@
     }
   }
 
-  function addErrorRow(text) {
-    const row = document.createElement("tr");
-    row.className = "upload-error";
-    const cell = document.createElement("td");
-    cell.colSpan = 4;
-    cell.setAttribute("role", "alert");
-    cell.textContent = text;
-    row.appendChild(cell);
-    results().prepend(row);
+  // Refusals go next to the button, one sentence each: the file's name, then what the server said (which names
+  // the option by its label and never repeats the file).
+  function addError(fileName, text) {
+    const item = document.createElement("li");
+    const name = document.createElement("strong");
+    name.textContent = fileName;
+    item.append(name, ": " + text);
+    errorBox.querySelector("ul").appendChild(item);
+    errorBox.hidden = false;
+  }
+
+  function clearErrors() {
+    errorBox.querySelector("ul").replaceChildren();
+    errorBox.hidden = true;
   }
 
   async function errorMessage(response) {
@@ -51,7 +57,7 @@
     } catch (ignored) {
       // Not JSON (a proxy's error page, say): fall back to the status line below.
     }
-    return "the server answered " + response.status + " " + response.statusText;
+    return "The server answered " + response.status + " " + response.statusText + ".";
   }
 
   async function uploadOne(file) {
@@ -68,11 +74,11 @@
     const redirect = response.headers.get("HX-Redirect");
     if (redirect) {
       window.location.assign(redirect);
-      return;
+      return false;
     }
     if (!response.ok) {
-      addErrorRow(file.name + ": " + (await errorMessage(response)));
-      return;
+      addError(file.name, await errorMessage(response));
+      return false;
     }
     const template = document.createElement("template");
     template.innerHTML = "<table><tbody>" + (await response.text()) + "</tbody></table>";
@@ -83,6 +89,16 @@
     }
     // Wake the table's poller up: it now has rows to follow.
     window.htmx.trigger(table, "tasks-added");
+    return true;
+  }
+
+  function summary(uploaded, total) {
+    if (uploaded === 0) {
+      return total === 1 ? "The photo was not uploaded." : "No photo was uploaded.";
+    }
+    const photos = uploaded === 1 ? " photo" : " photos";
+    const count = uploaded === total ? uploaded + photos : uploaded + " of " + total + photos;
+    return "Uploaded " + count + ". Results appear below.";
   }
 
   ["dragenter", "dragover"].forEach(function (name) {
@@ -114,18 +130,25 @@
     }
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
+    clearErrors();
+    let uploaded = 0;
     try {
       for (const [index, file] of files.entries()) {
         announce("Uploading " + (index + 1) + " of " + files.length + ": " + file.name);
         try {
-          await uploadOne(file);
+          if (await uploadOne(file)) {
+            uploaded += 1;
+          }
         } catch (error) {
-          addErrorRow(file.name + ": the upload did not reach the server (" + error.message + ")");
+          addError(file.name, "The upload did not reach the server (" + error.message + ").");
         }
       }
-      announce("Uploaded " + files.length + (files.length === 1 ? " photo" : " photos") + ". Results appear below.");
-      input.value = "";
-      showSelection();
+      announce(summary(uploaded, files.length));
+      // When nothing went through the photos stay chosen, to send again once the options are right.
+      if (uploaded > 0) {
+        input.value = "";
+        showSelection();
+      }
     } finally {
       button.disabled = false;
       button.removeAttribute("aria-busy");

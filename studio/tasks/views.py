@@ -16,7 +16,8 @@ from studio.errors import error_response
 from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
 from studio.tasks import display, files, service
-from studio.tasks.forms import fields_for
+from studio.tasks.forms import fields_for, sentence
+from studio.tasks.messages import page_message
 from studio.tasks.service import UploadRejected
 
 bp = Blueprint("tasks", __name__)
@@ -84,27 +85,28 @@ def list_tasks() -> str:
 def create() -> Response | tuple[str, int]:
     """Create one task per uploaded photo, all with the chosen operation and options."""
     photos = [upload for upload in request.files.getlist(PHOTO_FIELD) if upload and upload.filename]
+    operation = _operation_from(request.form)
     if not photos:
-        return _upload_failed(["Choose at least one photo to upload."], 400)
+        return _upload_failed([(None, "Choose at least one photo to upload.")], 400)
     try:
         # Checked once for all the photos: each task stores its own copy of the attachments.
         upload_request = service.parse_upload(_option_fields(), _attached_files())
     except UploadRejected as error:
         metrics.upload_refused(error.code)
-        return _upload_failed([error.message], error.status)
+        return _upload_failed([(None, page_message(error, operation))], error.status)
     tasks, errors, status = [], [], 400
     for photo in photos:
         try:
             tasks.append(service.create_task(current_user, photo, upload_request))
         except UploadRejected as error:
-            errors.append(f"{service.display_filename(photo.filename)}: {error.message}")
+            errors.append((service.display_filename(photo.filename), page_message(error, upload_request.operation)))
             status = error.status
             metrics.upload_refused(error.code)
     if not tasks:
         return _upload_failed(errors, status)
     if _wants_fragment():
-        return render_template("tasks/_task_rows.html", tasks=tasks, errors=errors), 201
-    for message in errors:
+        return render_template("tasks/_task_rows.html", tasks=tasks, errors=_named(errors)), 201
+    for message in _named(errors):
         flash(message, "error")
     flash(f"Uploaded {len(tasks)} photo{'s' if len(tasks) != 1 else ''}; processing has started.", "success")
     if len(tasks) == 1 and not errors:
@@ -127,10 +129,17 @@ def _attached_files() -> dict[str, FileStorage]:
             if name != PHOTO_FIELD and upload and upload.filename}
 
 
-def _upload_failed(errors: list[str], status: int) -> Response | tuple[str, int]:
+def _named(errors: list[tuple[str | None, str]]) -> list[str]:
+    """Return each refusal as the page shows it: the file named once, before its sentence."""
+    return [f"{name}: {message}" if name else message for name, message in errors]
+
+
+def _upload_failed(errors: list[tuple[str | None, str]], status: int) -> Response | tuple[str, int]:
     if _wants_fragment():
-        return error_response(status, "upload_rejected", " ".join(errors), title="Upload refused")
-    return _render_upload_page(errors, status)
+        # The upload page's script sends one photo a request and names it itself: the sentence alone.
+        return error_response(status, "upload_rejected", " ".join(message for _, message in errors),
+                              title="Upload refused")
+    return _render_upload_page(_named(errors), status)
 
 
 def poll_state(tasks: list[Task], delay: int | None = None, seen: str | None = None) -> dict[str, Any]:
@@ -226,7 +235,8 @@ def rerun(task_id: str) -> Response | tuple[str, int]:
         new_task = service.rerun_task(task, _option_fields(),
                                       keep_attachments=request.form.get("keep_attachments") == "true")
     except UploadRejected as error:
-        return _render_detail(task, request.form, error.message, error.status)
+        message = page_message(error, _operation_from(request.form, task.operation))
+        return _render_detail(task, request.form, message, error.status)
     flash("Processing again with the new options.", "success")
     return redirect(url_for("tasks.detail", task_id=new_task.id))
 
@@ -259,3 +269,4 @@ def delete(task_id: str) -> Response:
 bp.add_app_template_global(display.operation_title, "operation_title")
 bp.add_app_template_global(display.options_summary, "options_summary")
 bp.add_app_template_global(display.task_outputs, "task_outputs")
+bp.add_app_template_filter(sentence, "sentence")
