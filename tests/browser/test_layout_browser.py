@@ -72,6 +72,43 @@ def _overflow(page: Page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
 
+def _too_wide(page: Page) -> list[str]:
+    """Return the outermost elements reaching past the window's right edge outside any scrolling box, for the
+    failure message."""
+    return page.evaluate("""() => {
+        const scrolls = (element) => ['auto', 'scroll', 'hidden'].includes(getComputedStyle(element).overflowX);
+        const clipped = (element) => {
+            for (let parent = element.parentElement; parent && parent !== document.body;
+                 parent = parent.parentElement) {
+                if (scrolls(parent)) return true;
+            }
+            return false;
+        };
+        const past = [...document.body.querySelectorAll('*')].filter(
+            (element) => element.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(element));
+        const name = (element) => element.tagName.toLowerCase() + (element.id ? '#' + element.id : '') +
+            (typeof element.className === 'string' && element.className
+                ? '.' + element.className.split(' ').join('.') : '');
+        const culprits = [];
+        const walk = (root, depth) => {
+            for (const child of root.children) {
+                const before = child.style.display;
+                child.style.display = 'none';
+                const fixed = document.documentElement.scrollWidth <= window.innerWidth;
+                child.style.display = before;
+                if (fixed) {
+                    if (depth < 6 && child.children.length) { walk(child, depth + 1); }
+                    culprits.push(name(child));
+                }
+            }
+        };
+        walk(document.body, 0);
+        const outermost = past.filter((element) => !past.includes(element.parentElement)).slice(0, 5);
+        return culprits.slice(-8).concat(outermost.map((element) => name(element.parentElement) + ' > ' +
+            name(element) + ' ' + Math.round(element.getBoundingClientRect().right)));
+    }""")
+
+
 def _violations(page: Page) -> list[str]:
     """Return axe-core's violations on the page, one line each (rule, impact, first element)."""
     from axe_playwright_python.sync_playwright import Axe
@@ -93,7 +130,8 @@ def _check_pages(browser: Browser, live_server: str, paths: tuple[str, ...], ema
             page.wait_for_load_state("networkidle")
             wider = _overflow(page)
             if wider > 0:
-                problems.append(f"{path} at {width} px is {wider} px wider than the screen")
+                (screenshots / f"{prefix}-{width}-wide.html").write_text(page.content())
+                problems.append(f"{path} at {width} px is {wider} px wider than the screen: {_too_wide(page)}")
             if path not in NOT_OURS:
                 problems += [f"{path} at {width} px: {line}" for line in _violations(page)]
             name = re.sub(r"[^a-z0-9]+", "-", path.format(**values).strip("/").lower())[:40] or "home"
