@@ -22,8 +22,9 @@ class DetectionOptions(Options):
                                                                  "classes"})
     classes: str = Field("", max_length=100, title="Objects to keep",
                          description="kinds of objects separated by commas (person, dog, bicycle...); empty keeps all",
-                         json_schema_extra={"x-details": "the COCO class names, in English: "
-                                                         + ", ".join(COCO_CLASSES)})
+                         json_schema_extra={"x-details": "the class names of the COCO data set, in English: "
+                                                         "person, bicycle, car, dog, cup, laptop... (80 in all; an "
+                                                         "unknown name is refused)"})
     score_threshold: WholeNumber = Field(30, ge=5, le=95, title="Score threshold (%)",
                                          description="how sure the detector must be that an object is there")
 

@@ -11,7 +11,6 @@ MASK_MODEL_LABELS = {"u2netp": "Fast", "u2net": "Accurate", "u2netp_release": "F
                      "u2net_human_seg": "People (trained on portraits)"}
 MASK_MODEL_SCHEMA = {
     "x-labels": MASK_MODEL_LABELS,
-    "x-details": "U²-Net salient-object segmentation: u2netp (4.7 MB, fast), u2net (176 MB, the paper's full model), "
-                 "u2netp_release (the authors' own U²-NetP checkpoint) and u2net_human_seg (U²-Net fine-tuned on "
-                 "people)",
+    "x-details": "U²-Net salient-object detection: u2netp (4.7 MB), u2net (176 MB, the paper's full model), "
+                 "u2netp_release (the authors' checkpoint), u2net_human_seg (tuned on people)",
 }
