@@ -51,9 +51,11 @@ BENCH ?= throughput stylize upscale faces detect service startup
 bench: install
 	@for name in $(BENCH); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
 
-# The README's pictures (docs/pictures), made by the studio's own command line from the fixture photos.
+# The README's pictures (docs/pictures), made by the studio's own command line from the fixture photos; the landing
+# page shows copies of some (static/img/examples, kept equal by tests/web/test_landing.py).
 pictures: install
 	$(BIN)/python tools/readme_pictures.py
+	for name in $$(ls static/img/examples); do cp docs/pictures/$$name static/img/examples/; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

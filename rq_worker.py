@@ -56,6 +56,7 @@ from rq import SimpleWorker, Worker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.worker import WorkerStatus
 
 from jobs.context import bind_app
@@ -88,6 +89,19 @@ HARD_LIMIT_MARGIN = 60
 STOP_GRACE_SECONDS = 5
 
 
+def file_as_cancelled(job: Job, connection: Redis) -> None:
+    """Move a stopped job from RQ's failed jobs to its cancelled ones (what /admin/rq counts)."""
+    try:
+        with connection.pipeline() as pipeline:
+            FailedJobRegistry(job.origin, connection, job_class=type(job), serializer=job.serializer).remove(
+                job, pipeline=pipeline)
+            CanceledJobRegistry(job.origin, connection, job_class=type(job), serializer=job.serializer).add(
+                job, pipeline=pipeline)
+            pipeline.execute()
+    except RedisError as error:
+        logger.warning("task %s: could not file its stopped job as cancelled: %s", job.id, error)
+
+
 class StudioWorker:
     """What both workers share: short heartbeats kept fresh while a job runs, and a cold shutdown that puts the job
     it interrupts back on its queue, uncounted."""
@@ -107,6 +121,19 @@ class StudioWorker:
         if job.timeout and job.timeout > 0:
             remaining = min(job.timeout - working_time, remaining)
         return int(max(remaining, 1)) + self.heartbeat_grace_seconds
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = "",
+                           execution: Execution | None = None) -> None:
+        """RQ's failure handling; a job stopped on request (a cancelled task) is then filed as cancelled, not failed.
+
+        RQ marks a stopped job STOPPED but lists it in the FailedJobRegistry, so /admin/rq counted every cancel as a
+        failure; it is moved to the CanceledJobRegistry, where a job cancelled before it started would be.
+        """
+        stopped = self._stopped_job_id == job.id  # type: ignore[attr-defined] - RQ's, reset by the call below
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry,  # type: ignore[misc]
+                                   exc_string=exc_string, execution=execution)
+        if stopped:
+            file_as_cancelled(job, self.connection)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Warm shutdown, as RQ does it; remember it, so main does not start the worker afresh after it."""

@@ -89,6 +89,8 @@ def option_parameters(operation: Operation) -> list[click.Parameter]:
 
 def _help(schema: dict[str, Any]) -> str:
     text = schema.get("description", "")
+    if schema.get("x-details"):
+        text += f" ({schema['x-details']})"
     if "minimum" in schema and "maximum" in schema:
         text += f" ({schema['minimum']}-{schema['maximum']})"
     if schema.get("default") not in (None, False):

@@ -17,9 +17,14 @@ class DetectionOptions(Options):
     """What the object operations ask of the detector."""
 
     model: DetectorModel = Field("nanodet", title="Model",
-                                 description="the NanoDet-g detector of COCO's 80 kinds of objects")
+                                 description="finds 80 kinds of everyday objects",
+                                 json_schema_extra={"x-details": "NanoDet-g, trained on the COCO data set's 80 "
+                                                                 "classes"})
     classes: str = Field("", max_length=100, title="Objects to keep",
-                         description="COCO class names separated by commas (person, dog, bicycle...); empty: all")
+                         description="kinds of objects separated by commas (person, dog, bicycle...); empty keeps all",
+                         json_schema_extra={"x-details": "the class names of the COCO data set, in English: "
+                                                         "person, bicycle, car, dog, cup, laptop... (80 in all; an "
+                                                         "unknown name is refused)"})
     score_threshold: WholeNumber = Field(30, ge=5, le=95, title="Score threshold (%)",
                                          description="how sure the detector must be that an object is there")
 
@@ -29,7 +34,8 @@ class DetectionOptions(Options):
         names = [name.strip().lower() for name in value.split(",") if name.strip()]
         unknown = [name for name in names if name not in COCO_CLASSES]
         if unknown:
-            raise ValueError(f"{unknown[0][:30]!r} is not one of COCO's classes (person, car, dog, ...)")
+            raise ValueError(f"{unknown[0][:30]!r} is not a kind of object the detector knows (person, car, dog, "
+                             "...: one of COCO's classes)")
         return ", ".join(dict.fromkeys(names))
 
     @property

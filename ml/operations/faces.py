@@ -16,13 +16,15 @@ FaceModel = choice("mtcnn")
 class FaceOptions(Options):
     """What every face operation asks of the detector."""
 
-    model: FaceModel = Field("mtcnn", title="Model",
-                             description="the MTCNN face detector (P-Net, R-Net and O-Net cascade)")
+    model: FaceModel = Field("mtcnn", title="Model", description="a face detector that also finds eyes, nose and mouth",
+                             json_schema_extra={"x-details": "MTCNN, a cascade of three networks (P-Net, R-Net and "
+                                                             "O-Net) over an image pyramid"})
     min_face_size: WholeNumber = Field(20, ge=10, le=1000, title="Smallest face (pixels)",
                                        description="faces smaller than this, in photo pixels, are not looked for "
                                                    "(smaller is slower)")
     confidence: WholeNumber = Field(70, ge=50, le=99, title="Confidence (%)",
-                                    description="how sure the last stage must be that it is a face")
+                                    description="how sure the detector must be that it is a face",
+                                    json_schema_extra={"x-details": "the score of MTCNN's last stage (O-Net)"})
 
 
 class FindFacesOptions(FaceOptions):

@@ -7,7 +7,7 @@ from pydantic import Field
 from ml.edits.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS, sheet_pixels
 from ml.operations.base import Operation, Output, choice
 from ml.operations.faces import FaceOptions, detector_work
-from ml.operations.mask_model import MaskModel
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel
 
 Preset = choice(*ID_PRESETS)
 Resolution = choice("300", "600")
@@ -26,8 +26,9 @@ class IdPhotoOptions(FaceOptions):
     background: Background = Field("white", title="Background", description="the plain colour behind the person",
                                    json_schema_extra={"x-labels": {"white": "White", "light_grey": "Light grey",
                                                                    "light_blue": "Light blue"}})
-    mask_model: MaskModel = Field("u2net", title="Subject model",
-                                  description="cuts the person out of the background; u2net follows hair better")
+    mask_model: MaskModel = Field("u2net", title="Subject finder",
+                                  description="cuts the person out of the background; Accurate follows hair better",
+                                  json_schema_extra=MASK_MODEL_SCHEMA)
     sheet: bool = Field(False, title="Print sheet",
                         description="also make a 10x15 cm page with as many copies as fit, to print at a lab")
     format: PrintFormat = Field("jpeg", title="Format", description="JPEG or PNG, both with the resolution written in",

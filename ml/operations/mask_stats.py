@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ml.operations.base import Operation, Options, Output, WholeNumber
-from ml.operations.mask_model import MASK_MODELS, MaskModel
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MASK_MODELS, MaskModel
 
 
 # The preview's long side at most (ml/mask_stats.py draws it), whatever the photo's size.
@@ -21,11 +21,13 @@ def preview_size(options: "MaskStatsOptions", width: int, height: int) -> tuple[
 class MaskStatsOptions(Options):
     """Options of mask_stats."""
 
-    model: MaskModel = Field(
-        "u2netp", title="Model", description="u2netp is fast; u2net, the paper's full model, is more accurate")
+    model: MaskModel = Field("u2netp", title="Model", description="Fast is quick; Accurate follows edges better",
+                             json_schema_extra=MASK_MODEL_SCHEMA)
     threshold: WholeNumber = Field(
         128, ge=1, le=254, title="Threshold",
-        description="mask value (1-254) from which a pixel counts as subject; 128 is the usual 0.5")
+        description="how sure the model must be that a pixel is subject: higher keeps only the clearest parts",
+        json_schema_extra={"x-details": "the mask value (1-254) from which a pixel counts as subject; 128 is the "
+                                        "usual 0.5"})
 
 
 OPERATION = Operation(

@@ -43,7 +43,7 @@ def _values(schema: dict[str, Any]) -> str:
             return f"{word}, {low}-{high}"
         return word
     if "color" in (schema.get("format"), kind.get("format")):
-        return "a hex colour"
+        return "a colour name or hex code"
     if kind.get("type") == "string":
         return "text" + (f", at most {kind['maxLength']} characters" if "maxLength" in kind else "")
     return "see the description"
@@ -61,14 +61,22 @@ def _default(schema: dict[str, Any]) -> str:
     return f"`{default}`"
 
 
+def _requirement(name: str, value: Any) -> str:
+    """Return what another option must be, in words: `crop=true`, `blend_with` other than `none`."""
+    if isinstance(value, dict) and "not" in value:
+        return f"`{name}` other than `{value['not']}`"
+    return f"`{name}={str(value).lower() if isinstance(value, bool) else value}`"
+
+
 def _meaning(name: str, schema: dict[str, Any]) -> str:
     """Return the option's description with what it needs and whether it can be typed in."""
     text = schema.get("description", "").replace("|", "\\|")
     requires = schema.get("x-requires")
     if requires:
-        needed = ", ".join(f"`{key}={str(value).lower() if isinstance(value, bool) else value}`"
-                           for key, value in requires.items())
+        needed = ", ".join(_requirement(key, value) for key, value in requires.items())
         text += f"; only with {needed}"
+    if schema.get("x-details"):
+        text += f" ({schema['x-details']})".replace("|", "\\|")
     if schema.get("readOnly"):
         text += f"; set by sending the `{name}` file, not typed in"
     return text

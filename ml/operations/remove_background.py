@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from pydantic import Field, field_validator, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, Attachment, ImageFormat, Operation, Options, Output, WholeNumber, \
     choice
-from ml.operations.mask_model import MASK_MODELS, MaskModel
+from ml.operations.colours import BACKGROUND_PRESETS, COLOUR_DETAILS, MAX_COLOUR_LENGTH, parse_colour
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MASK_MODELS, MaskModel
 
 # Output size presets as remove.bg names them: the most pixels an output may have (None: the photo's own size).
 SIZES: dict[str, int | None] = {"full": None, "4k": 10_000_000, "hd": 4_000_000, "medium": 1_500_000,
                                 "preview": 250_000}
 OutputKind = choice("cutout", "mask")
 SizePreset = choice(*SIZES)
-_HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
-
-
-def parse_colour(value: str) -> tuple[int, int, int, int]:
-    """Parse a hex colour (#rgb, #rgba, #rrggbb or #rrggbbaa, '#' optional) into RGBA; raise ValueError."""
-    match = _HEX_COLOUR.match(value.strip())
-    if not match:
-        raise ValueError(f"{value[:40]!r} is not a hex colour like #ffffff or #00000080")
-    digits = match.group(1)
-    if len(digits) in (3, 4):
-        digits = "".join(character * 2 for character in digits)
-    if len(digits) == 6:
-        digits += "ff"
-    red, green, blue, alpha = (int(digits[index:index + 2], 16) for index in range(0, 8, 2))
-    return red, green, blue, alpha
+# parse_colour is imported here too: callers of this module's colour rules keep finding it.
+__all__ = ["OPERATION", "RemoveBackgroundOptions", "SIZES", "parse_colour"]
 
 
 class RemoveBackgroundOptions(Options):
     """Options of remove_background."""
 
-    model: MaskModel = Field(
-        "u2netp", title="Model", description="u2netp is fast; u2net, the paper's full model, is more accurate")
+    model: MaskModel = Field("u2netp", title="Model", description="Fast is quick; Accurate follows edges better",
+                             json_schema_extra=MASK_MODEL_SCHEMA)
     output: OutputKind = Field(
         "cutout", title="Output", description="the subject on a transparent background, or the mask itself",
         json_schema_extra={"x-labels": {"cutout": "Cutout (subject only)", "mask": "Mask (black and white)"}})
@@ -43,22 +30,28 @@ class RemoveBackgroundOptions(Options):
         "png", title="Format", description="JPEG has no transparency: give it an opaque background colour or a blur",
         json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
     bg_color: str | None = Field(
-        None, title="Background colour", max_length=9, json_schema_extra={"format": "color"},
-        description="a hex colour behind the subject (#rgb, #rrggbb, with alpha #rrggbbaa); none: transparent")
+        None, title="Background colour", max_length=MAX_COLOUR_LENGTH,
+        json_schema_extra={"format": "color", "x-presets": BACKGROUND_PRESETS, "x-requires": {"output": "cutout"},
+                           "x-details": COLOUR_DETAILS},
+        description="a colour behind the subject, by name (white) or picked; empty keeps it transparent")
     blur: WholeNumber = Field(
-        0, ge=0, le=100, title="Background blur", description="blur the original background by this radius instead")
+        0, ge=0, le=100, title="Background blur", json_schema_extra={"x-requires": {"output": "cutout"}},
+        description="keep the photo's own background, blurred this much (0: no blur)")
     crop: bool = Field(False, title="Crop to the subject", description="crop the result to the subject's box")
     margin: WholeNumber = Field(
         0, ge=0, le=2000, title="Margin (pixels)", json_schema_extra={"x-requires": {"crop": True}},
         description="space kept around the cropped subject; may reach past the photo")
     size: SizePreset = Field(
         "full", title="Output size",
-        description="full resolution, or at most 10 (4k), 4 (hd), 1.5 (medium) or 0.25 (preview) megapixels, "
-                    "scaled down with Lanczos",
-        json_schema_extra={"x-labels": {"full": "Full resolution", "4k": "4K (up to 10 MP)", "hd": "HD (up to 4 MP)",
+        description="the result's size: the photo's own, or smaller for the web",
+        json_schema_extra={"x-details": "at most 10 (4k), 4 (hd), 1.5 (medium) or 0.25 (preview) megapixels, scaled "
+                                        "down with Lanczos resampling",
+                           "x-labels": {"full": "Full resolution", "4k": "4K (up to 10 MP)", "hd": "HD (up to 4 MP)",
                                         "medium": "Medium (up to 1.5 MP)", "preview": "Preview (up to 0.25 MP)"}})
     post_process: bool = Field(
-        False, title="Clean the mask", description="remove specks and harden the edges, as rembg's post_process")
+        False, title="Clean the edges", description="remove stray specks and make the edges crisp",
+        json_schema_extra={"x-details": "the mask is cleaned as rembg's post_process does it: an opening to drop "
+                                        "specks, then a blur and a threshold to harden the edges"})
     bg_image: bool = Field(
         False, title="Background image", json_schema_extra={"readOnly": True},
         description="true when a background picture was attached (the bg_image file): the cutout is put on it")
@@ -74,10 +67,11 @@ class RemoveBackgroundOptions(Options):
     @model_validator(mode="after")
     def _consistent(self) -> "RemoveBackgroundOptions":
         if self.bg_image and (self.bg_color or self.blur):
-            raise ValueError("bg_image: choose one background: an image, a bg_color or a blur, not several")
+            raise ValueError("bg_image: choose one background: an image, a colour (bg_color) or a blur, not several")
         if self.format == "jpeg" and self.output == "cutout" and not self.blur and not self.bg_image:
             if self.bg_color is None or not self.bg_color.endswith("ff"):
-                raise ValueError("format: JPEG has no transparency: give an opaque bg_color or a blur")
+                raise ValueError("format: JPEG has no transparency: choose a background colour (bg_color) or a "
+                                 "blur, or PNG")
         return self
 
     @property

@@ -6,8 +6,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Output, WholeNumber, choice
 from ml.operations.detect import DetectionOptions
-from ml.operations.mask_model import MaskModel
-from ml.operations.remove_background import parse_colour
+from ml.operations.colours import COLOUR_DETAILS, FILL_PRESETS, MAX_COLOUR_LENGTH, parse_colour
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel
 
 ASPECTS = ("1:1", "4:5", "5:4", "3:4", "4:3", "2:3", "3:2", "16:9", "9:16")
 Aspect = choice(*ASPECTS)
@@ -29,11 +29,11 @@ class SmartCropOptions(DetectionOptions):
                        json_schema_extra={"x-labels": {"none": "Crop (keep the most important part)",
                                                        "blur": "Extend with a blurred backdrop",
                                                        "color": "Extend with a colour"}})
-    fill_color: str = Field("#ffffff", title="Fill colour", max_length=9,
-                            json_schema_extra={"format": "color", "x-requires": {"fill": "color"}},
-                            description="the hex colour past the photo's edges when fill is color (#rgb, #rrggbb, "
-                                        "with alpha #rrggbbaa)")
-    mask_model: MaskModel = Field("u2netp", title="Subject model",
+    fill_color: str = Field("#ffffff", title="Fill colour", max_length=MAX_COLOUR_LENGTH,
+                            json_schema_extra={"format": "color", "x-requires": {"fill": "color"},
+                                               "x-presets": FILL_PRESETS, "x-details": COLOUR_DETAILS},
+                            description="the colour past the photo's edges, by name (white) or picked")
+    mask_model: MaskModel = Field("u2netp", title="Subject finder", json_schema_extra=MASK_MODEL_SCHEMA,
                                   description="finds the subject: it weighs in beside the detected objects, and "
                                               "is the subject alone when no object is detected")
     format: ImageFormat = Field("jpeg", title="Format", description="the crop's file format",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
-from ml.operations.mask_model import MaskModel
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel
 
 # (slug, what it looks like) in the network's order; ml/models/style26/infer.py's STYLES, kept here without torch (a
 # test checks they agree). The thumbnails are static/img/styles/<slug>.webp, made by tools/style_previews.py.
@@ -33,16 +33,18 @@ _PREVIEWS = {slug: f"img/styles/{slug}.webp" for slug in SLUGS}
 class StylizeOptions(Options):
     """Options of stylize."""
 
-    model: StyleModel = Field("style26", title="Model",
-                              description="the 26-style network (Dumoulin et al., a learned representation for "
-                                          "artistic style)")
+    model: StyleModel = Field("style26", title="Model", description="one network that paints all 26 styles",
+                              json_schema_extra={"x-details": "the multi-style network of Dumoulin et al., \"A "
+                                                              "Learned Representation for Artistic Style\" "
+                                                              "(conditional instance normalisation)"})
     style: Style = Field("starry-swirls", title="Style", description="the look to paint the photo in",
                          json_schema_extra={"x-labels": _LABELS, "x-previews": _PREVIEWS})
     blend_with: SecondStyle = Field("none", title="Blend with",
                                     description="a second style mixed in, in one pass (it costs nothing extra)",
                                     json_schema_extra={"x-labels": {"none": "No second style", **_LABELS}})
-    blend: WholeNumber = Field(50, ge=0, le=100, title="Blend (% of the first style)",
-                               description="how much of the first style against the second: 100 is the first alone")
+    blend: WholeNumber = Field(50, ge=0, le=100, title="Mix (% of the first style)",
+                               description="how much of the first style against the second: 100 is the first alone",
+                               json_schema_extra={"x-requires": {"blend_with": {"not": "none"}}})
     strength: WholeNumber = Field(100, ge=0, le=100, title="Strength",
                                   description="how much painting against the photo: 0 keeps the photo")
     apply_to: Region = Field("all", title="Paint",
@@ -51,14 +53,17 @@ class StylizeOptions(Options):
                              json_schema_extra={"x-labels": {"all": "The whole photo",
                                                              "background": "The background only",
                                                              "subject": "The subject only"}})
-    mask_model: MaskModel = Field("u2netp", title="Subject model",
-                                  description="finds the subject when only the subject or the background is painted")
+    mask_model: MaskModel = Field("u2netp", title="Subject finder",
+                                  description="finds the subject when only the subject or the background is painted",
+                                  json_schema_extra={**MASK_MODEL_SCHEMA, "x-requires": {"apply_to": {"not": "all"}}})
     feather: WholeNumber = Field(6, ge=0, le=200, title="Edge softness (pixels)",
-                                 description="how far the painting fades into the photo at the subject's edge")
+                                 description="how far the painting fades into the photo at the subject's edge",
+                                 json_schema_extra={"x-requires": {"apply_to": {"not": "all"}}})
     working_size: WholeNumber = Field(
-        1024, ge=256, le=2048, title="Working size (pixels)",
-        description="the long side the network paints at (strokes have a fixed size in pixels); the result is "
-                    "scaled back to the photo's size")
+        1024, ge=256, le=2048, title="Brush scale (pixels)",
+        description="smaller paints bolder strokes, larger finer ones; the result keeps the photo's size",
+        json_schema_extra={"x-details": "the long side the network paints at (its strokes have a fixed size in "
+                                        "pixels); the result is scaled back to the photo's size"})
     format: ImageFormat = Field("jpeg", title="Format", description="the result's file format",
                                 json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, choice
-from ml.operations.mask_model import MaskModel
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel
 
 UpscaleModel = choice("realesrgan_x4plus")
 Scale = choice("2", "4")
@@ -27,15 +27,16 @@ SECONDS_PER_MEGAPIXEL = 45.0
 class UpscaleOptions(Options):
     """Options of upscale."""
 
-    model: UpscaleModel = Field("realesrgan_x4plus", title="Model",
-                                description="Real-ESRGAN x4plus (RRDBNet, 23 blocks), for photos")
+    model: UpscaleModel = Field("realesrgan_x4plus", title="Model", description="a network trained on photos",
+                                json_schema_extra={"x-details": "Real-ESRGAN x4plus (RRDBNet, 23 blocks), run in "
+                                                                "overlapping tiles"})
     scale: Scale = Field("2", title="Scale", description="how many times wider and taller: 2 or 4",
                          json_schema_extra={"x-labels": {"2": "2x", "4": "4x"}})
     remove_background: bool = Field(False, title="Cut the subject out",
                                     description="a transparent cutout, its edge upscaled cleanly")
     mask_model: MaskModel = Field(
-        "u2net", title="Subject model", description="finds the subject for the cutout",
-        json_schema_extra={"x-requires": {"remove_background": True}})
+        "u2net", title="Subject finder", description="finds the subject for the cutout",
+        json_schema_extra={**MASK_MODEL_SCHEMA, "x-requires": {"remove_background": True}})
     format: ImageFormat = Field("png", title="Format", description="JPEG has no transparency: not for a cutout",
                                 json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
 

@@ -1,5 +1,5 @@
 // Site-wide behaviour that the CSP forbids inline: confirmation prompts for destructive forms, and options that
-// only apply when another one is set (a crop margin needs the crop): shown only then.
+// only apply when another one is set (a crop margin needs the crop, a mix needs a second style): shown only then.
 (function () {
   "use strict";
   document.addEventListener("submit", function (event) {
@@ -34,7 +34,12 @@
       }
       const needs = JSON.parse(field.dataset.requires);
       const met = Object.keys(needs).every(function (name) {
-        return currentValue(form, name) === needs[name];
+        const need = needs[name];
+        // {"not": value}: shown while the other field holds anything but that value.
+        if (need !== null && typeof need === "object") {
+          return currentValue(form, name) !== need.not;
+        }
+        return currentValue(form, name) === need;
       });
       field.hidden = !met;
       for (const input of field.querySelectorAll("input, select")) {

@@ -15,6 +15,7 @@
   const selection = document.getElementById("selected-files");
   const statusLine = document.getElementById("upload-status");
   const button = document.getElementById("upload-button");
+  const errorBox = document.getElementById("upload-errors");
 
   // The table body swaps itself out each time it polls: look it up afresh, never keep the old element.
   function results() {
@@ -34,15 +35,24 @@
     }
   }
 
-  function addErrorRow(text) {
-    const row = document.createElement("tr");
-    row.className = "upload-error";
-    const cell = document.createElement("td");
-    cell.colSpan = 4;
-    cell.setAttribute("role", "alert");
-    cell.textContent = text;
-    row.appendChild(cell);
-    results().prepend(row);
+  // Refusals go next to the button, one sentence each: the file's name (when there is one to name), then what the
+  // server said (which names the option by its label and never repeats the file).
+  function addError(fileName, text) {
+    const item = document.createElement("li");
+    if (fileName) {
+      const name = document.createElement("strong");
+      name.textContent = fileName;
+      item.append(name, ": " + text);
+    } else {
+      item.textContent = text;
+    }
+    errorBox.querySelector("ul").appendChild(item);
+    errorBox.hidden = false;
+  }
+
+  function clearErrors() {
+    errorBox.querySelector("ul").replaceChildren();
+    errorBox.hidden = true;
   }
 
   async function errorMessage(response) {
@@ -54,7 +64,7 @@
     } catch (ignored) {
       // Not JSON (a proxy's error page, say): fall back to the status line below.
     }
-    return "the server answered " + response.status + " " + response.statusText;
+    return "The server answered " + response.status + " " + response.statusText + ".";
   }
 
   // file: one chosen photo, or null for the photo given by URL (the form's image_url field).
@@ -65,7 +75,7 @@
       body.append("photo", file, file.name);
       body.delete("image_url");
     }
-    await send(body, (file ? file.name : urlInput.value) + ": ");
+    return send(body, file ? file.name : urlInput.value);
   }
 
   // Several photos go in one request: the server makes them one batch and sends us to its page.
@@ -76,10 +86,11 @@
     for (const file of files) {
       body.append("photo", file, file.name);
     }
-    await send(body, "");
+    return send(body, null);
   }
 
-  async function send(body, label) {
+  // Return true when task rows came back (and were inserted), false when refused or sent elsewhere.
+  async function send(body, name) {
     const response = await fetch(form.action, {
       method: "POST",
       body: body,
@@ -90,11 +101,11 @@
     const redirect = response.headers.get("HX-Redirect");
     if (redirect) {
       window.location.assign(redirect);
-      return;
+      return false;
     }
     if (!response.ok) {
-      addErrorRow(label + (await errorMessage(response)));
-      return;
+      addError(name, await errorMessage(response));
+      return false;
     }
     const template = document.createElement("template");
     template.innerHTML = "<table><tbody>" + (await response.text()) + "</tbody></table>";
@@ -105,6 +116,16 @@
     }
     // Wake the table's poller up: it now has rows to follow.
     window.htmx.trigger(table, "tasks-added");
+    return true;
+  }
+
+  function summary(uploaded, total) {
+    if (uploaded === 0) {
+      return total === 1 ? "The photo was not uploaded." : "No photo was uploaded.";
+    }
+    const photos = uploaded === 1 ? " photo" : " photos";
+    const count = uploaded === total ? uploaded + photos : uploaded + " of " + total + photos;
+    return "Uploaded " + count + ". Results appear below.";
   }
 
   ["dragenter", "dragover"].forEach(function (name) {
@@ -127,19 +148,58 @@
   });
   input.addEventListener("change", showSelection);
 
-  async function uploadByUrl(url) {
+  async function busy(work) {
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
-    announce("Sending " + url);
+    clearErrors();
     try {
-      await uploadOne(null);
-      announce("Sent. The studio fetches the photo when processing starts; the result appears below.");
-      urlInput.value = "";
-    } catch (error) {
-      addErrorRow(url + ": the request did not reach the server (" + error.message + ")");
+      await work();
     } finally {
       button.disabled = false;
       button.removeAttribute("aria-busy");
+    }
+  }
+
+  async function uploadByUrl(url) {
+    announce("Sending " + url);
+    try {
+      if (await uploadOne(null)) {
+        announce("Sent. The studio fetches the photo when processing starts; the result appears below.");
+        urlInput.value = "";
+      } else {
+        announce("The photo was not sent.");
+      }
+    } catch (error) {
+      addError(url, "The request did not reach the server (" + error.message + ").");
+    }
+  }
+
+  async function uploadBatchOf(files) {
+    announce("Uploading " + files.length + " photos as one batch…");
+    try {
+      await uploadBatch(files);
+    } catch (error) {
+      addError(null, "The upload did not reach the server (" + error.message + ").");
+    }
+  }
+
+  async function uploadEach(files) {
+    let uploaded = 0;
+    for (const [index, file] of files.entries()) {
+      announce("Uploading " + (index + 1) + " of " + files.length + ": " + file.name);
+      try {
+        if (await uploadOne(file)) {
+          uploaded += 1;
+        }
+      } catch (error) {
+        addError(file.name, "The upload did not reach the server (" + error.message + ").");
+      }
+    }
+    announce(summary(uploaded, files.length));
+    // When nothing went through the photos stay chosen, to send again once the options are right.
+    if (uploaded > 0) {
+      input.value = "";
+      showSelection();
     }
   }
 
@@ -151,40 +211,16 @@
       announce("Choose photos or give a web address, not both.");
       return;
     }
-    if (!files.length && url) {
-      await uploadByUrl(url);
-      return;
-    }
-    if (!files.length) {
+    if (!files.length && !url) {
       announce("Choose at least one photo, or give its web address.");
       return;
     }
-    button.disabled = true;
-    button.setAttribute("aria-busy", "true");
-    try {
-      if (files.length > 1) {
-        announce("Uploading " + files.length + " photos as one batch…");
-        try {
-          await uploadBatch(files);
-        } catch (error) {
-          addErrorRow("The upload did not reach the server (" + error.message + ")");
-        }
-        return;
-      }
-      for (const [index, file] of files.entries()) {
-        announce("Uploading " + (index + 1) + " of " + files.length + ": " + file.name);
-        try {
-          await uploadOne(file);
-        } catch (error) {
-          addErrorRow(file.name + ": the upload did not reach the server (" + error.message + ")");
-        }
-      }
-      announce("Uploaded " + files.length + (files.length === 1 ? " photo" : " photos") + ". Results appear below.");
-      input.value = "";
-      showSelection();
-    } finally {
-      button.disabled = false;
-      button.removeAttribute("aria-busy");
+    if (url) {
+      await busy(function () { return uploadByUrl(url); });
+    } else if (files.length > 1) {
+      await busy(function () { return uploadBatchOf(files); });
+    } else {
+      await busy(function () { return uploadEach(files); });
     }
   });
 })();

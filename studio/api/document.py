@@ -32,6 +32,10 @@ ERROR_RESPONSES = {
 }
 
 
+# Schema keys for the upload form only: kept in each operation's options component, left out of the upload bodies.
+PRESENTATION_KEYS = frozenset({"x-labels", "x-previews", "x-presets", "x-details"})
+
+
 def options_schema_name(operation: Operation) -> str:
     """Return the component name of an operation's options, e.g. RemoveBackgroundOptions."""
     return "".join(part.capitalize() for part in operation.name.split("_")) + "Options"
@@ -47,7 +51,9 @@ def upload_schema(operation: Operation) -> dict[str, Any]:
     }
     for name, schema in options["properties"].items():
         if not schema.get("readOnly"):
-            properties[name] = schema
+            # What the form shows (labels, pictures, swatches, the technical detail) is in the options component
+            # once; repeated in every upload body it would double the document.
+            properties[name] = {key: value for key, value in schema.items() if key not in PRESENTATION_KEYS}
     properties["image_url"] = {**URL, "description": "instead of image: its http(s) URL"}
     for attachment in operation.attachments:
         properties[attachment.name] = {**BINARY, "description": attachment.description}

@@ -157,8 +157,7 @@ def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: 
     fields = dict(fields)
     for attachment in operation.attachments:
         if attachment.name in fields:
-            raise UploadRejected(400, "invalid_option", f"{attachment.name}: send it as an image file, not as a "
-                                                        "text field.")
+            raise UploadRejected.about(attachment.name, "send it as an image file, not as a text field.")
     try:
         return operation.parse(fields, models=installed_models(), default_model=current_app.config[
             "STUDIO_DEFAULT_MODEL"], attachments=frozenset(attachments))
@@ -166,7 +165,7 @@ def parse_options(operation: Operation, fields: Mapping[str, Any], attachments: 
         raise UploadRejected(503, "no_models", "No model for this operation is installed on the server yet; "
                                                "try again later.") from None
     except InvalidOptions as error:
-        raise UploadRejected(400, "invalid_option", f"{error.field[:40]}: {error.message}") from None
+        raise UploadRejected.about(error.field[:40], error.message) from None
 
 
 def check_for_photo(request: UploadRequest, width: int, height: int) -> None:
@@ -174,7 +173,7 @@ def check_for_photo(request: UploadRequest, width: int, height: int) -> None:
     try:
         request.operation.check_photo(request.options, width, height, limits())
     except InvalidOptions as error:
-        raise UploadRejected(400, "invalid_option", f"{error.field}: {error.message}") from None
+        raise UploadRejected.about(error.field, error.message) from None
 
 
 def check_attached_names(operation: Operation, files: Mapping[str, FileStorage],
@@ -184,12 +183,12 @@ def check_attached_names(operation: Operation, files: Mapping[str, FileStorage],
     known = {attachment.name: attachment for attachment in operation.attachments}
     unknown = sorted(set(files) - set(known))
     if unknown:
-        raise UploadRejected(400, "invalid_option", f"{unknown[0][:40]}: {operation.name} takes no such file"
-                             + (f" (it takes {', '.join(known)})" if known else ""))
+        raise UploadRejected.about(unknown[0][:40], f"{operation.name} takes no such file"
+                                   + (f" (it takes {', '.join(known)})" if known else ""))
     missing = [name for name, attachment in known.items()
                if attachment.required and name not in files and name not in by_url]
     if missing:
-        raise UploadRejected(400, "invalid_option", f"{missing[0]}: attach the {known[missing[0]].title.lower()}.")
+        raise UploadRejected.about(missing[0], f"attach the {known[missing[0]].title.lower()}.")
 
 
 def _accept_attachments(files: Mapping[str, FileStorage]) -> dict[str, AcceptedPhoto]:

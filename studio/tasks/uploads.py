@@ -46,13 +46,24 @@ _COMPARED_ROWS = 256
 
 
 class UploadRejected(Exception):
-    """An upload or re-run refused for a reason the user can fix; carries the HTTP status and an error code."""
+    """An upload or re-run refused for a reason the user can fix; carries the HTTP status and an error code.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    A refusal about one option or file field also carries its name (`field`) and the message without it
+    (`detail`): the API says "scale: ...", the upload page names the option by its label instead.
+    """
+
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.field = field
+        self.detail = message.removeprefix(f"{field}: ") if field else message
+
+    @classmethod
+    def about(cls, field: str, detail: str, status: int = 400, code: str = "invalid_option") -> "UploadRejected":
+        """Return a refusal of one field: "field: detail"."""
+        return cls(status, code, f"{field}: {detail}", field=field)
 
 
 @dataclass(frozen=True)
@@ -98,7 +109,7 @@ def accept_attachment(name: str, upload: FileStorage | None, max_bytes: int | No
     try:
         return accept_photo(read_upload(upload, max_bytes), max_pixels)
     except UploadRejected as error:
-        raise UploadRejected(error.status, error.code, f"{name}: {error.message}") from None
+        raise UploadRejected.about(name, error.message, error.status, error.code) from None
 
 
 def accept_photo(data: bytes, max_pixels: int) -> AcceptedPhoto:
@@ -175,7 +186,7 @@ def option_fields(raw_options: Mapping[str, Any]) -> dict[str, Any]:
         values = getlist(name) if getlist is not None else [raw_options[name]]
         if len(values) != 1:
             code = "invalid_webhook_url" if name == "webhook_url" else "invalid_option"
-            raise UploadRejected(400, code, f"{label}: give it once, not {len(values)} times")
+            raise UploadRejected.about(label, f"give it once, not {len(values)} times", code=code)
         value = values[0]
         if isinstance(value, (list, tuple, dict, set)):
             raise _invalid(label, "must be a single value, not a list or an object")
@@ -186,7 +197,7 @@ def option_fields(raw_options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _invalid(field: str, message: str) -> UploadRejected:
-    return UploadRejected(400, "invalid_option", f"{field}: {message}")
+    return UploadRejected.about(field, message)
 
 
 def _damaged() -> UploadRejected:

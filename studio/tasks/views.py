@@ -17,7 +17,8 @@ from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
 from studio.batches import service as batch_service
 from studio.tasks import data_tables, display, estimates, files, history, service
-from studio.tasks.forms import fields_for
+from studio.tasks.forms import fields_for, sentence
+from studio.tasks.messages import page_message
 from studio.tasks.remote import IMAGE_URL_FIELD
 from studio.tasks.service import UploadRejected
 
@@ -97,15 +98,16 @@ def create() -> Response | tuple[str, int]:
     """Create a task for one photo, or a batch of tasks for several, all with the chosen operation and options."""
     photos: list[service.PhotoSource] = [upload for upload in request.files.getlist(PHOTO_FIELD)
                                          if upload and upload.filename]
+    operation = _operation_from(request.form)
     by_url = bool(request.form.get(IMAGE_URL_FIELD, "").strip())
     source = _source_task() if not photos and not by_url else None
     if source is not None:
         try:
             photos = [service.result_as_upload(source)]
         except UploadRejected as error:
-            return _upload_failed([error.message], error.status)
+            return _upload_failed([(None, page_message(error, operation))], error.status)
     if not photos and not by_url:
-        return _upload_failed(["Choose at least one photo to upload, or give its web address."], 400)
+        return _upload_failed([(None, "Choose at least one photo to upload, or give its web address.")], 400)
     try:
         if by_url:
             # One photo by URL, fetched by the worker; with files too, photo_source refuses both.
@@ -114,7 +116,7 @@ def create() -> Response | tuple[str, int]:
         upload_request = service.parse_upload(_option_fields(), _attached_files())
     except UploadRejected as error:
         metrics.upload_refused(error.code)
-        return _upload_failed([error.message], error.status)
+        return _upload_failed([(None, page_message(error, operation))], error.status)
     if len(photos) > 1:
         return _create_batch(photos, upload_request)
     tasks, errors, status = [], [], 400
@@ -122,14 +124,14 @@ def create() -> Response | tuple[str, int]:
         try:
             tasks.append(service.create_task(current_user, photo, upload_request))
         except UploadRejected as error:
-            errors.append(f"{service.display_filename(photo.filename)}: {error.message}")
+            errors.append((service.display_filename(photo.filename), page_message(error, upload_request.operation)))
             status = error.status
             metrics.upload_refused(error.code)
     if not tasks:
         return _upload_failed(errors, status)
     if _wants_fragment():
-        return render_template("tasks/_task_rows.html", tasks=tasks, errors=errors), 201
-    for message in errors:
+        return render_template("tasks/_task_rows.html", tasks=tasks, errors=_named(errors)), 201
+    for message in _named(errors):
         flash(message, "error")
     flash(f"Uploaded {len(tasks)} photo{'s' if len(tasks) != 1 else ''}; processing has started.", "success")
     if len(tasks) == 1 and not errors:
@@ -143,7 +145,7 @@ def _create_batch(photos: list[FileStorage], upload_request: service.UploadReque
         batch = batch_service.create_batch(current_user, upload_request, batch_service.file_candidates(photos), [])
     except UploadRejected as error:
         metrics.upload_refused(error.code)
-        return _upload_failed([error.message], error.status)
+        return _upload_failed([(None, page_message(error, upload_request.operation))], error.status)
     flash(f"Uploaded {len(photos) - len(batch.skipped)} photos as one batch; processing has started."
           + (f" {len(batch.skipped)} file{'s were' if len(batch.skipped) != 1 else ' was'} not processed: see below."
              if batch.skipped else ""), "success")
@@ -168,10 +170,17 @@ def _attached_files() -> dict[str, FileStorage]:
             if name != PHOTO_FIELD and upload and upload.filename}
 
 
-def _upload_failed(errors: list[str], status: int) -> Response | tuple[str, int]:
+def _named(errors: list[tuple[str | None, str]]) -> list[str]:
+    """Return each refusal as the page shows it: the file named once, before its sentence."""
+    return [f"{name}: {message}" if name else message for name, message in errors]
+
+
+def _upload_failed(errors: list[tuple[str | None, str]], status: int) -> Response | tuple[str, int]:
     if _wants_fragment():
-        return error_response(status, "upload_rejected", " ".join(errors), title="Upload refused")
-    return _render_upload_page(errors, status)
+        # The upload page's script sends one photo a request and names it itself: the sentence alone.
+        return error_response(status, "upload_rejected", " ".join(message for _, message in errors),
+                              title="Upload refused")
+    return _render_upload_page(_named(errors), status)
 
 
 def poll_state(tasks: list[Task], delay: int | None = None, seen: str | None = None) -> dict[str, Any]:
@@ -280,7 +289,8 @@ def rerun(task_id: str) -> Response | tuple[str, int]:
         new_task = service.rerun_task(task, _option_fields(),
                                       keep_attachments=request.form.get("keep_attachments") == "true")
     except UploadRejected as error:
-        return _render_detail(task, request.form, error.message, error.status)
+        message = page_message(error, _operation_from(request.form, task.operation))
+        return _render_detail(task, request.form, message, error.status)
     flash("Processing again with the new options.", "success")
     return redirect(url_for("tasks.detail", task_id=new_task.id))
 
@@ -317,3 +327,4 @@ bp.add_app_template_global(lambda task: estimates.timing_text(task), "task_timin
 bp.add_app_template_global(estimates.page_costs, "operation_costs")
 bp.add_app_template_global(display.thumbnail_url, "thumbnail_url")
 bp.add_app_template_global(display.has_picture_result, "has_picture_result")
+bp.add_app_template_filter(sentence, "sentence")

@@ -23,8 +23,8 @@ def test_the_operations_are_listed_with_their_models_options_and_outputs(client,
     assert models["u2netp"]["available"] is True and models["u2netp"]["default"] is True
     assert models["u2net_human_seg"]["available"] is False and "missing" in models["u2net_human_seg"]["reason"]
     assert remove["options"]["properties"]["blur"] == {
-        "default": 0, "description": "blur the original background by this radius instead", "maximum": 100,
-        "minimum": 0, "title": "Background blur", "type": "integer"}
+        "default": 0, "description": "keep the photo's own background, blurred this much (0: no blur)",
+        "maximum": 100, "minimum": 0, "title": "Background blur", "type": "integer", "x-requires": {"output": "cutout"}}
     assert remove["attachments"] == [{"name": "bg_image", "title": "Background image", "required": False,
                                       "description": remove["attachments"][0]["description"]}]
     assert [output["name"] for output in operations["mask_stats"]["outputs"]] == ["result", "preview"]

@@ -100,3 +100,12 @@ def test_dashboard_pages_allow_exactly_their_own_inline_script(app: Flask) -> No
         assert f"'sha256-{digest}'" in policy
     assert "'unsafe-inline'" not in policy
     assert re.search(r"script-src 'self';", other.headers["Content-Security-Policy"])
+
+
+def test_every_dashboard_page_leads_back_to_the_studio(app: Flask) -> None:
+    client = signed_in_client(app, is_admin=True)
+    for path in ("/admin/rq/", "/admin/rq/0/view/workers", "/admin/rq/0/view/jobs"):
+        page = client.get(path).get_data(as_text=True)
+        assert '<a href="/admin/" class="nav-link" id="back-to-studio">' in page, path
+        # Its own navigation is still there.
+        assert "/admin/rq/0/view/queues" in page

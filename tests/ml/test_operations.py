@@ -77,9 +77,21 @@ def test_hex_colours_with_or_without_alpha(value, rgba):
     assert parse_colour(value) == rgba
 
 
+@pytest.mark.parametrize("value, rgba", [("white", (255, 255, 255, 255)), ("Black", (0, 0, 0, 255)),
+                                         (" light grey ", (211, 211, 211, 255)), ("skyblue", (135, 206, 235, 255))])
+def test_colours_by_css_name(value, rgba):
+    assert parse_colour(value) == rgba
+
+
+@pytest.mark.parametrize("value", ["reddish", "", "#12", "rgb(1,2,3)", "white!"])
+def test_what_is_not_a_colour_is_refused_saying_what_is(value):
+    with pytest.raises(ValueError, match="is not a colour: use a name like white or black, or a hex code"):
+        parse_colour(value)
+
+
 @pytest.mark.parametrize("data, field", [
     ({"model": "dall-e"}, "model"), ({"output": "sketch"}, "output"), ({"format": "gif"}, "format"),
-    ({"bg_color": "red"}, "bg_color"), ({"blur": "-1"}, "blur"), ({"blur": "101"}, "blur"), ({"blur": 2.5}, "blur"),
+    ({"bg_color": "reddish"}, "bg_color"), ({"blur": "-1"}, "blur"), ({"blur": "101"}, "blur"), ({"blur": 2.5}, "blur"),
     ({"margin": "x"}, "margin"), ({"crop": "maybe"}, "crop"), ({"crop": []}, "crop"), ({"format": 3}, "format"),
     ({"colour": "#fff"}, "colour"), ({"format": "jpeg"}, "format"), ({"format": "jpeg", "bg_color": "#fff8"}, "format"),
     ({"model": ["u2netp"]}, "model"), ({"bg_color": 16777215}, "bg_color"), ({"blur": True}, "blur"),
@@ -96,7 +108,8 @@ def test_messages_read_like_the_option_rules():
              ({"blur": "101"}, "blur: must be from 0 to 100, got 101"),
              ({"blur": "lots"}, "blur: must be a whole number from 0 to 100"),
              ({"post_process": "maybe"}, "post_process: must be true or false"),
-             ({"format": "jpeg"}, "format: JPEG has no transparency: give an opaque bg_color or a blur")]
+             ({"format": "jpeg"}, "format: JPEG has no transparency: choose a background colour (bg_color) or a "
+                                  "blur, or PNG")]
     for data, message in cases:
         with pytest.raises(InvalidOptions) as error:
             parse(**data)
@@ -160,7 +173,7 @@ def test_a_helper_model_that_is_not_installed_is_refused_naming_its_option():
     assert stylize.parse({"apply_to": "all", "mask_model": "u2net"}, models=("style26",)).apply_to == "all"
     with pytest.raises(InvalidOptions, match="blend_with: choose a second style other than the first"):
         stylize.parse({"style": "sepia-oils", "blend_with": "sepia-oils"}, models=("style26",))
-    with pytest.raises(InvalidOptions, match="classes: 'unicorn' is not one of COCO's classes"):
+    with pytest.raises(InvalidOptions, match="classes: 'unicorn' is not a kind of object the detector knows"):
         get_operation("detect").parse({"classes": "dog, unicorn"}, models=("nanodet",))
     assert get_operation("detect").parse({"classes": " Dog,person,dog "}, models=("nanodet",)).classes == \
         "dog, person"

@@ -14,13 +14,18 @@ from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import func, select
 
+from ml.operations import OPERATIONS
 from studio.extensions import db
 from studio.models import Task
 from tests.support.studio import PASSWORD
 from tests.support.web import csrf_token
 
 ROUTES = ("api", "html")
-_ERRORS = re.compile(r'<p class="error" role="alert">(.*?)</p>', re.S)
+# The upload page lists refusals beside its button, one sentence each.
+_ERROR_BOX = re.compile(r'<div id="upload-errors"[^>]*>(.*?)</div>', re.S)
+_ERRORS = re.compile(r"<li>(.*?)</li>", re.S)
+# What the upload page calls the fields that are not options.
+_PAGE_NAMES = {"photo": "The photo"}
 
 
 @dataclass
@@ -57,8 +62,24 @@ class Uploader:
         form = {"csrf_token": csrf_token(self.client, "/"), "photo": part, **options}
         response = self.client.post("/tasks", data=form, content_type="multipart/form-data")
         body = response.get_data(as_text=True)
-        return Answer(response.status_code, None, html.unescape(" ".join(_ERRORS.findall(body))),
-                      response.headers.get("Location"), body)
+        box = _ERROR_BOX.search(body)
+        errors = _ERRORS.findall(box.group(1)) if box else []
+        return Answer(response.status_code, None, html.unescape(" ".join(errors)), response.headers.get("Location"),
+                      body)
+
+    def names(self, field: str, operation: str = "remove_background") -> str:
+        """Return how this route names a field: "margin:" to the API, its label ("Margin (pixels)") on the page."""
+        if self.route == "api":
+            return f"{field}:"
+        prop = OPERATIONS[operation].option_schema()["properties"].get(field, {})
+        return prop.get("title") or _PAGE_NAMES[field]
+
+    def says(self, field: str, detail: str, operation: str = "remove_background") -> str:
+        """Return how this route words a refusal of a field: "margin: ..." to the API, "Margin (pixels): ..." (by
+        the option's label, as a sentence) on the page."""
+        if self.route == "api":
+            return f"{field}: {detail}"
+        return self.names(field, operation) + (" " if detail.startswith(("must ", "is ")) else ": ") + detail
 
     def task_id(self, answer: Answer) -> str:
         """Return the id of the task an accepted upload created."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import psutil
 import pytest
 from rq.job import Job
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from studio.auth import service as account_service
 from studio.extensions import db
@@ -71,7 +72,11 @@ def test_an_administrator_stops_a_running_job_for_good(make_studio, photo, jobs_
     task = studio.task(task_id)
     assert (task.status, task.attempts, task.error) == ("CANCELLED", 1, "Cancelled by an administrator.")
     with studio.app.app_context():
-        assert Job.fetch(task_id, connection=get_redis()).get_status() == "stopped"
+        job = Job.fetch(task_id, connection=get_redis())
+        assert job.get_status() == "stopped"
+        # /admin/rq lists it with the cancelled jobs, not the failed ones.
+        assert task_id in CanceledJobRegistry(job.origin, connection=get_redis()).get_job_ids()
+        assert task_id not in FailedJobRegistry(job.origin, connection=get_redis()).get_job_ids()
         row = db.session.query(DailyUsage).filter_by(user_id=task.user_id).one()
         # Two finished tasks, one completed; the cancelled one's seconds are only what ran before the stop.
         ran = (task.finished_at - task.started_at).total_seconds()

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("fields, words", [
     ({"fill": "pad"}, "fill: "),
-    ({"fill": "color", "fill_color": "sky blue"}, "fill_color: 'sky blue' is not a hex colour"),
+    ({"fill": "color", "fill_color": "bluish"}, "fill_color: 'bluish' is not a colour"),
     ({"fill": "color", "fill_color": "#ffffff80"}, "fill_color: JPEG has no transparency"),
 ])
 def test_a_bad_fill_is_refused_naming_the_field(client, headers, photo_bytes, fields, words):
