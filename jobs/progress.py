@@ -15,6 +15,7 @@ import threading
 import time
 from types import TracebackType
 
+from flask import current_app, has_app_context
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,6 +48,8 @@ class ProgressReporter:
         self._stopped = False
         self._closed = False
         self._lock = threading.Condition()
+        # The thread has no app context of its own: its announcements reach Redis through the job's app.
+        self._app = current_app._get_current_object() if has_app_context() else None
         self._thread = threading.Thread(target=self._write_held, name=f"progress-{task_id}", daemon=True)
 
     def __enter__(self) -> ProgressReporter:
@@ -100,8 +103,12 @@ class ProgressReporter:
         """Write a report in a transaction of the thread's own; False when the task is no longer PROCESSING."""
         try:
             with self.engine.begin() as connection:
-                return lifecycle.progressed(self.task_id, percent, stage, connection=connection)
+                moved = lifecycle.progressed(self.task_id, percent, stage, connection=connection)
         except SQLAlchemyError as error:
             # The database may be restarting: the next report tries again, and the job fails or carries on.
             logger.warning("task %s: could not record its progress: %s", self.task_id, error.__class__.__name__)
             return True
+        if moved:
+            # Committed now: the task's event streams may tell it.
+            lifecycle.announce_progress(self.task_id, percent, stage, app=self._app)
+        return moved

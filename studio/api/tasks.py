@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from studio.api import bp
 from studio.security import read_limit, upload_limit
 from studio.models import Task
-from studio.tasks import estimates, files, history, service, thumbnails, waiting
+from studio.tasks import estimates, events, files, history, service, thumbnails, waiting
 from studio.tasks.representation import output_records, task_fields, webhook_fields
 from studio.tasks.service import UploadRejected
 
@@ -203,6 +203,29 @@ def get_task(task_id: str) -> Response:
         waiting.wait_until_finished(task.id, seconds)
         task = service.get_task(g.api_user, task_id)  # afresh after a wait: finished, still running, or deleted
     return jsonify(task_to_dict(task))
+
+
+@bp.get("/tasks/<task_id>/events")
+@read_limit
+def task_events(task_id: str) -> Response:
+    """Stream the task's changes as Server-Sent Events.
+    ---
+    get:
+      operationId: getTaskEvents
+      summary: Stream the task's progress and its end as Server-Sent Events (docs/api.md, "Events as they happen")
+      description: "`progress` events ({status, progress, stage}), then one `finished` event (the Task) and the
+        stream closes. Ids grow; send Last-Event-ID to resume. 204: the end was seen already."
+      parameters:
+        - {name: task_id, in: path, required: true, schema: {type: string, format: uuid}}
+      responses:
+        "200": {description: The event stream, content: {text/event-stream: {schema: {type: string}}}}
+        "204": {description: The client has seen the final event}
+        "401": Unauthorized
+        "404": NotFound
+        "429": TooManyRequests
+    """
+    task = service.get_task(g.api_user, task_id)
+    return events.stream_response(task, events.last_event_id(request.headers.get("Last-Event-ID")), task_to_dict)
 
 
 @bp.get("/tasks/<task_id>/result")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
+from flask import Flask
 from sqlalchemy import Update, case, func, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -77,10 +78,11 @@ def _finished(task_id: str, status: TaskStatus) -> None:
     """Tell the requests waiting on the task, count it and queue its webhook (the delivery job reads the task
     again)."""
     from studio.queue import enqueue_webhook
-    from studio.tasks import waiting
+    from studio.tasks import events, waiting
 
     waiting.announce(task_id)
     task = db.session.get(Task, task_id, populate_existing=True)  # one SELECT, whatever the session held
+    events.announce(task_id, status, task.progress if task is not None else 0)
     if task is not None:
         ran = (task.finished_at - task.started_at).total_seconds() if task.started_at and task.finished_at else None
         metrics.task_finished(task.operation, task.model, status.value.lower(), ran)
@@ -131,6 +133,7 @@ def started(task_id: str) -> Task | None:
     if not _move(task_id, UNFINISHED, status=TaskStatus.PROCESSING.value, attempts=Task.attempts + 1,
                  started_at=now, heartbeat_at=now, error=None, progress=0, stage=None):
         return None
+    _announce(task_id, TaskStatus.PROCESSING)
     return db.session.get(Task, task_id, populate_existing=True)
 
 
@@ -138,14 +141,32 @@ def progressed(task_id: str, percent: int, stage: str | None = None, *, connecti
     """Record how far a running attempt is; False when the task is no longer PROCESSING (cancelled, deleted).
 
     connection: a connection of the caller's own, in a transaction the caller commits (a thread beside the job's,
-    whose session is not thread-safe); the app's session otherwise.
+    whose session is not thread-safe), who then announces the change (announce_progress); the app's session
+    otherwise, and the change is announced here.
     """
     # 100 is written together with COMPLETED: a bar at 100% must mean the result can be downloaded.
     values = {"progress": max(0, min(int(percent), 99)), "stage": (stage or None) and stage[:MAX_STAGE_LENGTH],
               "heartbeat_at": utcnow()}
     if connection is not None:
         return connection.execute(_guarded(task_id, (TaskStatus.PROCESSING,), **values)).rowcount == 1
-    return _move(task_id, (TaskStatus.PROCESSING,), **values)
+    moved = _move(task_id, (TaskStatus.PROCESSING,), **values)
+    if moved:
+        announce_progress(task_id, values["progress"], values["stage"])
+    return moved
+
+
+def announce_progress(task_id: str, percent: int, stage: str | None, app: Flask | None = None) -> None:
+    """Tell the task's event streams of a progress write, once it has committed (best effort); app: the job's,
+    from a thread without an app context."""
+    percent, stage = max(0, min(int(percent), 99)), (stage or None) and stage[:MAX_STAGE_LENGTH]
+    _announce(task_id, TaskStatus.PROCESSING, percent, stage, app=app)
+
+
+def _announce(task_id: str, status: TaskStatus, percent: int = 0, stage: str | None = None,
+              app: Flask | None = None) -> None:
+    from studio.tasks import events
+
+    events.announce(task_id, status, percent, stage, app=app)
 
 
 def completed(task_id: str, user_id: int, outputs: dict[str, StoredOutput], output_pixels: int = 0,
@@ -213,8 +234,11 @@ def cancelled(task_id: str, reason: str = "Cancelled.") -> bool:
 
 def released(task_id: str) -> bool:
     """PROCESSING -> PENDING, the attempt not counted: a worker's shutdown interrupted it, not the photo."""
-    return _move(task_id, (TaskStatus.PROCESSING,), Task.attempts > 0, status=TaskStatus.PENDING.value,
-                 attempts=Task.attempts - 1, progress=0, stage=None)
+    moved = _move(task_id, (TaskStatus.PROCESSING,), Task.attempts > 0, status=TaskStatus.PENDING.value,
+                  attempts=Task.attempts - 1, progress=0, stage=None)
+    if moved:
+        _announce(task_id, TaskStatus.PENDING)
+    return moved
 
 
 def _stalled(stalled_before: datetime) -> ColumnElement[bool]:
@@ -227,8 +251,11 @@ def taken_over(task_id: str, stalled_before: datetime, *, retry: bool, reason: s
     The reconciler calls this for a task whose job is gone; a late heartbeat or commit of that job wins.
     """
     if retry:
-        return _move(task_id, (TaskStatus.PROCESSING,), _stalled(stalled_before), status=TaskStatus.PENDING.value,
-                     stage=None)
+        moved = _move(task_id, (TaskStatus.PROCESSING,), _stalled(stalled_before), status=TaskStatus.PENDING.value,
+                      stage=None)
+        if moved:
+            _announce(task_id, TaskStatus.PENDING)
+        return moved
     moved = _move(task_id, (TaskStatus.PROCESSING,), _stalled(stalled_before), then=lambda: usage.record(task_id),
                   status=TaskStatus.FAILED.value, error=reason[:MAX_ERROR_LENGTH], stage=None, finished_at=utcnow())
     if moved:
@@ -249,5 +276,6 @@ def retried(task_id: str) -> bool:
                   webhook_status=case((Task.webhook_url.is_not(None), WebhookStatus.PENDING.value), else_=None),
                   webhook_attempts=0, webhook_response=None, webhook_delivered_at=None)
     if moved:
+        _announce(task_id, TaskStatus.PENDING)
         logger.info("task %s: retried", task_id)
     return moved

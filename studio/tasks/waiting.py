@@ -63,6 +63,17 @@ def waiting_place() -> Iterator[bool]:
         places.release()
 
 
+def take_place() -> bool:
+    """Take one of this process's waiting places for longer than a block (an event stream); False when all are
+    taken. Give it back with give_place()."""
+    return _places(current_app._get_current_object()).acquire(blocking=False)
+
+
+def give_place() -> None:
+    """Give back a place that take_place() took."""
+    _places(current_app._get_current_object()).release()
+
+
 def wait_in_place(task_id: str, seconds: float) -> None:
     """Wait, holding a waiting place, until the task is finished (or gone), at most `seconds`."""
     metrics.untimed()
