@@ -31,6 +31,7 @@ from studio.extensions import db
 from studio.models import Task, TaskStatus
 from studio.queue import get_redis
 from studio.tasks import waiting
+from studio.tasks.service import NOT_FOUND_MESSAGE
 
 logger = logging.getLogger(__name__)
 
@@ -139,19 +140,19 @@ def stream_response(task: Task, last_id: int | None, describe: Callable[[Task], 
     task_id = task.id
     if not waiting.take_place():
         return _once(task, _sequence_or_zero(task_id), describe)
+    subscription = get_redis().pubsub(ignore_subscribe_messages=True)
     try:
-        subscription = get_redis().pubsub(ignore_subscribe_messages=True)
         subscription.subscribe(CHANNEL.format(task_id))
         number = _sequence(task_id)
     except RedisError as error:
-        waiting.give_place()
+        _Stream(subscription, describe, 0).close()
         logger.warning("task %s: could not follow its events: %s", task_id, error)
         return _once(task, 0, describe)
     stream = _Stream(subscription, describe, number)
     try:
         task = db.session.get(Task, task_id, populate_existing=True)
         if task is None:
-            raise NotFound("No such task.")
+            raise NotFound(NOT_FOUND_MESSAGE)
         finished = task.task_status.finished
         first = state_event(task, number, describe) if last_id is None or last_id < number else None
     except BaseException:

@@ -12,11 +12,12 @@ from werkzeug.wrappers import Response
 
 from ml.operations import DEFAULT_OPERATION, OPERATIONS, Operation
 from studio import metrics
+from studio.api.tasks import task_to_dict
 from studio.errors import error_response
 from studio.models import Task
 from studio.security import poll_limit, read_limit, upload_limit
 from studio.batches import service as batch_service
-from studio.tasks import data_tables, display, estimates, files, history, service
+from studio.tasks import data_tables, display, estimates, events, files, history, service
 from studio.tasks.forms import fields_for, sentence
 from studio.tasks.messages import page_message
 from studio.tasks.remote import IMAGE_URL_FIELD
@@ -243,6 +244,16 @@ def status(task_id: str) -> str:
 def _result_tables(task: Task) -> list[data_tables.Table]:
     """Return what a finished task's JSON outputs hold, as tables for its page."""
     return data_tables.tables(files.read_json_outputs(task)) if task.task_status.finished else []
+
+
+@bp.get("/tasks/<task_id>/events")
+@login_required
+@read_limit
+def task_events(task_id: str) -> Response:
+    """Stream the task's changes as Server-Sent Events for a page's EventSource, which sends the session's cookie
+    but no Authorization header (the API's /api/v1/tasks/<id>/events takes the bearer token)."""
+    task = service.get_task(current_user, task_id)
+    return events.stream_response(task, events.last_event_id(request.headers.get("Last-Event-ID")), task_to_dict)
 
 
 @bp.get("/tasks/<task_id>/result")
