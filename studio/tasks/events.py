@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from flask import Flask, Response, stream_with_context
+from flask import Flask, Response, has_app_context, stream_with_context
 from redis.client import PubSub
 from redis.exceptions import RedisError
 from werkzeug.exceptions import NotFound
@@ -80,6 +80,8 @@ def announce(task_id: str, status: TaskStatus | str, progress: int, stage: str |
              app: Flask | None = None) -> None:
     """Tell the task's event streams of a change (call after the commit that made it); best effort. app: when
     called outside an app context."""
+    if app is None and not has_app_context():
+        return  # no app, no Redis to tell: a reporter used outside a job (its unit tests)
     payload = json.dumps({"status": TaskStatus(status).value, "progress": progress, "stage": stage})
     try:
         get_redis(app).eval(_ANNOUNCE, 2, SEQUENCE.format(task_id), CHANNEL.format(task_id), payload, SEQUENCE_SECONDS)
