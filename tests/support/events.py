@@ -88,13 +88,13 @@ class StreamReader(threading.Thread):
         return self.stream
 
 
-def wait_until_streaming(app: Flask, task_id: str) -> None:
-    """Wait until a stream has subscribed to the task's events."""
+def wait_until_streaming(app: Flask, task_id: str, subscribers: int = 1) -> None:
+    """Wait until that many streams have subscribed to the task's events."""
     channel = CHANNEL.format(task_id)
     with app.app_context():
         redis = get_redis()
         for _ in range(1000):
-            if dict(redis.pubsub_numsub(channel))[channel.encode()]:
+            if dict(redis.pubsub_numsub(channel))[channel.encode()] >= subscribers:
                 return
             time.sleep(0.01)
     raise AssertionError("the stream never subscribed")
