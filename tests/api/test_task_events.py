@@ -8,11 +8,13 @@ from typing import Any, Iterator
 
 import pytest
 import requests
+from redis import Redis
 
 from jobs import process_image as job_module
 from ml.runner import EncodedOutput
 from studio.tasks import events, lifecycle
 from tests.support.events import StreamReader, read_stream, wait_until_streaming
+from tests.support.network import free_port
 from tests.support.removebg import HttpServer
 from tests.support.studio import run_worker, upload
 
@@ -183,3 +185,20 @@ def test_a_real_worker_process_running_the_model_streams_its_stages_to_the_end(s
     assert ids == sorted(set(ids))
     assert last.data["result_url"].startswith(stack.base_url)
     assert requests.get(last.data["result_url"], headers=stack.headers, timeout=30).status_code == 200
+
+
+def test_with_redis_unreachable_a_job_still_completes_and_the_stream_is_the_state_once(served, photo_bytes,
+                                                                                       monkeypatch):
+    task_id = served.pending_task(photo_bytes(PHOTO))
+    unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    monkeypatch.setattr(events, "get_redis", lambda app=None: unreachable)
+    monkeypatch.setattr(job_module, "process", _slow_fake_run)
+
+    run_worker(served.app)  # announcing each step fails; the job does not
+
+    stream = read_stream(served.events_url(task_id), served.headers)
+    assert [(event.event, event.data["status"]) for event in stream.events] == [("finished", "COMPLETED")]
+    assert stream.retry == [events.BUSY_RETRY_MILLISECONDS]
+    # Its place was given back: with Redis back, streams are served again.
+    monkeypatch.undo()
+    assert read_stream(served.events_url(task_id), served.headers).retry == [events.RETRY_MILLISECONDS]
