@@ -3,6 +3,7 @@ operation's options and upload generated from its declaration, and real answers 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -25,7 +26,8 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 def document(client) -> dict:
     response = client.get(f"{PREFIX}/openapi.json")
     assert response.status_code == 200
-    return response.get_json()
+    # The app's JSON provider caps request bodies at 64 KiB; the document it serves may be larger.
+    return json.loads(response.get_data())
 
 
 def test_document_is_valid_openapi(document):
@@ -49,7 +51,8 @@ def test_each_operations_options_and_upload_come_from_its_declaration(document, 
     schemas = document["components"]["schemas"]
     uploads = document["paths"][f"{PREFIX}/tasks"]["post"]["requestBody"]["content"]["multipart/form-data"]
     bodies = {body["properties"]["operation"]["const"]: body for body in uploads["schema"]["oneOf"]}
-    listed = {item["name"]: item for item in client.get(f"{PREFIX}/operations", headers=headers).get_json()["items"]}
+    listing = json.loads(client.get(f"{PREFIX}/operations", headers=headers).get_data())
+    listed = {item["name"]: item for item in listing["items"]}
     assert set(bodies) == set(listed) == set(OPERATIONS)
     for name, operation in OPERATIONS.items():
         schema = operation.option_schema()
@@ -77,7 +80,7 @@ def _check(document: dict, response, path: str, method: str) -> None:
     assert response.mimetype in content, (path, method, response.mimetype)
     if response.mimetype == "application/json":
         schema = {**content["application/json"]["schema"], "components": document["components"]}
-        OAS31Validator(schema).validate(response.get_json())
+        OAS31Validator(schema).validate(json.loads(response.get_data()))
 
 
 def test_real_responses_match_the_documented_schemas(app, client, user, make_user, photo_bytes, monkeypatch,
