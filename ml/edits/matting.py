@@ -14,11 +14,12 @@ the band nothing changes: sure subject stays opaque, sure background transparent
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 # The most pixels matting and foreground estimation work on: a 1 MP photo is matted at its own size; a larger one is
 # scaled down to this for the solve (docs/matting.md has the measured seconds and memory).
@@ -152,10 +153,15 @@ def refine(photo: Image.Image, mask: Image.Image, options: Any, *, placed: bool)
     return photo, mask
 
 
-def warm_up() -> None:
-    """Compile pymatting's numba functions (seconds, once per process; numba's cache keeps them across starts)."""
-    photo = Image.new("RGB", (32, 32), (200, 40, 40))
-    mask = Image.new("L", (32, 32), 0)
-    mask.paste(255, (8, 8, 24, 24))
-    alpha = matte(photo, mask.filter(ImageFilter.GaussianBlur(2)), erode_size=2)
-    foreground_colours(photo, alpha)
+def load() -> float:
+    """Import pymatting, compiling its numba functions or loading them from numba's cache; return the seconds.
+
+    pymatting compiles every function when it is imported (their signatures are given), about a minute on a busy
+    core with an empty cache and under a second from the cache (NUMBA_CACHE_DIR, docs/matting.md). The worker calls
+    this before it forks or takes a job. Nothing is run: some functions are numba-parallel, and a thread pool
+    started before a fork would not survive in the horse.
+    """
+    started = time.perf_counter()
+    import pymatting  # noqa: F401 - imported for its side effect, the compiled functions
+
+    return time.perf_counter() - started
