@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.throughput import DEFAULT_FIXTURES, REMBG_VENV  # noqa: E402
+from bench.throughput import DEFAULT_FIXTURES, REMBG_VENV, rembg_home  # noqa: E402
 
 GENERAL = {"boat": "boat.jpg", "girl": "girl.png", "hockey": "hockey.png", "horse": "horse.jpg", "im_01": "im_01.png",
            "long": "long.jpg", "rifle2": "rifle2.jpeg", "vangogh": "vangogh.jpeg"}
@@ -123,11 +125,15 @@ def rembg_size(fixtures: Path, width: int, height: int) -> str:
     python = REMBG_VENV / "bin" / "python"
     if not python.exists():
         return "rembg not installed (bench/throughput.py creates bench/.rembg-venv)"
-    try:
-        answer = subprocess.run([str(python), "-c", REMBG_MATTING, str(fixtures / "photos" / "horse.jpg"),
-                                 str(width), str(height)], capture_output=True, text=True, timeout=900)
-    except subprocess.TimeoutExpired:
-        return "over 900 s"
+    with tempfile.TemporaryDirectory() as work:
+        # rembg reads our verified ONNX files (it would download its own otherwise).
+        environment = {**os.environ, "U2NET_HOME": str(rembg_home(ROOT / "instance" / "models", Path(work)))}
+        try:
+            answer = subprocess.run([str(python), "-c", REMBG_MATTING, str(fixtures / "photos" / "horse.jpg"),
+                                     str(width), str(height)], capture_output=True, text=True, timeout=900,
+                                    env=environment)
+        except subprocess.TimeoutExpired:
+            return "over 900 s"
     if answer.returncode != 0:
         return f"failed: {answer.stderr.strip().splitlines()[-1] if answer.stderr.strip() else answer.returncode}"
     figures = json.loads(answer.stdout.strip().splitlines()[-1])
