@@ -62,6 +62,7 @@ from rq.worker import WorkerStatus
 from jobs.context import bind_app
 from jobs.process_image import on_work_horse_killed, release_interrupted_task
 from jobs.scheduled import run_scheduler
+from ml.edits import matting
 from ml.operations import DEFAULT_OPERATION, get_operation
 from ml.registry import available_model_names
 from ml.runner import process
@@ -397,6 +398,17 @@ def warm_up(app: Flask) -> bool:
     return True
 
 
+def load_matting() -> None:
+    """Compile (or load from numba's cache) the alpha matting library, so that no job pays for it."""
+    try:
+        seconds = matting.load()
+    except Exception as error:  # noqa: BLE001 - a job asking for matting will fail with the reason; others need none
+        logger.warning("alpha matting not loaded: %s", error)
+        return
+    logger.info("alpha matting loaded in %.2f s (numba cache: %s)", seconds,
+                os.environ.get("NUMBA_CACHE_DIR") or "beside pymatting")
+
+
 def made_up_photo() -> bytes:
     """Return a small JPEG with gradients in it (the most common upload format, so its decoder is loaded)."""
     linear, radial = Image.linear_gradient("L"), Image.radial_gradient("L")
@@ -524,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         logger.info("models loaded: %s; %s torch threads per job", ", ".join(names) or "none", torch_threads)
         warm_up(app)
+        load_matting()
     warn_if_redis_is_down(app)
     worker = build_worker(app, arguments, torch_threads, limit)
     take_over_predecessor(worker)

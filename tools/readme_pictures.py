@@ -33,16 +33,29 @@ PICTURES = (
     ("horse-banner.jpg", "horse.jpg", ["--operation", "smart_crop", "--aspect", "16:9", "--classes", "horse"]),
     ("rifle-upscaled-cutout.png", "rifle2.jpeg", ["--operation", "upscale", "--scale", "2",
                                                   "--remove-background", "--model", "realesrgan_x4plus"]),
+    # Alpha matting (issue 21): the horse's mane on a dark colour, the plain cutout against matting with the subject's
+    # colours at the edge; and a product on white with its shadow, centred on a 4:3 canvas.
+    ("horse-mane-plain-on-dark.jpg", "horse.jpg", ["--operation", "remove_background", "--model", "u2net",
+                                                   "--bg-color", "#1c1f26", "--no-estimate-foreground",
+                                                   "--format", "jpeg"]),
+    ("horse-mane-matted-on-dark.jpg", "horse.jpg", ["--operation", "remove_background", "--model", "u2net",
+                                                    "--bg-color", "#1c1f26", "--alpha-matting", "--format", "jpeg"]),
+    ("rifle-product-shadow.jpg", "rifle2.jpeg", ["--operation", "remove_background", "--model", "u2net",
+                                                 "--bg-color", "#ffffff", "--add-shadow", "--canvas", "4:3",
+                                                 "--position", "center", "--scale", "90", "--padding", "4",
+                                                 "--format", "jpeg"]),
     ("horse-head-bicubic.png", "horse-head-small.png", "bicubic"),
     ("horse-head-upscaled.png", "horse-head-small.png", ["--operation", "upscale", "--scale", "4"]),
 )
 # Small inputs cut from a fixture photo: (photo, box, shrink factor).
 SMALL_INPUTS = {"horse-head-small.png": ("horse.jpg", (60, 100, 300, 280), 2)}
 OUTPUT_SUFFIX = {"horse-objects.jpg": "-preview"}
+# Results shown in part: (left, top, right, bottom) of the result, before shrinking.
+OUTPUT_CROPS = {"horse-mane-plain-on-dark.jpg": (40, 95, 400, 365), "horse-mane-matted-on-dark.jpg": (40, 95, 400, 365)}
 
 
-def make(fixtures: Path, out: Path) -> list[Path]:
-    """Run the command line for every picture and write the shrunk results into out."""
+def make(fixtures: Path, out: Path, only: set[str] | None = None) -> list[Path]:
+    """Run the command line for every picture (or only those named) and write the shrunk results into out."""
     out.mkdir(parents=True, exist_ok=True)
     made = []
     environment = {**os.environ, "STUDIO_LOG_LEVEL": "warning"}
@@ -52,6 +65,8 @@ def make(fixtures: Path, out: Path) -> list[Path]:
                 small = image.convert("RGB").crop(box)
             small.resize((small.width // factor, small.height // factor), Image.BICUBIC).save(Path(scratch) / name)
         for picture, photo, arguments in PICTURES:
+            if only and picture not in only:
+                continue
             source = Path(scratch) / photo if photo in SMALL_INPUTS else fixtures / "photos" / photo
             if arguments is None:
                 result = source
@@ -67,14 +82,16 @@ def make(fixtures: Path, out: Path) -> list[Path]:
                 subprocess.run(command, cwd=ROOT, env=environment, check=True)
                 suffix = OUTPUT_SUFFIX.get(picture, "")
                 result = next(path for path in folder.iterdir() if path.stem == source.stem + suffix)
-            made.append(shrink(result, out / picture))
+            made.append(shrink(result, out / picture, OUTPUT_CROPS.get(picture)))
     return made
 
 
-def shrink(source: Path, target: Path) -> Path:
-    """Save the image at most MAX_WIDTH pixels wide, in the target's format, without metadata."""
+def shrink(source: Path, target: Path, box: tuple[int, int, int, int] | None = None) -> Path:
+    """Save the image (or the box of it) at most MAX_WIDTH pixels wide, in the target's format, without metadata."""
     with Image.open(source) as image:
         image.load()
+        if box is not None:
+            image = image.crop(box)
         if image.width > MAX_WIDTH:
             image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
         if target.suffix == ".jpg":
@@ -89,8 +106,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "pictures")
+    parser.add_argument("pictures", nargs="*", help="make only these pictures (file names), not all")
     arguments = parser.parse_args()
-    for path in make(arguments.fixtures, arguments.out):
+    for path in make(arguments.fixtures, arguments.out, set(arguments.pictures) or None):
         print(path.relative_to(ROOT), f"{path.stat().st_size // 1024} KB")
     return 0
 

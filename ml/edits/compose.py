@@ -1,4 +1,5 @@
-"""Turn a photo and its mask into the requested output: cutout, mask, background colour or blur, crop.
+"""Turn a photo and its mask into the requested output: cutout, mask, background colour or blur, crop; the edge
+matted and recoloured, the subject placed on a canvas and shadowed, as the options say.
 
 A new kind of output is one function here, one line in OUTPUT_TYPES and its name in the `output` option.
 """
@@ -9,6 +10,10 @@ from typing import TYPE_CHECKING, Callable
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
+from ml.edits.matting import matte, refine
+from ml.edits.placement import parse_canvas, parse_position, place
+from ml.edits.shadow import add_shadow
+
 if TYPE_CHECKING:
     from ml.operations.remove_background import RemoveBackgroundOptions
 
@@ -16,8 +21,8 @@ if TYPE_CHECKING:
 CROP_THRESHOLD = 16
 
 
-def cutout(image: Image.Image, mask: Image.Image, options: RemoveBackgroundOptions) -> Image.Image:
-    """Return the subject on a transparent, coloured or blurred background."""
+def transparent_cutout(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """Return the subject on transparency (RGBA), fully transparent pixels zeroed."""
     if image.mode == "RGBA":
         # A photo that is already partly transparent stays so: the subject mask only takes more away.
         mask = ImageChops.multiply(mask, image.getchannel("A"))
@@ -26,17 +31,36 @@ def cutout(image: Image.Image, mask: Image.Image, options: RemoveBackgroundOptio
     result = image.convert("RGBA") if image.mode != "RGBA" else image.copy()
     result.putalpha(mask)
     result.paste((0, 0, 0, 0), mask=mask.point(lambda value: 255 if value == 0 else 0))
+    return result
+
+
+def cutout(image: Image.Image, mask: Image.Image, options: RemoveBackgroundOptions) -> Image.Image:
+    """Return the subject on a transparent, coloured or blurred background, placed and shadowed as asked."""
+    result = transparent_cutout(image, mask)
+    if options.placed:
+        canvas = parse_canvas(options.canvas).size(*image.size) if options.canvas else image.size
+        result, _ = place(result, result.getchannel("A"), canvas, position=parse_position(options.position),
+                          scale=options.scale, padding=options.padding)
+    if options.add_shadow:
+        result = add_shadow(result, opacity=options.shadow_opacity, blur=options.shadow_blur,
+                            offset_x=options.shadow_offset_x, offset_y=options.shadow_offset_y)
     if options.blur:
-        background = image.convert("RGB").filter(ImageFilter.GaussianBlur(options.blur)).convert("RGBA")
-        result = Image.alpha_composite(background, result)
+        background = image.convert("RGB").filter(ImageFilter.GaussianBlur(options.blur))
+        if background.size != result.size:
+            background = ImageOps.fit(background, result.size, Image.LANCZOS)
+        result = Image.alpha_composite(background.convert("RGBA"), result)
     if options.background is not None:
-        result = Image.alpha_composite(Image.new("RGBA", image.size, options.background), result)
+        result = Image.alpha_composite(Image.new("RGBA", result.size, options.background), result)
     opaque_colour = options.background is not None and options.background[3] == 255
     return result.convert("RGB") if options.blur or opaque_colour else result
 
 
 def mask_only(image: Image.Image, mask: Image.Image, options: RemoveBackgroundOptions) -> Image.Image:
-    """Return the mask itself: white subject on black, at the photo's size."""
+    """Return the mask itself: white subject on black, at the photo's size (or placed on the canvas)."""
+    if options.placed:
+        canvas = parse_canvas(options.canvas).size(*image.size) if options.canvas else image.size
+        mask, _ = place(mask, mask, canvas, position=parse_position(options.position), scale=options.scale,
+                        padding=options.padding)
     return mask
 
 
@@ -100,6 +124,11 @@ def compose(image: Image.Image, mask: Image.Image, options: RemoveBackgroundOpti
     """
     if options.post_process:
         mask = post_process_mask(mask)
+    if options.output == "cutout":
+        image, mask = refine(image, mask, options, placed=options.on_background)
+    elif options.alpha_matting:
+        mask = matte(image, mask, options.alpha_matting_foreground_threshold,
+                     options.alpha_matting_background_threshold, options.alpha_matting_erode_size)
     result = OUTPUT_TYPES[options.output](image, mask, options)
     if options.crop:
         result = crop_to_subject(result, mask, options)

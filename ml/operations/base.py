@@ -174,6 +174,9 @@ class Operation:
     # The size of the largest image a run makes from a photo of this size (margins, canvases, scales, sheets
     # included): checked against STUDIO_MAX_OUTPUT_PIXELS and the encoders' longest side before anything runs.
     output_size: Callable[[Options, int, int], tuple[int, int]] = _photo_size
+    # The option that made the output larger than the photo, for the 400's field; None: the first of fill, margin,
+    # scale and sheet the options have.
+    grown_by: Callable[[Options], str] | None = None
     # Pixels of work a run does on a photo of this size: what the plan's megapixel budget counts.
     work: Callable[[Options, int, int], int] = _photo_pixels
     # The largest photo, in pixels, taken by default (STUDIO_OPERATION_MAX_PIXELS changes it); None: only
@@ -212,7 +215,7 @@ class Operation:
         out_width, out_height = self.output_size(options, width, height)
         if out_width * out_height > limits.max_output_pixels:
             grown = out_width * out_height > width * height
-            raise InvalidOptions(self._grown_by() if grown else "photo",
+            raise InvalidOptions(self._grown_by(options) if grown else "photo",
                                  f"the result could be up to {out_width}x{out_height} "
                                  f"({out_width * out_height / 1e6:.1f} MP), above this server's limit of "
                                  f"{limits.max_output_pixels / 1e6:g} MP: use a smaller photo or option")
@@ -227,8 +230,10 @@ class Operation:
                                      f"pixels on a side and the {output.name} would be {out_width}x{out_height}"
                                      + (": choose png" if chosen else ": send a photo less long and thin"))
 
-    def _grown_by(self) -> str:
+    def _grown_by(self, options: Options) -> str:
         """Return the option that can make the output larger than the photo, for the error's field."""
+        if self.grown_by is not None:
+            return self.grown_by(options)
         grown = ("fill", "margin", "scale", "sheet")
         return next((name for name in grown if name in self.options.model_fields), "options")
 

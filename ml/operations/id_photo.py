@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ml.edits.id_presets import BACKGROUNDS, DEFAULT_PRESET, ID_PRESETS, sheet_pixels
-from ml.operations.base import Operation, Output, choice
+from ml.operations.base import Operation, Output, WholeNumber, choice
 from ml.operations.faces import FaceOptions, detector_work
-from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel, alpha_matting_field, background_threshold_field, \
+    check_matting, erode_size_field, estimate_foreground_field, foreground_threshold_field
 
 Preset = choice(*ID_PRESETS)
 Resolution = choice("300", "600")
@@ -29,10 +30,20 @@ class IdPhotoOptions(FaceOptions):
     mask_model: MaskModel = Field("u2net", title="Subject finder",
                                   description="cuts the person out of the background; Accurate follows hair better",
                                   json_schema_extra=MASK_MODEL_SCHEMA)
+    alpha_matting: bool = alpha_matting_field()
+    alpha_matting_foreground_threshold: WholeNumber = foreground_threshold_field()
+    alpha_matting_background_threshold: WholeNumber = background_threshold_field()
+    alpha_matting_erode_size: WholeNumber = erode_size_field()
+    estimate_foreground: bool = estimate_foreground_field()
     sheet: bool = Field(False, title="Print sheet",
                         description="also make a 10x15 cm page with as many copies as fit, to print at a lab")
     format: PrintFormat = Field("jpeg", title="Format", description="JPEG or PNG, both with the resolution written in",
                                 json_schema_extra={"x-labels": {"jpeg": "JPEG", "png": "PNG"}})
+
+    @model_validator(mode="after")
+    def _matting(self) -> "IdPhotoOptions":
+        check_matting(self)
+        return self
 
 
 def id_photo_size(options: IdPhotoOptions, width: int, height: int) -> tuple[int, int]:

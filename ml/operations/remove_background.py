@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from ml.operations.base import IMAGE_FORMAT_LABELS, Attachment, ImageFormat, Operation, Options, Output, WholeNumber, \
-    choice
+from ml.edits.placement import parse_canvas, parse_position, parse_roi, roi_box
+from ml.operations.base import IMAGE_FORMAT_LABELS, Attachment, ImageFormat, InvalidOptions, Limits, Operation, \
+    Options, Output, WholeNumber, choice
 from ml.operations.colours import BACKGROUND_PRESETS, COLOUR_DETAILS, MAX_COLOUR_LENGTH, parse_colour
-from ml.operations.mask_model import MASK_MODEL_SCHEMA, MASK_MODELS, MaskModel
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MASK_MODELS, MaskModel, alpha_matting_field, \
+    background_threshold_field, check_matting, erode_size_field, estimate_foreground_field, foreground_threshold_field
 
 # Output size presets as remove.bg names them: the most pixels an output may have (None: the photo's own size).
 SIZES: dict[str, int | None] = {"full": None, "4k": 10_000_000, "hd": 4_000_000, "medium": 1_500_000,
@@ -52,6 +54,43 @@ class RemoveBackgroundOptions(Options):
         False, title="Clean the edges", description="remove stray specks and make the edges crisp",
         json_schema_extra={"x-details": "the mask is cleaned as rembg's post_process does it: an opening to drop "
                                         "specks, then a blur and a threshold to harden the edges"})
+    alpha_matting: bool = alpha_matting_field()
+    alpha_matting_foreground_threshold: WholeNumber = foreground_threshold_field()
+    alpha_matting_background_threshold: WholeNumber = background_threshold_field()
+    alpha_matting_erode_size: WholeNumber = erode_size_field()
+    estimate_foreground: bool = estimate_foreground_field()
+    add_shadow: bool = Field(False, title="Shadow",
+                             description="a soft shadow of the subject's own shape behind it, so a product does not "
+                                         "float")
+    shadow_opacity: WholeNumber = Field(50, ge=0, le=100, title="Shadow opacity (%)",
+                                        description="how dark the shadow is: 100 is black",
+                                        json_schema_extra={"x-requires": {"add_shadow": True}})
+    shadow_blur: WholeNumber = Field(4, ge=0, le=30, title="Shadow softness (% of the subject's height)",
+                                     description="how far the shadow's edge fades",
+                                     json_schema_extra={"x-requires": {"add_shadow": True}})
+    shadow_offset_x: WholeNumber = Field(0, ge=-50, le=50, title="Shadow offset right (% of the subject's height)",
+                                         description="how far right the shadow falls (negative: left)",
+                                         json_schema_extra={"x-requires": {"add_shadow": True}})
+    shadow_offset_y: WholeNumber = Field(2, ge=-50, le=50, title="Shadow offset down (% of the subject's height)",
+                                         description="how far down the shadow falls (negative: up)",
+                                         json_schema_extra={"x-requires": {"add_shadow": True}})
+    canvas: str | None = Field(
+        None, title="Canvas", max_length=20,
+        description="the output's size, 1200x800 (pixels), or an aspect ratio, 1:1, covering the photo; none: the "
+                    "photo's size")
+    position: str = Field(
+        "original", title="Subject position", max_length=20,
+        description="original (where it was), center, or X,Y percentages of the free space (0,100: bottom left)")
+    scale: WholeNumber = Field(
+        100, ge=10, le=100, title="Subject size (%)",
+        description="the subject's size: with a position, the % of the canvas (within the padding) it fills; with "
+                    "original, the % of its own size")
+    padding: WholeNumber = Field(
+        0, ge=0, le=40, title="Padding (% of the canvas)",
+        description="space kept free on each side of the canvas when the subject is positioned")
+    roi: str | None = Field(
+        None, title="Region of interest", max_length=60,
+        description="look for the subject only inside x1,y1,x2,y2, in pixels or percentages (10%,10%,90%,90%)")
     bg_image: bool = Field(
         False, title="Background image", json_schema_extra={"readOnly": True},
         description="true when a background picture was attached (the bg_image file): the cutout is put on it")
@@ -64,8 +103,31 @@ class RemoveBackgroundOptions(Options):
         red, green, blue, alpha = parse_colour(value)
         return f"#{red:02x}{green:02x}{blue:02x}{alpha:02x}"
 
+    @field_validator("canvas")
+    @classmethod
+    def _canvas(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_canvas(value)
+        return value.strip().lower() if value else None
+
+    @field_validator("position")
+    @classmethod
+    def _position(cls, value: str) -> str:
+        parse_position(value)
+        return value.strip().lower()
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_roi(value)
+        return value.strip() if value else None
+
     @model_validator(mode="after")
     def _consistent(self) -> "RemoveBackgroundOptions":
+        check_matting(self)
+        if self.crop and self.placed:
+            raise ValueError("crop: choose crop (the subject's box) or a canvas, position or scale, not both")
         if self.bg_image and (self.bg_color or self.blur):
             raise ValueError("bg_image: choose one background: an image, a colour (bg_color) or a blur, not several")
         if self.format == "jpeg" and self.output == "cutout" and not self.blur and not self.bg_image:
@@ -80,6 +142,16 @@ class RemoveBackgroundOptions(Options):
         return self.bg_image and self.output == "cutout"
 
     @property
+    def placed(self) -> bool:
+        """Return True when the subject is moved onto a canvas (a canvas, a position or a scale was asked for)."""
+        return self.canvas is not None or self.position != "original" or self.scale != 100
+
+    @property
+    def on_background(self) -> bool:
+        """Return True when the cutout lands on a colour, a blur or a picture (foreground estimation's default)."""
+        return self.output == "cutout" and (self.blur > 0 or self.background is not None or self.bg_image)
+
+    @property
     def max_output_pixels(self) -> int | None:
         """Return the size preset's pixel budget for the output, None for the photo's own size."""
         return SIZES[self.size]
@@ -91,10 +163,26 @@ class RemoveBackgroundOptions(Options):
 
 
 def output_size(options: RemoveBackgroundOptions, width: int, height: int) -> tuple[int, int]:
-    """Return the largest image a run makes: the photo, or a crop whose margin reaches past it on every side."""
+    """Return the largest image a run makes: the photo, a canvas, or a crop whose margin reaches past the photo."""
+    if options.canvas is not None:
+        return parse_canvas(options.canvas).size(width, height)
     if options.crop:
         return width + 2 * options.margin, height + 2 * options.margin
     return width, height
+
+
+def check(options: RemoveBackgroundOptions, width: int, height: int, limits: Limits) -> None:
+    """Refuse a region of interest that is empty or reaches past the photo."""
+    if options.roi is not None:
+        try:
+            roi_box(options.roi, width, height)
+        except ValueError as error:
+            raise InvalidOptions("roi", str(error)) from None
+
+
+def grown_by(options: RemoveBackgroundOptions) -> str:
+    """Return the option that made the output larger than the photo: the canvas, or the crop's margin."""
+    return "canvas" if options.canvas is not None else "margin"
 
 
 OPERATION = Operation(
@@ -104,7 +192,7 @@ OPERATION = Operation(
     options=RemoveBackgroundOptions,
     run="ml.runs.remove_background:run",
     outputs=(Output("result", "image", "the cutout, or the mask, at the photo's size unless cropped or resized"),),
-    models=MASK_MODELS, output_size=output_size,
+    models=MASK_MODELS, output_size=output_size, check=check, grown_by=grown_by,
     attachments=(Attachment("bg_image", "Background image",
                             "a picture to put behind the cutout, scaled and cropped to cover it (not with a "
                             "background colour or blur)"),),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
-from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel, alpha_matting_field, background_threshold_field, \
+    check_matting, erode_size_field, estimate_foreground_field, foreground_threshold_field
 
 # (slug, what it looks like) in the network's order; ml/models/style26/infer.py's STYLES, kept here without torch (a
 # test checks they agree). The thumbnails are static/img/styles/<slug>.webp, made by tools/style_previews.py.
@@ -59,6 +60,11 @@ class StylizeOptions(Options):
     feather: WholeNumber = Field(6, ge=0, le=200, title="Edge softness (pixels)",
                                  description="how far the painting fades into the photo at the subject's edge",
                                  json_schema_extra={"x-requires": {"apply_to": {"not": "all"}}})
+    alpha_matting: bool = alpha_matting_field()
+    alpha_matting_foreground_threshold: WholeNumber = foreground_threshold_field()
+    alpha_matting_background_threshold: WholeNumber = background_threshold_field()
+    alpha_matting_erode_size: WholeNumber = erode_size_field()
+    estimate_foreground: bool = estimate_foreground_field()
     working_size: WholeNumber = Field(
         1024, ge=256, le=2048, title="Brush scale (pixels)",
         description="smaller paints bolder strokes, larger finer ones; the result keeps the photo's size",
@@ -69,6 +75,7 @@ class StylizeOptions(Options):
 
     @model_validator(mode="after")
     def _blend_needs_a_second_style(self) -> "StylizeOptions":
+        check_matting(self)
         if self.blend_with == self.style:
             raise ValueError("blend_with: choose a second style other than the first, or none")
         return self

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, choice
-from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel
+from ml.operations.base import IMAGE_FORMAT_LABELS, ImageFormat, Operation, Options, Output, WholeNumber, choice
+from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel, alpha_matting_field, background_threshold_field, \
+    check_matting, erode_size_field, estimate_foreground_field, foreground_threshold_field
 
 UpscaleModel = choice("realesrgan_x4plus")
 Scale = choice("2", "4")
@@ -37,11 +38,17 @@ class UpscaleOptions(Options):
     mask_model: MaskModel = Field(
         "u2net", title="Subject finder", description="finds the subject for the cutout",
         json_schema_extra={**MASK_MODEL_SCHEMA, "x-requires": {"remove_background": True}})
+    alpha_matting: bool = alpha_matting_field()
+    alpha_matting_foreground_threshold: WholeNumber = foreground_threshold_field()
+    alpha_matting_background_threshold: WholeNumber = background_threshold_field()
+    alpha_matting_erode_size: WholeNumber = erode_size_field()
+    estimate_foreground: bool = estimate_foreground_field()
     format: ImageFormat = Field("png", title="Format", description="JPEG has no transparency: not for a cutout",
                                 json_schema_extra={"x-labels": IMAGE_FORMAT_LABELS})
 
     @model_validator(mode="after")
     def _cutouts_need_transparency(self) -> "UpscaleOptions":
+        check_matting(self)
         if self.remove_background and self.format == "jpeg":
             raise ValueError("format: JPEG has no transparency: a cutout needs png or webp")
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ml.edits.id_photo import BACKGROUNDS, IdPhotoError, choose_single_face, print_sheet
 from ml.edits.id_photo import id_photo as lay_out
+from ml.edits.matting import refine
 from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
 from ml.operations.id_photo import IdPhotoOptions
@@ -18,8 +19,10 @@ def run(inputs: Inputs, options: IdPhotoOptions, context: RunContext) -> Result:
         face = choose_single_face(faces)
         context.progress(45, "cutting the person out")
         mask = predict_mask(inputs.photo, context.session(options.mask_model))
+        # The person is put on a plain colour: the edge takes the person's colours, not the old background's.
+        person, mask = refine(inputs.photo, mask, options, placed=True)
         context.progress(80, "laying the photo out")
-        photo = lay_out(inputs.photo, face, mask, preset=options.preset, dpi=int(options.dpi),
+        photo = lay_out(person, face, mask, preset=options.preset, dpi=int(options.dpi),
                         background=BACKGROUNDS[options.background])
     except IdPhotoError as error:
         raise OperationFailed(_sentence(str(error))) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PIL import ImageChops
 
+from ml.edits.matting import refine
 from ml.models.realesrgan.infer import upscale
 from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
@@ -17,6 +18,7 @@ def run(inputs: Inputs, options: UpscaleOptions, context: RunContext) -> Result:
     if options.remove_background:
         context.progress(5, "cutting the subject out")
         mask = predict_mask(photo, context.session(options.mask_model))
+        photo, mask = refine(photo, mask, options, placed=False)
         if photo.mode == "RGBA":
             # A photo that is already partly transparent stays so: the subject mask only takes more away.
             mask = ImageChops.multiply(mask, photo.getchannel("A"))
