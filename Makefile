@@ -31,6 +31,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@# pymatting compiles its numba kernels when first imported (a minute); once here, cached, not in a worker or test.
+	$(BIN)/python -c "import pymatting"
 	@touch $@
 
 run: install
