@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 from ml.operations.base import IMAGE_FORMAT_LABELS, Attachment, ImageFormat, Operation, Options, Output, WholeNumber, \
     choice
 from ml.operations.colours import BACKGROUND_PRESETS, COLOUR_DETAILS, MAX_COLOUR_LENGTH, parse_colour
+from ml.operations.keep import KEEP_DESCRIPTION, KEEP_DETAILS, keep_work, normalise_keep
 from ml.operations.mask_model import MASK_MODEL_SCHEMA, MASK_MODELS, MaskModel
 
 # Output size presets as remove.bg names them: the most pixels an output may have (None: the photo's own size).
@@ -52,6 +53,8 @@ class RemoveBackgroundOptions(Options):
         False, title="Clean the edges", description="remove stray specks and make the edges crisp",
         json_schema_extra={"x-details": "the mask is cleaned as rembg's post_process does it: an opening to drop "
                                         "specks, then a blur and a threshold to harden the edges"})
+    keep: str = Field("", max_length=100, title="Objects to keep", description=KEEP_DESCRIPTION,
+                      json_schema_extra={"x-details": KEEP_DETAILS})
     bg_image: bool = Field(
         False, title="Background image", json_schema_extra={"readOnly": True},
         description="true when a background picture was attached (the bg_image file): the cutout is put on it")
@@ -63,6 +66,8 @@ class RemoveBackgroundOptions(Options):
             return None
         red, green, blue, alpha = parse_colour(value)
         return f"#{red:02x}{green:02x}{blue:02x}{alpha:02x}"
+
+    _keep = field_validator("keep")(classmethod(lambda cls, value: normalise_keep(value)))
 
     @model_validator(mode="after")
     def _consistent(self) -> "RemoveBackgroundOptions":
@@ -105,6 +110,8 @@ OPERATION = Operation(
     run="ml.runs.remove_background:run",
     outputs=(Output("result", "image", "the cutout, or the mask, at the photo's size unless cropped or resized"),),
     models=MASK_MODELS, output_size=output_size,
+    # keep finds the objects first, then outlines each one (ml/operations/keep.py).
+    helper_models=lambda options: ("nanodet",) if options.keep else (), work=keep_work,
     attachments=(Attachment("bg_image", "Background image",
                             "a picture to put behind the cutout, scaled and cropped to cover it (not with a "
                             "background colour or blur)"),),
