@@ -33,12 +33,15 @@ PICTURES = (
     ("horse-banner.jpg", "horse.jpg", ["--operation", "smart_crop", "--aspect", "16:9", "--classes", "horse"]),
     ("rifle-upscaled-cutout.png", "rifle2.jpeg", ["--operation", "upscale", "--scale", "2",
                                                   "--remove-background", "--model", "realesrgan_x4plus"]),
+    ("girl.jpg", "girl.png", None),
+    ("girl-objects.jpg", "girl.png", ["--operation", "segment"]),
+    ("girl-keep-horse.png", "girl.png", ["--operation", "remove_background", "--keep", "horse"]),
     ("horse-head-bicubic.png", "horse-head-small.png", "bicubic"),
     ("horse-head-upscaled.png", "horse-head-small.png", ["--operation", "upscale", "--scale", "4"]),
 )
 # Small inputs cut from a fixture photo: (photo, box, shrink factor).
 SMALL_INPUTS = {"horse-head-small.png": ("horse.jpg", (60, 100, 300, 280), 2)}
-OUTPUT_SUFFIX = {"horse-objects.jpg": "-preview"}
+OUTPUT_SUFFIX = {"horse-objects.jpg": "-preview", "girl-objects.jpg": "-preview"}
 
 
 def make(fixtures: Path, out: Path) -> list[Path]:

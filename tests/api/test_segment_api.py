@@ -52,8 +52,8 @@ def test_segment_and_keep_through_a_real_worker(app, client, headers, photo_byte
 
 
 @pytest.mark.slow
-def test_keep_naming_an_object_not_in_the_photo_fails_the_task_with_the_reason(app, client, headers, photo_bytes,
-                                                                                 model_ready):
+def test_keep_naming_an_object_not_in_the_photo_fails_the_task_with_the_reason(
+        app, client, headers, photo_bytes, model_ready):
     created = upload(client, headers, photo_bytes("girl.png"), "girl.png", keep="dog")
     assert created.status_code == 202
     run_worker(app)
