@@ -39,8 +39,8 @@ def objects_work(options: SegmentOptions, width: int, height: int) -> int:
 
 OPERATION = Operation(
     name="segment", title="Outline objects",
-    description="Find the objects in the photo (80 kinds: people, animals, vehicles...) and outline each one: its "
-                "label, box and mask as JSON (COCO's run-length encoding), with a preview that colours each object.",
+    description="Find the objects in the photo (80 kinds: people, animals, vehicles...) and outline each one on "
+                "its own, as JSON, with a preview that colours each object.",
     options=SegmentOptions, run="ml.runs.segment:run",
     outputs=(Output("result", "json", '{"width", "height", "count", "objects": [{"index", "label", "score", '
                                       '"box": [x1, y1, x2, y2], "area", "mask": {"size": [height, width], '
