@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -29,7 +30,7 @@ from ml.registry import MODELS  # noqa: E402
 from ml.runner import process  # noqa: E402
 from studio.settings import from_environment  # noqa: E402
 
-DEFAULT_PHOTOS = ROOT.parent / "shared" / "fixtures" / "photos"
+DEFAULT_PHOTOS = Path(os.environ.get("STUDIO_FIXTURES_DIR", ROOT.parent / "shared" / "fixtures")) / "photos"
 PHOTOS = ("girl.png", "horse.jpg", "Two_dancers.jpg", "hockey.png", "track-runners-hurdles-1280.jpg")
 LIMITS = Limits(200_000_000, 200_000_000)
 
