@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from ml.edits.coco_rle import decode_rle, encode_rle
-from ml.edits.segments import CONTEXT_MARGIN, ObjectMask, object_mask, pixel_box, union_mask
+from ml.edits.segments import (CONTEXT_MARGIN, OBJECT_COLOURS, ObjectMask, draw_segments, object_mask, pixel_box,
+                               union_mask)
 from ml.models.nanodet.infer import Detection
 from ml.operations import InvalidOptions, Limits, get_operation
 from ml.operations.keep import KeepChoice, parse_keep
@@ -210,3 +211,17 @@ def test_keep_fails_with_a_reason_when_the_photo_has_no_such_object(girl, model_
     with pytest.raises(OperationFailed, match="keep: no dog was found in this photo; segment finds 0: horse, "
                                               "1: person"):
         run("remove_background", girl, model_dir, keep="dog")
+
+
+def test_the_preview_tints_each_object_in_its_own_colour_and_leaves_the_rest():
+    photo = Image.new("RGB", (300, 200), (128, 128, 128))
+    first = np.zeros((100, 100), np.uint8)
+    first[20:80, 20:80] = 255
+    objects = [ObjectMask(Detection("dog", (0, 0, 100, 100), 0.9), (0, 0, 100, 100), first),
+               ObjectMask(Detection("dog", (150, 50, 250, 150), 0.8), (150, 50, 250, 150),
+                          np.full((100, 100), 255, np.uint8))]
+    preview = np.asarray(draw_segments(photo, objects, 128)).astype(int)
+    for (x, y), colour in (((50, 50), OBJECT_COLOURS[0]), ((200, 100), OBJECT_COLOURS[1])):
+        assert np.abs(preview[y, x] - (np.asarray(colour) + 128) / 2).max() <= 1
+    # Inside the first box but outside its mask, and outside every box: the photo as it was.
+    assert (preview[50, 10] == 128).all() and (preview[180, 120] == 128).all()
