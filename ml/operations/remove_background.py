@@ -67,7 +67,10 @@ class RemoveBackgroundOptions(Options):
         red, green, blue, alpha = parse_colour(value)
         return f"#{red:02x}{green:02x}{blue:02x}{alpha:02x}"
 
-    _keep = field_validator("keep")(classmethod(lambda cls, value: normalise_keep(value)))
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, value: str) -> str:
+        return normalise_keep(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "RemoveBackgroundOptions":
