@@ -44,12 +44,15 @@ PICTURES = (
                                                  "--bg-color", "#ffffff", "--add-shadow", "--canvas", "4:3",
                                                  "--position", "center", "--scale", "90", "--padding", "4",
                                                  "--format", "jpeg"]),
+    ("girl.jpg", "girl.png", None),
+    ("girl-objects.jpg", "girl.png", ["--operation", "segment"]),
+    ("girl-keep-horse.png", "girl.png", ["--operation", "remove_background", "--keep", "horse"]),
     ("horse-head-bicubic.png", "horse-head-small.png", "bicubic"),
     ("horse-head-upscaled.png", "horse-head-small.png", ["--operation", "upscale", "--scale", "4"]),
 )
 # Small inputs cut from a fixture photo: (photo, box, shrink factor).
 SMALL_INPUTS = {"horse-head-small.png": ("horse.jpg", (60, 100, 300, 280), 2)}
-OUTPUT_SUFFIX = {"horse-objects.jpg": "-preview"}
+OUTPUT_SUFFIX = {"horse-objects.jpg": "-preview", "girl-objects.jpg": "-preview"}
 # Results shown in part: (left, top, right, bottom) of the result, before shrinking.
 OUTPUT_CROPS = {"horse-mane-plain-on-dark.jpg": (40, 95, 400, 365), "horse-mane-matted-on-dark.jpg": (40, 95, 400, 365)}
 

@@ -28,6 +28,7 @@ DECLARATIONS: dict[str, str] = {name: f"ml.operations.{name}:OPERATION" for name
     "beautify",
     "id_photo",
     "detect",
+    "segment",
     "smart_crop",
 )}
 

@@ -8,6 +8,7 @@ from ml.edits.placement import parse_canvas, parse_position, parse_roi, roi_box
 from ml.operations.base import IMAGE_FORMAT_LABELS, Attachment, ImageFormat, InvalidOptions, Limits, Operation, \
     Options, Output, WholeNumber, choice
 from ml.operations.colours import BACKGROUND_PRESETS, COLOUR_DETAILS, MAX_COLOUR_LENGTH, parse_colour
+from ml.operations.keep import KEEP_DESCRIPTION, KEEP_DETAILS, keep_work, normalise_keep
 from ml.operations.mask_model import MASK_MODEL_SCHEMA, MASK_MODELS, MaskModel, alpha_matting_field, \
     background_threshold_field, check_matting, erode_size_field, estimate_foreground_field, foreground_threshold_field
 
@@ -91,6 +92,8 @@ class RemoveBackgroundOptions(Options):
     roi: str | None = Field(
         None, title="Region of interest", max_length=60,
         description="look for the subject only inside x1,y1,x2,y2, in pixels or percentages (10%,10%,90%,90%)")
+    keep: str = Field("", max_length=100, title="Objects to keep", description=KEEP_DESCRIPTION,
+                      json_schema_extra={"x-details": KEEP_DETAILS})
     bg_image: bool = Field(
         False, title="Background image", json_schema_extra={"readOnly": True},
         description="true when a background picture was attached (the bg_image file): the cutout is put on it")
@@ -122,6 +125,11 @@ class RemoveBackgroundOptions(Options):
         if value is not None:
             parse_roi(value)
         return value.strip() if value else None
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, value: str) -> str:
+        return normalise_keep(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "RemoveBackgroundOptions":
@@ -193,6 +201,8 @@ OPERATION = Operation(
     run="ml.runs.remove_background:run",
     outputs=(Output("result", "image", "the cutout, or the mask, at the photo's size unless cropped or resized"),),
     models=MASK_MODELS, output_size=output_size, check=check, grown_by=grown_by,
+    # keep finds the objects first, then outlines each one (ml/operations/keep.py).
+    helper_models=lambda options: ("nanodet",) if options.keep else (), work=keep_work,
     attachments=(Attachment("bg_image", "Background image",
                             "a picture to put behind the cutout, scaled and cropped to cover it (not with a "
                             "background colour or blur)"),),

@@ -11,6 +11,7 @@ from ml.models.u2net.infer import predict_mask
 from ml.operations.base import Inputs, Result
 from ml.operations.remove_background import RemoveBackgroundOptions
 from ml.runner import RunContext
+from ml.runs.keep import kept_mask
 from ml.sessions import ModelSession
 
 
@@ -18,7 +19,10 @@ def run(inputs: Inputs, options: RemoveBackgroundOptions, context: RunContext) -
     """Cut the subject out of the photo as the options say."""
     session = context.session(options.model)
     context.progress(10, "finding the subject")
-    mask = subject_mask(inputs.photo, session, options.roi)
+    if options.keep:
+        mask = kept_mask(inputs.photo, options.keep, session, context)
+    else:
+        mask = subject_mask(inputs.photo, session, options.roi)
     context.progress(60, "refining the edge and composing the result"
                      if options.alpha_matting else "composing the result")
     background: Image.Image | None = inputs.attachments.get("bg_image") if options.uses_background_image else None
