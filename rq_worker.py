@@ -67,8 +67,9 @@ from ml.registry import available_model_names
 from ml.runner import process
 from ml.sessions import configure, preload
 from processes import memory, rq_adapter
+from processes.sqs_adapter import SqsWorker
 from processes.parent_death import die_with_parent
-from studio import create_app, logs, metrics, settings, worker_deaths
+from studio import create_app, logs, metrics, settings, sqs_queue, worker_deaths
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis, photo_queues
 from studio.storage import get_storage
@@ -525,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("models loaded: %s; %s torch threads per job", ", ".join(names) or "none", torch_threads)
         warm_up(app)
     warn_if_redis_is_down(app)
+    if photos and sqs_queue.enabled(app.config):
+        return work_sqs(app, arguments, torch_threads)
     worker = build_worker(app, arguments, torch_threads, limit)
     take_over_predecessor(worker)
     if isinstance(worker, ReusingWorker):
@@ -542,6 +545,18 @@ def main(argv: list[str] | None = None) -> int:
                 max_jobs=limit if limit != 1 else None)
     if limit not in (1, None) and worker.jobs_done >= limit and not worker.stopping:
         recycle(f"ran {worker.jobs_done} jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS)", scheduler)
+    return 0
+
+
+def work_sqs(app: Flask, arguments: argparse.Namespace, torch_threads: int) -> int:
+    """Take the photos' messages from SQS instead of RQ (STUDIO_QUEUE_BACKEND=sqs), each job in this process."""
+    if not app.config["STUDIO_SQS_QUEUE_URL"]:
+        logger.error("STUDIO_QUEUE_BACKEND=sqs needs STUDIO_SQS_QUEUE_URL")
+        return 2
+    torch.set_num_threads(torch_threads)
+    connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
+    gc.freeze()
+    SqsWorker(app.config, connection).work(burst=arguments.burst)
     return 0
 
 
