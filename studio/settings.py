@@ -140,6 +140,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_SQS_DEAD_LETTER_QUEUE_URL": environ.get("STUDIO_SQS_DEAD_LETTER_QUEUE_URL") or None,
         "STUDIO_SQS_WAIT_SECONDS": _int(environ, "STUDIO_SQS_WAIT_SECONDS", 20),
         "STUDIO_SQS_VISIBILITY_SECONDS": _int(environ, "STUDIO_SQS_VISIBILITY_SECONDS", 120),
+        # The Lambda worker (jobs/lambda_handler.py) starts a record only when the function's remaining time covers the
+        # operation's timeout and this margin (the final commit, the upload of the outputs); otherwise it hands it back.
+        "STUDIO_LAMBDA_MARGIN_SECONDS": _int(environ, "STUDIO_LAMBDA_MARGIN_SECONDS", 10),
         "STUDIO_STORAGE_DIR": storage_dir,
         "STUDIO_S3_BUCKET": environ.get("STUDIO_S3_BUCKET") or None,
         "STUDIO_S3_PREFIX": environ.get("STUDIO_S3_PREFIX", ""),

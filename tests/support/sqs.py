@@ -14,7 +14,7 @@ REGION = "us-east-1"
 
 @dataclass
 class Queues:
-    """A FIFO task queue with its dead-letter queue, and a client of the endpoint."""
+    """A task queue with its dead-letter queue, and a client of the endpoint."""
 
     client: Any
     url: str
@@ -41,21 +41,29 @@ class Queues:
                                                VisibilityTimeout=0, WaitTimeSeconds=0).get("Messages", [])
         return [json.loads(message["Body"]) for message in received]
 
-    def receive(self, count: int = 10, visibility: int = 30) -> list[dict[str, Any]]:
-        """Receive up to count messages with their attributes, as the Lambda service's poller does."""
+    def receive(self, count: int = 10) -> list[dict[str, Any]]:
+        """Receive up to count messages with their attributes (hidden for the queue's visibility timeout), as the
+        Lambda service's poller does."""
         return self.client.receive_message(QueueUrl=self.url, MaxNumberOfMessages=count, WaitTimeSeconds=1,
-                                           VisibilityTimeout=visibility, AttributeNames=["All"],
-                                           MessageAttributeNames=["All"]).get("Messages", [])
+                                           AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+
+    def settle(self, messages: list[dict[str, Any]], result: dict[str, Any]) -> None:
+        """Delete the messages the handler did not hand back, as the Lambda service does after an invocation."""
+        failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.client.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def make_queues(endpoint: str, max_receive_count: int, visibility: int) -> Queues:
-    """Create a FIFO queue and its FIFO dead-letter queue (redrive after max_receive_count receives)."""
+def make_queues(endpoint: str, max_receive_count: int, visibility: int, fifo: bool = True) -> Queues:
+    """Create a FIFO (or standard) queue and its dead-letter queue (redrive after max_receive_count receives)."""
     client = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
     name = f"studio-{uuid.uuid4().hex[:8]}"
-    dead = client.create_queue(QueueName=f"{name}-dead.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    suffix, kind = (".fifo", {"FifoQueue": "true"}) if fifo else ("", {})
+    dead = client.create_queue(QueueName=f"{name}-dead{suffix}", Attributes=kind)["QueueUrl"]
     dead_arn = client.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = client.create_queue(QueueName=f"{name}.fifo", Attributes={
-        "FifoQueue": "true", "VisibilityTimeout": str(visibility),
+    url = client.create_queue(QueueName=f"{name}{suffix}", Attributes={
+        **kind, "VisibilityTimeout": str(visibility),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(max_receive_count)}),
     })["QueueUrl"]
     arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
