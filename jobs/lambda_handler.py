@@ -58,12 +58,11 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, list[dict[str, 
     from studio.queue import get_redis
 
     redis = get_redis(app)
-    margin_ms = int(app.config["STUDIO_LAMBDA_MARGIN_SECONDS"]) * 1000
     records = list(event.get("Records", []))
     fifo = any(sqs_queue.is_fifo(record.get("eventSourceARN", "")) for record in records)
     failures: list[str] = []
     for index, record in enumerate(records):
-        outcome = run_record(record, context, redis, margin_ms)
+        outcome = run_record(record, context, redis, app.config)
         if outcome is sqs_job.Outcome.DONE:
             continue
         failures.append(record["messageId"])
@@ -74,7 +73,7 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, list[dict[str, 
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
 
 
-def run_record(record: Mapping[str, Any], context: Any, redis: Any, margin_ms: int) -> sqs_job.Outcome:
+def run_record(record: Mapping[str, Any], context: Any, redis: Any, config: Mapping[str, Any]) -> sqs_job.Outcome:
     """Run one record's task if the time left allows its whole timeout; return what to do with the record."""
     count = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
     message = sqs_job.parse(record.get("body", ""), count)
@@ -86,9 +85,14 @@ def run_record(record: Mapping[str, Any], context: Any, redis: Any, margin_ms: i
         logger.info("task %s: deleted; its message is dropped", message.task_id)
         return sqs_job.Outcome.DONE
     remaining_ms = int(context.get_remaining_time_in_millis())
-    if remaining_ms < timeout * 1000 + margin_ms:
+    if remaining_ms < (timeout + int(config["STUDIO_LAMBDA_MARGIN_SECONDS"])) * 1000:
         logger.warning("task %s: %s ms left, its operation may take %s s: handed back, not started",
                        message.task_id, remaining_ms, timeout)
+        if message.receive_count >= sqs_job.allowed_attempts(config):
+            # Handed back on every delivery: a photo that never fits this function's time (a large upscale).
+            sqs_job.fail_unstarted(message.task_id, f"Processing this photo may take up to {timeout} seconds, "
+                                                    "longer than this worker can run; it was not started.")
+            return sqs_job.Outcome.DONE
         return sqs_job.Outcome.RETRY
     lock = sqs_job.RunningLock(redis, message.task_id, remaining_ms // 1000)
     outcome = sqs_job.handle(message, lock, timeout)

@@ -170,6 +170,16 @@ def fail_exhausted(task_id: str, attempts: int) -> None:
             db.session.remove()
 
 
+def fail_unstarted(task_id: str, reason: str) -> None:
+    """Mark FAILED, with the reason, a task that was never started (a Lambda worker without the time it needs)."""
+    with app_context():
+        try:
+            if lifecycle.failed(task_id, reason):
+                logger.error("task %s: failed unstarted: %s", task_id, reason)
+        finally:
+            db.session.remove()
+
+
 def _count_retry(task_id: str) -> None:
     """Count a retry under its task's operation, as on RQ."""
     try:

@@ -129,6 +129,23 @@ def test_a_record_whose_time_runs_out_is_handed_back_before_it_starts(lambda_app
     assert tasks(app, [task_id])[task_id].status == "COMPLETED"
 
 
+def test_a_record_that_never_fits_the_time_fails_unstarted_on_its_last_delivery(lambda_app, make_user,
+                                                                                make_token, photo_bytes):
+    app, queues = lambda_app()
+    (task_id,) = send(app, make_user, make_token, photo_bytes(PHOTO), "huge.jpeg")
+    short_ms = app.config["STUDIO_JOB_TIMEOUT"] * 1000
+
+    for attempt in range(1, RETRIES + 2):
+        messages = receive_all(queues, 1)
+        handed_back = invoke(queues, messages, short_ms)
+        assert handed_back == ([] if attempt == RETRIES + 1 else [messages[0]["MessageId"]])
+
+    task = tasks(app, [task_id])[task_id]
+    assert (task.status, task.attempts) == ("FAILED", 0)
+    assert "longer than this worker can run" in task.error
+    assert queues.count(queues.url) == 0
+
+
 def test_on_a_fifo_queue_the_records_after_a_failed_one_are_handed_back_too(lambda_app, make_user, make_token,
                                                                             photo_bytes):
     app, queues = lambda_app(fifo=True, STUDIO_FAULT_INJECTION=f"fail-every-attempt@{BAD}")
