@@ -21,6 +21,9 @@ How it runs its jobs (STUDIO_WORKER_JOBS_PER_PROCESS, docs/production.md "One pr
 - On a CUDA machine the CUDA context cannot be used after fork, so the worker runs every job in-process without
   replacing itself, as `--simple` does everywhere.
 
+With STUDIO_QUEUE_BACKEND=sqs it consumes the Amazon SQS queue instead (processes/sqs_adapter.py), each job in this
+process; everything below is about RQ.
+
 Crash recovery (see jobs/maintenance.py for the other half):
 - RQ marks a started job abandoned once its worker has missed its heartbeat for a fixed 60 s; the grace here is
   STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS, so a killed worker's job is found sooner where that is wanted.

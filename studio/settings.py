@@ -135,9 +135,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # way (docs/production.md, "Amazon SQS as the queue").
         "STUDIO_QUEUE_BACKEND": (environ.get("STUDIO_QUEUE_BACKEND") or "rq").strip().lower(),
         "STUDIO_SQS_QUEUE_URL": environ.get("STUDIO_SQS_QUEUE_URL") or None,
-        # Its dead-letter queue: unset, read from the queue's RedrivePolicy. Long polling waits this long (20: SQS's
-        # most); a received message stays hidden this long and is extended by this much while its job runs.
-        "STUDIO_SQS_DEAD_LETTER_QUEUE_URL": environ.get("STUDIO_SQS_DEAD_LETTER_QUEUE_URL") or None,
+        # Long polling waits this long (20: SQS's most); a received message stays hidden this long, extended by as
+        # much again every third of it while its job runs.
         "STUDIO_SQS_WAIT_SECONDS": _int(environ, "STUDIO_SQS_WAIT_SECONDS", 20),
         "STUDIO_SQS_VISIBILITY_SECONDS": _int(environ, "STUDIO_SQS_VISIBILITY_SECONDS", 120),
         # The Lambda worker (jobs/lambda_handler.py) starts a record only when the function's remaining time covers the
