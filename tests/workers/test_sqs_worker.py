@@ -134,3 +134,32 @@ def test_the_reconciler_sends_again_only_the_message_that_was_lost(sqs_studio, p
     for task_id in (kept, lost):
         assert studio.wait_for_status(task_id, "COMPLETED", "FAILED").status == "COMPLETED"
     wait_until(lambda: queues.count(queues.url) == 0, "every message is deleted", diagnostics=studio.logs)
+
+
+def test_a_running_task_cancelled_stops_and_its_message_is_deleted(sqs_studio, photo):
+    studio, queues = sqs_studio()
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep=3", **studio.sqs_env)
+    task_id = studio.upload(photo)
+    wait_until(lambda: f"task {task_id}: fault injection: sleeping" in worker.output(), "the job sleeps",
+               diagnostics=worker.output)
+
+    response = studio.client.post(f"/api/v1/tasks/{task_id}/cancel", headers=studio.headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+    wait_until(lambda: queues.count(queues.url) == 0, "the message is deleted", diagnostics=studio.logs)
+    wait_until(lambda: f"task {task_id}: cancelled or deleted while processing" in worker.output(),
+               "the job stops at its next progress report", diagnostics=worker.output)
+    assert studio.status(task_id) == "CANCELLED"
+    assert studio.result_files() == []
+
+
+def test_a_photo_past_its_timeout_fails_with_the_reason_and_is_not_retried(sqs_studio, photo):
+    studio, queues = sqs_studio(STUDIO_JOB_TIMEOUT=2)
+    studio.start_worker(STUDIO_FAULT_INJECTION="sleep=600", **studio.sqs_env)
+    task_id = studio.upload(photo)
+
+    task = studio.wait_for_status(task_id, "FAILED", "COMPLETED")
+    assert (task.status, task.attempts) == ("FAILED", 1)
+    assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
+    wait_until(lambda: queues.count(queues.url) == 0, "the message is deleted", diagnostics=studio.logs)
+    assert queues.dead_letter_bodies() == []
