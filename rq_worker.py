@@ -21,8 +21,9 @@ How it runs its jobs (STUDIO_WORKER_JOBS_PER_PROCESS, docs/production.md "One pr
 - On a CUDA machine the CUDA context cannot be used after fork, so the worker runs every job in-process without
   replacing itself, as `--simple` does everywhere.
 
-With STUDIO_QUEUE_BACKEND=sqs it consumes the Amazon SQS queue instead (processes/sqs_adapter.py), each job in this
-process; everything below is about RQ.
+With STUDIO_QUEUE_BACKEND=sqs and no queue named it consumes the Amazon SQS queue instead (processes/sqs_adapter.py),
+each job in this process; everything below is about RQ, which still runs the periodic jobs and the webhooks
+(`python rq_worker.py --with-scheduler STUDIO_QUEUE STUDIO_WEBHOOK_QUEUE` beside the SQS workers).
 
 Crash recovery (see jobs/maintenance.py for the other half):
 - RQ marks a started job abandoned once its worker has missed its heartbeat for a fixed 60 s; the grace here is
@@ -529,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("models loaded: %s; %s torch threads per job", ", ".join(names) or "none", torch_threads)
         warm_up(app)
     warn_if_redis_is_down(app)
-    if photos and sqs_queue.enabled(app.config):
+    # Queues named on the command line stay RQ's: the periodic jobs (the reconciler) and webhooks run there.
+    if photos and sqs_queue.enabled(app.config) and not arguments.queues:
         return work_sqs(app, arguments, torch_threads)
     worker = build_worker(app, arguments, torch_threads, limit)
     take_over_predecessor(worker)

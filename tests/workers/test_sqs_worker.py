@@ -163,3 +163,11 @@ def test_a_photo_past_its_timeout_fails_with_the_reason_and_is_not_retried(sqs_s
     assert task.error == "Processing failed after 1 attempt; it took longer than 2 seconds."
     wait_until(lambda: queues.count(queues.url) == 0, "the message is deleted", diagnostics=studio.logs)
     assert queues.dead_letter_bodies() == []
+
+
+def test_a_worker_given_queues_serves_them_on_rq_for_the_periodic_jobs_and_webhooks(sqs_studio):
+    studio, _ = sqs_studio()
+    queue = studio.app.config["STUDIO_QUEUE"]
+    worker = studio.start_worker(queue, studio.app.config["STUDIO_WEBHOOK_QUEUE"], **studio.sqs_env)
+    assert "Listening on SQS" not in worker.output()
+    assert f"Listening on {queue}" in worker.output()
