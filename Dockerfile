@@ -21,6 +21,22 @@ COPY ml ml
 RUN python -m ml.weights install --model-dir /opt/studio/models
 
 
+# The worker on AWS Lambda (docker build --target lambda): the same code and models, run by AWS's runtime interface
+# client on an SQS event source mapping (jobs/lambda_handler.py, deploy/lambda/template.yaml). Lambda's file system
+# is read-only but for /tmp: every scratch path points there. Built before the default image, which stays the last
+# stage (a plain `docker build` gives the web and worker image).
+FROM base AS lambda
+COPY --from=weights /opt/studio/models /opt/studio/models
+COPY . .
+ENV STUDIO_MODEL_DIR=/opt/studio/models \
+    STUDIO_INSTANCE_DIR=/tmp/studio \
+    TMPDIR=/tmp \
+    HOME=/tmp \
+    STUDIO_QUEUE_BACKEND=sqs
+ENTRYPOINT ["python", "-m", "awslambdaric"]
+CMD ["jobs.lambda_handler.handler"]
+
+
 FROM base
 RUN useradd --create-home --uid 10001 studio \
     && install -d -o studio -g studio /var/lib/studio

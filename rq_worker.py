@@ -21,6 +21,10 @@ How it runs its jobs (STUDIO_WORKER_JOBS_PER_PROCESS, docs/production.md "One pr
 - On a CUDA machine the CUDA context cannot be used after fork, so the worker runs every job in-process without
   replacing itself, as `--simple` does everywhere.
 
+With STUDIO_QUEUE_BACKEND=sqs and no queue named it consumes the Amazon SQS queue instead (processes/sqs_adapter.py),
+each job in this process; everything below is about RQ, which still runs the periodic jobs and the webhooks
+(`python rq_worker.py --with-scheduler STUDIO_QUEUE STUDIO_WEBHOOK_QUEUE` beside the SQS workers).
+
 Crash recovery (see jobs/maintenance.py for the other half):
 - RQ marks a started job abandoned once its worker has missed its heartbeat for a fixed 60 s; the grace here is
   STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS, so a killed worker's job is found sooner where that is wanted.
@@ -68,8 +72,9 @@ from ml.registry import available_model_names
 from ml.runner import process
 from ml.sessions import configure, preload
 from processes import memory, rq_adapter
+from processes.sqs_adapter import SqsWorker
 from processes.parent_death import die_with_parent
-from studio import create_app, logs, metrics, settings, worker_deaths
+from studio import create_app, logs, metrics, settings, sqs_queue, worker_deaths
 from studio.extensions import db
 from studio.queue import outage_tolerant_redis, photo_queues
 from studio.storage import get_storage
@@ -538,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(app)
         load_matting()
     warn_if_redis_is_down(app)
+    # Queues named on the command line stay RQ's: the periodic jobs (the reconciler) and webhooks run there.
+    if photos and sqs_queue.enabled(app.config) and not arguments.queues:
+        return work_sqs(app, arguments, torch_threads)
     worker = build_worker(app, arguments, torch_threads, limit)
     take_over_predecessor(worker)
     if isinstance(worker, ReusingWorker):
@@ -555,6 +563,18 @@ def main(argv: list[str] | None = None) -> int:
                 max_jobs=limit if limit != 1 else None)
     if limit not in (1, None) and worker.jobs_done >= limit and not worker.stopping:
         recycle(f"ran {worker.jobs_done} jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS)", scheduler)
+    return 0
+
+
+def work_sqs(app: Flask, arguments: argparse.Namespace, torch_threads: int) -> int:
+    """Take the photos' messages from SQS instead of RQ (STUDIO_QUEUE_BACKEND=sqs), each job in this process."""
+    if not app.config["STUDIO_SQS_QUEUE_URL"]:
+        logger.error("STUDIO_QUEUE_BACKEND=sqs needs STUDIO_SQS_QUEUE_URL")
+        return 2
+    torch.set_num_threads(torch_threads)
+    connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
+    gc.freeze()
+    SqsWorker(app.config, connection).work(burst=arguments.burst)
     return 0
 
 

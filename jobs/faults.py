@@ -6,6 +6,8 @@ attempt only (so the retry shows the recovery), and only for tasks uploaded as F
 - sleep-every-attempt=SECONDS: the same on every attempt (a photo that kills each worker that takes it);
 - ignore-timeout: block SIGALRM in the work horse first, so RQ's timeout alarm cannot stop it (a job stuck in
   native code that never returns to Python);
+- fail-every-attempt: raise an ordinary error before the photo is processed, on every attempt (a photo that
+  always fails: each attempt is retried until none is left);
 - after-store: end the work horse with os._exit(1) after the result is stored, before the database commit.
 Unset (the default), every hook is a no-op.
 """
@@ -41,10 +43,12 @@ def _armed(point: str, task: Task) -> str | None:
 
 
 def before_processing(task: Task) -> None:
-    """Ignore the timeout alarm and sleep here when those faults are armed for this task."""
+    """Ignore the timeout alarm, fail or sleep here when those faults are armed for this task."""
     if _armed("ignore-timeout", task) is not None:
         logger.warning("task %s: fault injection: blocking the timeout alarm", task.id)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    if _armed("fail" + EVERY_ATTEMPT, task) is not None:
+        raise RuntimeError("fault injection: this attempt fails")
     seconds = _armed("sleep", task) or _armed("sleep" + EVERY_ATTEMPT, task)
     if seconds is not None:
         logger.warning("task %s: fault injection: sleeping %s seconds", task.id, seconds)

@@ -8,7 +8,9 @@ Three things can leave a task stuck with nothing in Redis to move it on:
 - a job that vanished or failed without reaching the database: PROCESSING, no live job, a silent heartbeat.
 reconcile_tasks runs RQ's abandoned-job check itself (so it happens every reconciler run, whatever the workers
 do), then re-enqueues the first kind and retries or fails the last. Every enqueue goes through enqueue_task, so
-racing an upload or another reconciler never gives a task two jobs.
+racing an upload or another reconciler never gives a task two jobs. With STUDIO_QUEUE_BACKEND=sqs a PENDING task
+whose message was never sent (no marker in Redis, studio/sqs_queue.py) is sent again, and a PROCESSING one whose
+SQS consumer holds its running lock counts as live.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import func, select, tuple_
 
 from jobs.context import app_context
+from jobs.sqs_job import LOCK_KEY
+from studio import sqs_queue
 from studio.extensions import db
 from jobs.webhooks import give_up
 from studio.models import FINISHED_STATUSES, Task, TaskStatus, WebhookStatus, utcnow
@@ -78,7 +82,7 @@ def _reconcile(now: datetime) -> dict[str, int]:
         status = job_status(task.id, connection)
         # Queued or scheduled: RQ will run it again. Started: its worker is alive (the cleanup above took the
         # abandoned ones), so it will finish, or kill the horse at the job timeout and retry it.
-        if status in LIVE_STATUSES:
+        if status in LIVE_STATUSES or _running_from_sqs(task.id, connection):
             continue
         label = status.value if status else "missing"
         if task.attempts < allowed_attempts:
@@ -101,6 +105,11 @@ def _reconcile(now: datetime) -> dict[str, int]:
     return counts
 
 
+def _running_from_sqs(task_id: str, connection: Redis) -> bool:
+    """Return True when an SQS consumer holds the task's running lock (STUDIO_QUEUE_BACKEND=sqs)."""
+    return sqs_queue.enabled(current_app.config) and bool(connection.exists(LOCK_KEY.format(task_id)))
+
+
 def _pending_without_live_job(created_before: datetime, connection: Redis) -> Iterator[Task]:
     """Yield every PENDING task older than the cutoff that Redis holds no live job for, however long the backlog.
 
@@ -116,6 +125,12 @@ def _pending_without_live_job(created_before: datetime, connection: Redis) -> It
         batch = db.session.scalars(query).all()
         if not batch:
             return
+        if sqs_queue.enabled(current_app.config):
+            # SQS cannot be asked about one message: a task whose send never succeeded has no marker.
+            unsent = sqs_queue.without_message(connection, [task.id for task in batch])
+            yield from (task for task in batch if task.id in unsent)
+            after = (batch[-1].created_at, batch[-1].id)
+            continue
         with connection.pipeline(transaction=False) as pipeline:
             for task in batch:
                 pipeline.hget(Job.key_for(task.id), "status")

@@ -22,7 +22,7 @@ from rq.rate_limit import RateLimit, RateLimitRegistry
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from studio import logs, plans
+from studio import logs, plans, sqs_queue
 from studio.models import Task, WebhookStatus
 
 if TYPE_CHECKING:
@@ -136,9 +136,12 @@ def enqueue_task(task: Task) -> bool:
     """Give a committed task exactly one live job; return False (task stays PENDING) when Redis is unreachable.
 
     Idempotent: a task that already has a queued, scheduled or running job keeps it, so the upload, a re-run and
-    the reconciler may all call this at once.
+    the reconciler may all call this at once. With STUDIO_QUEUE_BACKEND=sqs it sends the task's SQS message
+    instead (studio/sqs_queue.py), where a duplicate is harmless.
     """
     config = current_app.config
+    if sqs_queue.enabled(config):
+        return sqs_queue.send_task(task, get_redis())
     cost = cost_class(task)
     return _enqueue_once(
         task.id, JOB_FUNCTION, task.id,

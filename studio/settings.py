@@ -130,6 +130,18 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "STUDIO_REMOVEBG_WAIT_SECONDS": _int(environ, "STUDIO_REMOVEBG_WAIT_SECONDS", 50),
         # Webhook deliveries have a queue (and a worker) of their own, so a slow receiver never holds up a photo.
         "STUDIO_WEBHOOK_QUEUE": environ.get("STUDIO_WEBHOOK_QUEUE") or "webhooks",
+        # The processing queue: rq (RQ on Redis, the default) or sqs (Amazon SQS at STUDIO_SQS_QUEUE_URL; boto3 reads
+        # credentials, region and AWS_ENDPOINT_URL_SQS itself). Webhooks, pub/sub and rate limits stay on Redis either
+        # way (docs/production.md, "Amazon SQS as the queue").
+        "STUDIO_QUEUE_BACKEND": (environ.get("STUDIO_QUEUE_BACKEND") or "rq").strip().lower(),
+        "STUDIO_SQS_QUEUE_URL": environ.get("STUDIO_SQS_QUEUE_URL") or None,
+        # Long polling waits this long (20: SQS's most); a received message stays hidden this long, extended by as
+        # much again every third of it while its job runs.
+        "STUDIO_SQS_WAIT_SECONDS": _int(environ, "STUDIO_SQS_WAIT_SECONDS", 20),
+        "STUDIO_SQS_VISIBILITY_SECONDS": _int(environ, "STUDIO_SQS_VISIBILITY_SECONDS", 120),
+        # The Lambda worker (jobs/lambda_handler.py) starts a record only when the function's remaining time covers the
+        # operation's timeout and this margin (the final commit, the upload of the outputs); otherwise it hands it back.
+        "STUDIO_LAMBDA_MARGIN_SECONDS": _int(environ, "STUDIO_LAMBDA_MARGIN_SECONDS", 10),
         "STUDIO_STORAGE_DIR": storage_dir,
         "STUDIO_S3_BUCKET": environ.get("STUDIO_S3_BUCKET") or None,
         "STUDIO_S3_PREFIX": environ.get("STUDIO_S3_PREFIX", ""),
