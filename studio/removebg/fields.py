@@ -3,7 +3,8 @@
 Only the translation lives here: what the fields mean is checked where every upload is checked
 (studio/tasks/service.py and the operation's declaration), so a refusal reads the same as the API's.
 A remove.bg option the studio cannot honour is refused naming the field, never silently ignored, except those
-remove.bg itself treats as hints (type, type_level, semitransparency) and add_shadow (no shadows here yet).
+remove.bg itself treats as hints (type, type_level, semitransparency). add_shadow, scale, position and roi map onto
+remove_background's own shadow, placement and region options (ml/edits/shadow.py, ml/edits/placement.py).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def translate(values: Mapping[str, Any], files: Mapping[str, FileStorage]) -> Ca
     kind = _choice(text, "format", tuple(FORMATS), "auto")
     fields = {"operation": OPERATION, "size": SIZES[_choice(text, "size", tuple(SIZES), "preview")],
               "output": "mask" if channels == "alpha" else "cutout"}
-    _check_unsupported_layout(text)
+    _layout(text, fields)
     if _flag(text, "crop"):
         fields["crop"] = "true"
         fields["margin"] = str(_margin(text.get("crop_margin", "0")))
@@ -122,17 +123,34 @@ def _ignored_hints(text: Mapping[str, str]) -> None:
     _choice(text, "type", TYPES, "auto")
     _choice(text, "type_level", TYPE_LEVELS, "latest")
     _flag(text, "semitransparency")
-    _flag(text, "add_shadow")
 
 
-def _check_unsupported_layout(text: Mapping[str, str]) -> None:
-    """Refuse scale, position and roi other than their defaults: the studio keeps the subject where it is."""
-    for name in ("scale", "position"):
-        if text.get(name, "original").lower() != "original":
-            raise _refused(name, "only 'original' is supported here (the subject stays where it is; use crop "
-                                 "and crop_margin to frame it)")
+def _layout(text: Mapping[str, str], fields: dict[str, str]) -> None:
+    """Map add_shadow, scale, position and roi onto the operation's shadow, placement and region options.
+
+    As at remove.bg, a scale implies position=center unless a position is given; "original" leaves the subject where
+    it is and at its size.
+    """
+    if _flag(text, "add_shadow"):
+        fields["add_shadow"] = "true"
+    scale = text.get("scale", "original").lower()
+    if scale != "original":
+        if not _PERCENT.match(scale):
+            raise _refused("scale", f"{text['scale'][:40]!r} is not 'original' or a percentage from 10% to 100%")
+        fields["scale"] = str(round(float(scale[:-1])))
+    position = text.get("position", "center" if scale != "original" else "original").lower()
+    if position != "original":
+        parts = position.split()
+        if position != "center" and not (len(parts) in (1, 2) and all(_PERCENT.match(part) for part in parts)):
+            raise _refused("position", f"{text['position'][:40]!r} is not 'original', 'center' or one or two "
+                                       "percentages (50% 100%)")
+        fields["position"] = "center" if position == "center" else \
+            ",".join(str(round(float(part[:-1]))) for part in (parts * 2)[:2])
     if "roi" in text and tuple(text["roi"].split()) != WHOLE_IMAGE_ROI:
-        raise _refused("roi", "only the whole image (0% 0% 100% 100%) is supported here")
+        corners = text["roi"].lower().split()
+        if len(corners) != 4:
+            raise _refused("roi", "give four values, x1 y1 x2 y2, in pixels or percentages (10% 10% 90% 90%)")
+        fields["roi"] = ",".join(corner[:-2] if corner.endswith("px") else corner for corner in corners)
 
 
 def _margin(value: str) -> int:

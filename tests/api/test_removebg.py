@@ -68,7 +68,7 @@ def test_a_signed_in_browser_session_is_no_key(app, client, make_user, photo_byt
 
 def test_a_bad_field_is_400_naming_it_and_makes_no_task(app, client, photo_bytes) -> None:
     key = api_key(app)
-    assert_error(call(client, key, photo_bytes(PHOTO), scale="50%"), 400, "scale:")
+    assert_error(call(client, key, photo_bytes(PHOTO), scale="half"), 400, "scale:")
     assert_error(client.post("/v1.0/removebg", headers=key, json={"image_file_b64": "%%%"}), 400, "image_file_b64:")
     assert_error(client.post("/v1.0/removebg", headers=key, data="[1]", content_type="application/json"), 400)
     assert_error(client.post("/v1.0/removebg", headers=key, data="x", content_type="text/plain"), 400)

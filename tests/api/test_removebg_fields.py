@@ -24,6 +24,21 @@ def test_sizes_map_onto_the_studio_presets(size, preset) -> None:
     assert translate({**URL, "size": size}, {}).fields["size"] == preset
 
 
+@pytest.mark.parametrize("values, placed", [
+    ({"scale": "50%"}, {"scale": "50", "position": "center"}),  # a scale centres the subject, as at remove.bg
+    ({"scale": "80%", "position": "50% 100%"}, {"scale": "80", "position": "50,100"}),
+    ({"position": "30%"}, {"position": "30,30"}),
+    ({"position": "center"}, {"position": "center"}),
+    ({"roi": "10% 10% 90% 90%"}, {"roi": "10%,10%,90%,90%"}),
+    ({"roi": "0px 0px 100px 50px"}, {"roi": "0,0,100,50"}),
+    ({"add_shadow": "true"}, {"add_shadow": "true"}),
+    ({"scale": "original", "position": "original", "roi": "0% 0% 100% 100%", "add_shadow": "false"}, {}),
+])
+def test_shadow_scale_position_and_roi_map_onto_the_operation(values, placed) -> None:
+    fields = translate({**URL, **values}, {}).fields
+    assert {name: fields[name] for name in ("scale", "position", "roi", "add_shadow") if name in fields} == placed
+
+
 @pytest.mark.parametrize("values, format_", [
     ({}, "png"), ({"format": "auto"}, "png"), ({"format": "jpg"}, "jpeg"), ({"format": "webp"}, "webp"),
     ({"bg_color": "ffffff"}, "jpeg"), ({"bg_color": "#ffffff80"}, "png"), ({"bg_color": "fff8"}, "png"),
@@ -41,7 +56,8 @@ def test_the_other_options_map_onto_the_operation() -> None:
                       "bg_image_url": None}, {})
 
     assert call.fields == {"operation": "remove_background", "size": "preview", "output": "cutout", "crop": "true",
-                           "margin": "12", "bg_color": "#ff0000", "format": "jpeg", "image_url": URL["image_url"]}
+                           "margin": "12", "bg_color": "#ff0000", "format": "jpeg", "image_url": URL["image_url"],
+                           "add_shadow": "true"}
     assert call.photo is None and call.detected_type == "product"
     assert translate({**URL, "channels": "alpha"}, {}).fields["output"] == "mask"
     assert translate(URL, {}).detected_type == "other"
@@ -75,9 +91,10 @@ def test_the_photo_comes_from_a_file_base64_or_a_url() -> None:
     ({**URL, "crop": "true", "crop_margin": "1px 1px 1px"}, {}, "crop_margin"),
     ({**URL, "crop": "true", "crop_margin": "501px"}, {}, "crop_margin"),
     ({**URL, "crop": "true", "crop_margin": "-5px"}, {}, "crop_margin"),
-    ({**URL, "scale": "50%"}, {}, "scale"),
-    ({**URL, "position": "center"}, {}, "position"),
-    ({**URL, "roi": "10% 10% 90% 90%"}, {}, "roi"),
+    ({**URL, "scale": "half"}, {}, "scale"),
+    ({**URL, "position": "left"}, {}, "position"),
+    ({**URL, "position": "10% 20% 30%"}, {}, "position"),
+    ({**URL, "roi": "10% 10% 90%"}, {}, "roi"),
     ({**URL, "bg_color": "not-a-colour"}, {}, "bg_color"),
     ({**URL, "format": "zip", "bg_color": "ffffff"}, {}, "format"),
     ({**URL, "format": "zip", "channels": "alpha"}, {}, "format"),
