@@ -7,6 +7,7 @@ from typing import Any
 from flask import url_for
 
 from ml.operations import OPERATIONS
+from ml.registry import MODELS
 from studio.models import Task
 from studio.tasks import thumbnails
 from studio.tasks.files import image_header
@@ -30,7 +31,8 @@ def options_summary(task: Task) -> str:
     """Return the task's model and the options that differ from their defaults and apply, in a line."""
     operation = OPERATIONS.get(task.operation)
     options = task.options or {}
-    parts = [task.model] if task.model else []
+    # The model by its name for people ("U²-NetP (fast)"), not its id; an id no longer known stays as it is.
+    parts = [MODELS[task.model].title if task.model in MODELS else task.model] if task.model else []
     if operation is None:
         return " · ".join(parts)
     for name, schema in operation.option_schema()["properties"].items():

@@ -25,3 +25,7 @@ def test_an_option_that_applies_is_shown():
 def test_a_not_requirement_holds_for_any_other_value():
     assert "blend" in options_summary(_task("stylize", {"blend_with": "ink-on-yellow", "blend": 30}))
     assert "blend 30" not in options_summary(_task("stylize", {"blend_with": "none", "blend": 30}))
+
+
+def test_the_model_is_named_for_people():
+    assert options_summary(_task("smart_crop", {})).startswith("NanoDet-g object detector")
