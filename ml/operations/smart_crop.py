@@ -23,10 +23,12 @@ class SmartCropOptions(DetectionOptions):
     margin: WholeNumber = Field(10, ge=0, le=50, title="Margin (% of the subject)",
                                 description="space kept around the subject on each side, shrunk to stay in the photo")
     fill: Fill = Field("none", title="When the subject does not fit",
-                       description="none: crop inside the photo, keeping its most important part (people and "
-                                   "animals first); blur or color: extend the photo past its edges to hold the whole "
-                                   "subject, with a blurred copy of the photo or with fill_color",
-                       json_schema_extra={"x-labels": {"none": "Crop (keep the most important part)",
+                       description="crop inside the photo, keeping its most important part (people and animals "
+                                   "first), or extend the photo past its edges to hold the whole subject, with a "
+                                   "blurred copy of the photo or a colour",
+                       json_schema_extra={"x-details": "none crops inside the photo; blur and color extend it, "
+                                                       "color with fill_color",
+                                          "x-labels": {"none": "Crop inside the photo",
                                                        "blur": "Extend with a blurred backdrop",
                                                        "color": "Extend with a colour"}})
     fill_color: str = Field("#ffffff", title="Fill colour", max_length=MAX_COLOUR_LENGTH,

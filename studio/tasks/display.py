@@ -7,6 +7,7 @@ from typing import Any
 from flask import url_for
 
 from ml.operations import OPERATIONS
+from ml.registry import MODELS
 from studio.models import Task
 from studio.tasks import thumbnails
 from studio.tasks.files import image_header
@@ -27,15 +28,16 @@ def operation_title(name: str) -> str:
 
 
 def options_summary(task: Task) -> str:
-    """Return the task's model and the options that differ from their defaults, in a line."""
+    """Return the task's model and the options that differ from their defaults and apply, in a line."""
     operation = OPERATIONS.get(task.operation)
     options = task.options or {}
-    parts = [task.model] if task.model else []
+    # The model by its name for people ("U²-NetP (fast)"), not its id; an id no longer known stays as it is.
+    parts = [MODELS[task.model].title if task.model in MODELS else task.model] if task.model else []
     if operation is None:
         return " · ".join(parts)
     for name, schema in operation.option_schema()["properties"].items():
         value = options.get(name)
-        if name == "model" or value is None or value == schema.get("default"):
+        if name == "model" or value is None or value == schema.get("default") or not _applies(schema, options):
             continue
         title = schema.get("title", name).lower()
         if schema.get("type") == "boolean":
@@ -43,6 +45,16 @@ def options_summary(task: Task) -> str:
         else:
             parts.append(f"{title} {schema.get('x-labels', {}).get(value, value)}")
     return " · ".join(parts)
+
+
+def _applies(schema: dict[str, Any], options: dict[str, Any]) -> bool:
+    """Return whether an option applies: the options it needs (x-requires) hold ("fill colour" only with a fill)."""
+    for name, need in schema.get("x-requires", {}).items():
+        # {"not": value}: needed is anything but that value, as the form's script reads it.
+        met = options.get(name) != need["not"] if isinstance(need, dict) else options.get(name) == need
+        if not met:
+            return False
+    return True
 
 
 def task_outputs(task: Task) -> dict[str, Any]:

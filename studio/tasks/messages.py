@@ -12,7 +12,8 @@ from studio.tasks.uploads import SUPPORTED, UploadRejected
 
 # Fields that are not options of an operation, by what the page calls them.
 _OTHER_FIELDS = {"photo": "The photo", "options": "The options", "operation": "What to do",
-                 "webhook_url": "Webhook URL"}
+                 "webhook_url": "Webhook URL", "image_url": "The photo's web address",
+                 "bg_image_url": "The background picture's web address"}
 
 
 def field_label(operation: Operation, field: str) -> str:
@@ -31,7 +32,16 @@ def page_message(error: UploadRejected, operation: Operation) -> str:
     # The page says which formats it takes beside the drop zone: the API's reminder would be a second sentence.
     detail = error.detail.removesuffix(" " + SUPPORTED).strip()
     if error.field is None:
-        return sentence(detail)
+        return sentence(_field_named_by_label(detail))
     label = field_label(operation, error.field)
     joined = f"{label} {detail}" if detail.startswith(("must ", "is ")) else f"{label}: {detail}"
     return sentence(joined)
+
+
+def _field_named_by_label(detail: str) -> str:
+    """Return a message that starts with a web address field's name ("image_url must be ...") with its label."""
+    for field in ("image_url", "bg_image_url"):
+        for separator in (" ", ": "):
+            if detail.startswith(field + separator):
+                return _OTHER_FIELDS[field] + separator + detail.removeprefix(field + separator)
+    return detail

@@ -131,14 +131,16 @@ def test_a_finished_cutout_and_a_data_result_are_judged_on_their_page(live_serve
 
         # Transparent pixels: a checkerboard behind them, white or black on request.
         assert "linear-gradient" in _background(page)["image"]
-        page.get_by_role("button", name="White").click()
-        expect(page.get_by_role("button", name="White")).to_have_attribute("aria-pressed", "true")
+        # The viewer's own buttons: the re-run form below has a "White" colour swatch too.
+        backgrounds = page.get_by_role("group", name="Background behind transparent pixels")
+        backgrounds.get_by_role("button", name="White").click()
+        expect(backgrounds.get_by_role("button", name="White")).to_have_attribute("aria-pressed", "true")
         assert _background(page) == {"image": "none", "colour": "rgb(255, 255, 255)"}
-        page.get_by_role("button", name="Black").click()
+        backgrounds.get_by_role("button", name="Black").click()
         assert _background(page)["colour"] == "rgb(17, 17, 17)"
-        page.get_by_role("button", name="Checkerboard").click()
+        backgrounds.get_by_role("button", name="Checkerboard").click()
         assert "linear-gradient" in _background(page)["image"]
-        expect(page.get_by_role("button", name="White")).to_have_attribute("aria-pressed", "false")
+        expect(backgrounds.get_by_role("button", name="White")).to_have_attribute("aria-pressed", "false")
 
         # Zoom: the result's own pixels, scrolled inside the frame and not the page.
         page.get_by_role("button", name="Zoom to 100%").click()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import re
 
@@ -40,11 +41,12 @@ def test_a_url_makes_one_task_whose_page_says_where_the_photo_comes_from(signed_
 
 
 @pytest.mark.parametrize("fields, says", [
-    ({"image_url": "ftp://photos.example.com/a.jpg"}, "image_url must be an http:// or https:// URL"),
-    ({"image_url": URL, "photo": (io.BytesIO(b"x"), "a.jpg")}, "image_url: send the photo as a file or as a URL"),
+    ({"image_url": "ftp://photos.example.com/a.jpg"}, "The photo's web address must be an http:// or https:// URL"),
+    ({"image_url": URL, "photo": (io.BytesIO(b"x"), "a.jpg")},
+     "The photo's web address: send the photo as a file or as a URL"),
     ({}, "Choose at least one photo to upload, or give its web address."),
 ])
 def test_a_bad_or_doubled_url_is_refused_with_a_message(signed_in, fields, says):
     response = _post(signed_in, **fields)
     assert response.status_code == 400
-    assert says in response.get_data(as_text=True)
+    assert says in html.unescape(response.get_data(as_text=True))
