@@ -48,10 +48,10 @@ def test_face_results_are_the_owners_alone_deleted_with_the_task_and_never_logge
                 assert not re.search(rf"(?<![\d.]){re.escape(shown)}(?![\d])", logged), (shown, logged)
     assert "landmarks" not in logged and "dancers.jpg" not in logged
 
-    # Deleting the task deletes the photo, the JSON and the preview.
+    # Deleting the task deletes the photo, the JSON, the preview and the two thumbnails.
     stored = load_task(app, task_id)
     keys = stored.stored_keys()
-    assert len(keys) == 3
+    assert len(keys) == 5
     root = Path(app.config["STUDIO_STORAGE_DIR"])
     assert all((root / key).is_file() for key in keys)
     assert client.delete(f"/api/v1/tasks/{task_id}", headers=headers).status_code == 204

@@ -265,6 +265,9 @@ class Studio:
             "STUDIO_JOB_RETRY_INTERVALS": ",".join(str(seconds) for seconds in config["STUDIO_JOB_RETRY_INTERVALS"]),
             "STUDIO_JOB_TIMEOUT": str(config["STUDIO_JOB_TIMEOUT"]),
             "STUDIO_HEARTBEAT_SECONDS": str(config["STUDIO_HEARTBEAT_SECONDS"]),
+            # Tests upload one photo many times and mean each upload to run (tests/tasks/test_duplicates.py turns
+            # reuse on where it is the subject).
+            "STUDIO_REUSE_DUPLICATES": "true" if config["STUDIO_REUSE_DUPLICATES"] else "false",
             "STUDIO_WORKER_MONITOR_SECONDS": "1",
             "STUDIO_WORKER_HEARTBEAT_GRACE_SECONDS": "2",
             "STUDIO_WORKER_MAINTENANCE_SECONDS": "1",

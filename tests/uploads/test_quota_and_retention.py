@@ -115,7 +115,8 @@ def test_retention_job_run_by_a_worker_deletes_old_tasks_with_their_files(app, c
     run_worker(app)
     old, older, recent = ids
     files = {task_id: _files_of(app, task_id) for task_id in ids}
-    assert all(len(paths) == 2 and all(path.is_file() for path in paths) for paths in files.values())
+    # The photo, the result and the photo's thumbnail (the fake result is no picture to make one of).
+    assert all(len(paths) == 3 and all(path.is_file() for path in paths) for paths in files.values())
     _age(app, old, 30.1)
     _age(app, older, 400)
     _age(app, recent, 29.9)
