@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ml.models.nanodet.classes import COCO_CLASSES
-from ml.operations.segment import DEFAULT_MAX_OBJECTS
+
+# segment's default number of objects (ml/operations/segment.py takes it from here, so importing keep for
+# remove_background does not import segment and detect).
+DEFAULT_MAX_OBJECTS = 10
 
 LARGEST = "largest"
 KEEP_DESCRIPTION = ("only these objects stay, everything else goes with the background: kinds of objects separated "

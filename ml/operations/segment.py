@@ -10,11 +10,11 @@ from pydantic import Field
 
 from ml.operations.base import Operation, Output, WholeNumber
 from ml.operations.detect import DetectionOptions
+from ml.operations.keep import DEFAULT_MAX_OBJECTS
 from ml.operations.mask_model import MASK_MODEL_SCHEMA, MaskModel
 
 # The most objects one run masks: each is a subject-model run (about a remove_background of its box).
 MAX_OBJECTS = 20
-DEFAULT_MAX_OBJECTS = 10
 # A run's seconds per megapixel of work (objects_work): bench/segment.py's median over five fixture photos, u2netp, on
 # 2 cores under a load of 6 (1.4); photos under a megapixel with many objects take longer per megapixel, since each
 # object's model run costs the same whatever the box's size (docs/detection.md#segmentation).

@@ -12,8 +12,7 @@ from PIL import Image
 from ml.edits.segments import PixelBox, object_masks, pixel_box, union_mask
 from ml.models.nanodet.infer import Detection, detect_objects
 from ml.models.u2net.infer import predict_mask
-from ml.operations.keep import KeepChoice, parse_keep
-from ml.operations.segment import DEFAULT_MAX_OBJECTS, SegmentOptions
+from ml.operations.keep import DEFAULT_MAX_OBJECTS, KeepChoice, parse_keep
 from ml.runner import OperationFailed, RunContext
 from ml.sessions import ModelSession
 
@@ -48,6 +47,9 @@ def kept_mask(photo: Image.Image, keep: str, session: ModelSession, context: Run
     a kept dog's box holds its owner's hand, which the owner's own mask claims.
     """
     choice = parse_keep(keep)
+    # Imported here: a cutout without keep must not import segment's declaration (and detect's) at start-up.
+    from ml.operations.segment import SegmentOptions
+
     defaults = SegmentOptions()
     context.progress(10, "finding the objects")
     detections = detect_objects(photo, context.session(defaults.model), score_threshold=defaults.score_threshold / 100)

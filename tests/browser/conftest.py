@@ -41,6 +41,9 @@ def live_server(tmp_path_factory, browser_executable) -> Iterator[str]:
         "STUDIO_STORAGE_DIR": str(workdir / "storage"),
         # Every upload runs its job, as these tests were written for (tests/tasks/test_duplicates.py turns it on).
         "STUDIO_REUSE_DUPLICATES": "false",
+        # Every browser test signs up and in from 127.0.0.1 on this one server, more than the 10 a minute a client
+        # gets; the limit itself is tested in tests/security.
+        "STUDIO_RATELIMIT_AUTH": "1000 per minute",
         "STUDIO_MODEL_DIR": settings.from_environment()["STUDIO_MODEL_DIR"],
         "STUDIO_S3_BUCKET": "",
         "STUDIO_TORCH_THREADS": "2",

@@ -156,7 +156,7 @@ def test_a_background_picture_and_a_size_preset_from_the_upload_form(
     page.locator("#photo").set_input_files(str(photos_dir / "horse.jpg"))
     page.get_by_label("Background image (optional)").set_input_files(str(background))
     page.get_by_label("Format").select_option("jpeg")
-    page.get_by_label("Size").select_option("preview")
+    page.get_by_label("Output size").select_option("preview")
     page.screenshot(path=str(screenshots / "07-upload-background.png"), full_page=True)
     page.get_by_role("button", name="Upload and process").click()
     done = page.locator('#upload-results tr.task-row[data-status="COMPLETED"]')

@@ -63,7 +63,8 @@ def test_a_slow_upscale_is_announced_before_upload_and_shows_a_stage_and_time_le
     page.on("pageerror", lambda error: console_errors.append(str(error)))
     _sign_up_and_in(page, live_server, "progress@example.com")
 
-    scale = page.locator("#operation-options #field-scale")  # upscale's own option
+    # upscale's own option (its cutout switch): there once the upscale's options are in the form
+    scale = page.locator('#operation-options input[name="remove_background"]')
     page.select_option("#operation", "upscale")
     expect(scale).to_have_count(1)  # the operation's own options are in the form
     page.set_input_files("#photo", str(photo))
