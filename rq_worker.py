@@ -55,7 +55,7 @@ import torch
 from flask import Flask
 from PIL import Image
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from rq import SimpleWorker, Worker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -140,6 +140,19 @@ class StudioWorker:
                                    exc_string=exc_string, execution=execution)
         if stopped:
             file_as_cancelled(job, self.connection)
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's maintenance (registry clean-up), where a command that Redis refuses does not end the worker.
+
+        A Redis restart between RQ loading one of its Lua scripts and running it (the retried command reaches the
+        new, empty server) answers NoScriptError; RQ would let it end the worker. The clean-up is tried again at
+        the next maintenance instead, which loads the script afresh. A Redis that does not answer at all is
+        still the outage budget's to ride out, and past it ends the worker, as before.
+        """
+        try:
+            super().run_maintenance_tasks()  # type: ignore[misc] - RQ's, next in the workers' MRO
+        except ResponseError as error:
+            logger.warning("worker maintenance refused by Redis (%s); tried again at the next", error)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Warm shutdown, as RQ does it; remember it, so main does not start the worker afresh after it."""

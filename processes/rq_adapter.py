@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 OVERRIDDEN = ("get_heartbeat_ttl", "request_stop", "request_force_stop", "kill_horse", "get_current_job_id",
               "execute_job", "main_work_horse", "handle_execution_ended", "prepare_execution", "perform_job",
               "cleanup_execution", "maintain_heartbeats", "handle_work_horse_killed", "handle_job_failure",
-              "teardown", "set_state", "register_death", "executions_key", "key")
+              "teardown", "set_state", "register_death", "executions_key", "key", "run_maintenance_tasks",
+              "should_run_maintenance_tasks")
 
 
 class IncompatibleRQ(RuntimeError):

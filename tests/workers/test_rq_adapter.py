@@ -129,3 +129,29 @@ def test_rqs_stop_job_command_reaches_kill_horse_for_the_running_job_only(connec
     handle_stop_job_command(worker, {"job_id": "another"})
 
     assert calls == ["running"]
+
+
+def test_a_redis_restart_between_loading_and_running_a_script_does_not_end_the_worker(connection, monkeypatch,
+                                                                                     caplog) -> None:
+    # RQ's registry clean-up runs Lua scripts: redis-py loads a missing one and runs it again, and a Redis that
+    # restarted in between (the command retried through the outage) refuses it with NoScriptError.
+    from rq_worker import PreloadedWorker
+
+    worker = PreloadedWorker([Queue("photos", connection=connection)], connection=connection)
+    load = connection.script_load
+
+    def load_then_restart(script: str) -> str:
+        sha = load(script)
+        connection.script_flush()
+        return sha
+
+    monkeypatch.setattr(connection, "script_load", load_then_restart)
+    connection.script_flush()
+
+    worker.run_maintenance_tasks()  # no NoScriptError out of the worker's loop
+
+    assert "worker maintenance refused by Redis" in caplog.text
+    assert worker.should_run_maintenance_tasks  # tried again at the next turn of the loop
+    monkeypatch.setattr(connection, "script_load", load)
+    worker.run_maintenance_tasks()
+    assert not worker.should_run_maintenance_tasks
