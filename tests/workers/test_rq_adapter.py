@@ -131,13 +131,15 @@ def test_rqs_stop_job_command_reaches_kill_horse_for_the_running_job_only(connec
     assert calls == ["running"]
 
 
-def test_a_redis_restart_between_loading_and_running_a_script_does_not_end_the_worker(connection, monkeypatch,
-                                                                                     caplog) -> None:
+def test_a_redis_restart_between_loading_and_running_a_script_does_not_end_the_worker(
+        connection, monkeypatch, caplog) -> None:
     # RQ's registry clean-up runs Lua scripts: redis-py loads a missing one and runs it again, and a Redis that
     # restarted in between (the command retried through the outage) refuses it with NoScriptError.
     from rq_worker import PreloadedWorker
 
-    worker = PreloadedWorker([Queue("photos", connection=connection)], connection=connection)
+    queue = Queue("photos", connection=connection)
+    queue.enqueue("os.getpid", rate_limit=RateLimit("account:1", 1))  # an account's slots: a registry to clean
+    worker = PreloadedWorker([queue], connection=connection)
     load = connection.script_load
 
     def load_then_restart(script: str) -> str:
