@@ -199,8 +199,8 @@ class Stack:
             try:
                 if requests.get(f"{self.base}/livez", timeout=2).ok:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or a busy machine's gunicorn still starting its workers
             time.sleep(0.2)
         raise RuntimeError(f"the stack did not answer within {START_SECONDS:.0f} s; see {self.log.name}")
 
