@@ -165,6 +165,12 @@ def stack_environment(arguments: argparse.Namespace, work: Path, port: int, work
         "STUDIO_ACCOUNT_CONCURRENCY": str(workers),
         "STUDIO_MAX_UNFINISHED_TASKS": "1000",
         "STUDIO_WORKER_JOBS_PER_PROCESS": str(jobs_per_process),
+        # The bench sends the same photos again (the warm-up pass, then each photo twice): with reuse on, the
+        # service would answer from the earlier results without running a model, and time its cache.
+        "STUDIO_REUSE_DUPLICATES": "0",
+        # One worker per core, as many photos at once as the CLI's streams: make run's extra quick-only worker
+        # would be a third process on the same cores.
+        "STUDIO_QUICK_WORKERS": "0",
     })
     if arguments.workers:
         env["STUDIO_WORKERS"] = str(arguments.workers)
