@@ -140,9 +140,10 @@ def enqueue_task(task: Task) -> bool:
     instead (studio/sqs_queue.py), where a duplicate is harmless.
     """
     config = current_app.config
-    if sqs_queue.enabled(config):
-        return sqs_queue.send_task(task, get_redis())
     cost = cost_class(task)
+    if sqs_queue.enabled(config):
+        # The plan's concurrency becomes the account's message groups (studio/sqs_queue.py).
+        return sqs_queue.send_task(task, get_redis(), cost, plans.concurrency(task.user_id))
     return _enqueue_once(
         task.id, JOB_FUNCTION, task.id,
         queue_name=queue_name(cost, config),
