@@ -200,8 +200,12 @@ def queue_position(task: Task) -> int | None:
     Workers serve the queues in priority order (photo_queues), so a job on the slow queue also waits behind every
     job now on the quick one. A job held back by its account's slots (RQ status rate_limited) counts, besides, the
     account's jobs of its class held back before it. None: running, finished, waiting for a retry, or unknown to
-    Redis (the reconciler queues it again). A lower bound: quick jobs that arrive later still go first.
+    Redis (the reconciler queues it again). A lower bound: quick jobs that arrive later still go first. With
+    STUDIO_QUEUE_BACKEND=sqs, which cannot say where a message stands, the database's estimate instead
+    (studio.sqs_queue.waiting_ahead).
     """
+    if sqs_queue.enabled(current_app.config):
+        return sqs_queue.waiting_ahead(task)
     connection = get_redis()
     try:
         job = Job.fetch(task.id, connection=connection)

@@ -35,9 +35,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from flask import current_app
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import func, select, tuple_
 
 from studio import logs
-from studio.models import Task
+from studio.extensions import db
+from studio.models import Task, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ SENT_TTL_SECONDS = 4 * 24 * 3600
 # The round-robin counter of an account's message groups, per cost class; one left idle a day starts again at 0.
 SLOT_KEY = "studio:sqs:slot:{}:{}"
 SLOT_TTL_SECONDS = 24 * 3600
+# A place in line is counted up to this many tasks ahead: the status page asks every few seconds, and past a
+# thousand the number tells nobody more than "a long way back".
+MAX_COUNTED_AHEAD = 1000
 # Short timeouts for the web app (an upload must not hang: the task stays PENDING for the reconciler); the worker's
 # long polls get a read timeout longer than their wait.
 _CONNECT_SECONDS = 5
@@ -157,3 +162,20 @@ def without_message(redis: Redis, task_ids: Iterable[str]) -> set[str]:
             pipeline.exists(SENT_KEY.format(task_id))
         found = pipeline.execute()
     return {task_id for task_id, exists in zip(ids, found) if not exists}
+
+
+def waiting_ahead(task: Task) -> int:
+    """Return an estimate of how many tasks start before this PENDING one: the PENDING tasks created before it
+    (at most MAX_COUNTED_AHEAD), every account's and every cost class's.
+
+    SQS cannot say where a message stands, so the database does. One FIFO queue carries every class and hands out
+    the oldest message of the groups not in flight, so quick work does not pass slow work here (unlike RQ's queue
+    per class), and a task's own account's earlier photos are counted like anyone's. An estimate, not a promise:
+    an account at its concurrency waits for its own photos while later photos of other accounts go by, and a
+    message that is waiting for a retry is counted by its task's status, not by SQS's.
+    """
+    earlier = (select(Task.id)
+               .where(Task.status == TaskStatus.PENDING.value,
+                      tuple_(Task.created_at, Task.id) < tuple_(task.created_at, task.id))
+               .limit(MAX_COUNTED_AHEAD).subquery())
+    return int(db.session.scalar(select(func.count()).select_from(earlier)) or 0)
