@@ -78,14 +78,6 @@ def queue_depth_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
                               "Seconds the oldest waiting job has waited (0 when none waits).", labels=["queue"]))
 
 
-def queue_families(connection: Redis, configured_queues: list[str]) -> Iterator[GaugeMetricFamily]:
-    """Yield the waiting jobs and the age of the oldest of them, per RQ queue."""
-    depth, age = queue_depth_families()
-    add_rq_queues(depth, age, connection, configured_queues)
-    yield depth
-    yield age
-
-
 def add_rq_queues(depth: GaugeMetricFamily, age: GaugeMetricFamily, connection: Redis,
                   configured_queues: list[str]) -> None:
     """Add each RQ queue's waiting jobs and the age of the oldest of them to the families."""
