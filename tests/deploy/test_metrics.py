@@ -190,8 +190,8 @@ def sqs_endpoint(s3_endpoint, monkeypatch):
     sqs_state.forget()
 
 
-def test_on_sqs_a_scrape_reads_the_queue_and_its_dead_letter_queue(redis_connection, tmp_path, sqs_endpoint,
-                                                                   monkeypatch) -> None:
+def test_on_sqs_a_scrape_reads_the_queue_and_its_dead_letter_queue(
+        redis_connection, tmp_path, sqs_endpoint, monkeypatch) -> None:
     queues = make_queues(sqs_endpoint, max_receive_count=3, visibility=300, fifo=False)
     for number in range(4):  # the last one is delayed, the first received (in flight): two wait
         queues.client.send_message(QueueUrl=queues.url, MessageBody=f"{number}",
@@ -225,9 +225,24 @@ def test_on_sqs_a_scrape_reads_the_queue_and_its_dead_letter_queue(redis_connect
     assert reads == [queues.url]
 
 
-def test_on_sqs_a_queue_that_does_not_answer_is_reported_down_and_left_out(redis_connection, tmp_path,
-                                                                           sqs_endpoint, monkeypatch,
-                                                                           caplog) -> None:
+def test_on_sqs_a_queue_without_a_redrive_policy_has_no_dead_letter_gauge(
+        redis_connection, tmp_path, sqs_endpoint) -> None:
+    import boto3
+
+    url = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1").create_queue(
+        QueueName="studio-without-redrive")["QueueUrl"]
+    app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, STUDIO_QUEUE_BACKEND="sqs", STUDIO_SQS_QUEUE_URL=url)
+
+    text = scrape(app.test_client())
+
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert value(text, "studio_dependency_up", dependency="sqs") == 1
+    assert "studio_queue_in_flight_jobs" in families and "studio_queue_dead_letter_jobs" not in families
+    assert ("studio_queue_oldest_job_age_seconds", frozenset({("queue", "studio-without-redrive")})) in samples(text)
+
+
+def test_on_sqs_a_queue_that_does_not_answer_is_reported_down_and_left_out(
+        redis_connection, tmp_path, sqs_endpoint, monkeypatch, caplog) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
     app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, STUDIO_QUEUE_BACKEND="sqs",
                    STUDIO_SQS_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/studio-tasks.fifo")
