@@ -1,4 +1,5 @@
-"""Probes: /livez (the process answers), /readyz and /healthz (the database, Redis and the file storage answer).
+"""Probes: /livez (the process answers), /readyz and /healthz (the database, Redis and the file storage answer, and
+the SQS queue with STUDIO_QUEUE_BACKEND=sqs).
 
 /livez touches nothing else, so a restart is never ordered because of a service the restart cannot mend;
 /readyz takes a pod out of its Service while it cannot reach what it needs; /healthz is /readyz's older name,
@@ -21,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from redis import Redis
 from sqlalchemy import text
 
+from studio import sqs_queue, sqs_state
 from studio.extensions import csrf, db, limiter
 
 logger = logging.getLogger(__name__)
@@ -75,11 +77,21 @@ def check_storage(app: Flask) -> None:
         raise PermissionError(f"storage folder {folder} is not writable")
 
 
+def check_sqs(app: Flask) -> None:
+    """Read the SQS task queue's depth (studio/sqs_state.py: a read shared by the next few seconds' probes)."""
+    sqs_state.state(app.config)
+
+
 CHECKS: dict[str, Callable[[Flask], None]] = {
     "database": check_database,
     "redis": check_redis,
     "storage": check_storage,
 }
+
+
+def checks_for(app: Flask) -> dict[str, Callable[[Flask], None]]:
+    """Return the checks of what this app depends on: SQS too when it is the queue."""
+    return {**CHECKS, "sqs": check_sqs} if sqs_queue.enabled(app.config) else CHECKS
 
 
 def _timed(check: Callable[[Flask], None], app: Flask) -> dict[str, Any]:
@@ -95,8 +107,9 @@ def _timed(check: Callable[[Flask], None], app: Flask) -> dict[str, Any]:
 
 def run_checks(app: Flask) -> dict[str, dict[str, Any]]:
     """Run every check in parallel, each bounded in time, and return their results by name."""
-    executor = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="healthz")
-    futures = {name: executor.submit(_timed, check, app) for name, check in CHECKS.items()}
+    checks = checks_for(app)
+    executor = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="healthz")
+    futures = {name: executor.submit(_timed, check, app) for name, check in checks.items()}
     wait(futures.values(), timeout=CHECK_TIMEOUT_SECONDS)
     # Don't wait for a check that is stuck: its thread ends when its own socket timeout fires.
     executor.shutdown(wait=False, cancel_futures=True)

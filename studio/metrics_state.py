@@ -2,6 +2,12 @@
 
 Read in the process that answers the scrape, with short timeouts, so a hung Redis makes a scrape slow by a second
 or two, never stuck; gauges that cannot be read are left out of that scrape rather than reported as zero.
+
+With STUDIO_QUEUE_BACKEND=sqs the SQS task queue joins the RQ queues (which still carry the periodic jobs and the
+webhooks) under its own name: waiting messages in studio_queue_jobs, and gauges of its own for the messages in
+flight, delayed and in its dead-letter queue, from studio/sqs_state.py's cached read (the one /readyz's check
+made). SQS's API does not say how old its oldest message is, so its studio_queue_oldest_job_age_seconds is the
+age of the oldest PENDING task in the database.
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from rq import Queue, Worker
 from rq.job import Job
 from rq.utils import utcparse
 from rq.worker import WorkerStatus
 
-from studio import health
+from studio import health, sqs_queue, sqs_state
+from studio.extensions import db
+from studio.models import Task, TaskStatus, as_utc
 from studio.queue import photo_queues
 
 logger = logging.getLogger(__name__)
@@ -61,11 +71,16 @@ def _oldest_age(connection: Redis, job_ids: list[bytes], now: datetime) -> float
     return max((now - min(stamps)).total_seconds(), 0.0) if stamps else 0.0
 
 
-def queue_families(connection: Redis, configured_queues: list[str]) -> Iterator[GaugeMetricFamily]:
-    """Yield the waiting jobs and the age of the oldest of them, per queue."""
-    depth = GaugeMetricFamily("studio_queue_jobs", "Jobs waiting in the queue.", labels=["queue"])
-    age = GaugeMetricFamily("studio_queue_oldest_job_age_seconds",
-                            "Seconds the oldest waiting job has waited (0 when none waits).", labels=["queue"])
+def queue_depth_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    """Return the empty families of waiting jobs and of the oldest one's age, per queue (RQ's and SQS's)."""
+    return (GaugeMetricFamily("studio_queue_jobs", "Jobs waiting in the queue.", labels=["queue"]),
+            GaugeMetricFamily("studio_queue_oldest_job_age_seconds",
+                              "Seconds the oldest waiting job has waited (0 when none waits).", labels=["queue"]))
+
+
+def add_rq_queues(depth: GaugeMetricFamily, age: GaugeMetricFamily, connection: Redis,
+                  configured_queues: list[str]) -> None:
+    """Add each RQ queue's waiting jobs and the age of the oldest of them to the families."""
     now = datetime.now(timezone.utc)
     for name in queue_names(connection, configured_queues):
         key = Queue(name, connection=connection).key
@@ -73,8 +88,39 @@ def queue_families(connection: Redis, configured_queues: list[str]) -> Iterator[
             length, head = pipeline.llen(key).lrange(key, 0, OLDEST_JOB_SCAN - 1).execute()
         depth.add_metric([name], length)
         age.add_metric([name], _oldest_age(connection, head, now))
-    yield depth
-    yield age
+
+
+def oldest_pending_age(app: Flask) -> float:
+    """Return the seconds the oldest PENDING task has waited since it was created (0 when none waits)."""
+    with app.app_context():
+        try:
+            oldest = db.session.scalar(select(func.min(Task.created_at))
+                                       .where(Task.status == TaskStatus.PENDING.value))
+        finally:
+            db.session.remove()
+    return max((datetime.now(timezone.utc) - as_utc(oldest)).total_seconds(), 0.0) if oldest else 0.0
+
+
+def sqs_families(found: sqs_state.SqsState, depth: GaugeMetricFamily, age: GaugeMetricFamily,
+                 oldest_age: float | None) -> Iterator[GaugeMetricFamily]:
+    """Add the SQS queue to the depth and age families; yield its in-flight, delayed and dead-letter gauges."""
+    name = found.queue.name
+    depth.add_metric([name], found.queue.waiting)
+    if oldest_age is not None:
+        age.add_metric([name], oldest_age)
+    in_flight = GaugeMetricFamily("studio_queue_in_flight_jobs", "SQS messages received and not yet deleted "
+                                  "(running, or hidden until a retry).", labels=["queue"])
+    in_flight.add_metric([name], found.queue.in_flight)
+    delayed = GaugeMetricFamily("studio_queue_delayed_jobs", "SQS messages sent with a delay that has not passed.",
+                                labels=["queue"])
+    delayed.add_metric([name], found.queue.delayed)
+    yield in_flight
+    yield delayed
+    if found.dead_letter is not None:
+        dead = GaugeMetricFamily("studio_queue_dead_letter_jobs", "Messages in the SQS queue's dead-letter queue "
+                                 "(tasks that failed every attempt).", labels=["queue", "dead_letter_queue"])
+        dead.add_metric([name, found.dead_letter.name], found.dead_letter.total)
+        yield dead
 
 
 def worker_families(connection: Redis) -> Iterator[GaugeMetricFamily]:
@@ -96,19 +142,44 @@ class StateCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        """Yield studio_dependency_up, then (when Redis answers) the queue and worker gauges."""
+        """Yield studio_dependency_up, then the queue gauges of what answers (RQ's when Redis does, SQS's when it
+        is the queue and answers) and, when Redis answers, the worker gauges."""
         checks = health.run_checks(self.app)
         up = GaugeMetricFamily("studio_dependency_up", "1 when the service answers /readyz's check, else 0.",
                                labels=["dependency"])
         for name, result in sorted(checks.items()):
             up.add_metric([name], 1.0 if result["status"] == "ok" else 0.0)
         yield up
-        if checks.get("redis", {}).get("status") != "ok":
-            return
-        connection = _redis(self.app)
-        try:
-            families = [*queue_families(connection, photo_queues(self.app.config)), *worker_families(connection)]
-        except RedisError as error:
-            logger.warning("metrics: could not read the queues from Redis: %s", error)
-            return
+        depth, age = queue_depth_families()
+        families: list[GaugeMetricFamily] = []
+        if checks.get("redis", {}).get("status") == "ok":
+            connection = _redis(self.app)
+            try:
+                add_rq_queues(depth, age, connection, photo_queues(self.app.config))
+                families += worker_families(connection)
+            except RedisError as error:
+                logger.warning("metrics: could not read the queues from Redis: %s", error)
+                depth, age = queue_depth_families()
+                families = []
+        if sqs_queue.enabled(self.app.config) and checks.get("sqs", {}).get("status") == "ok":
+            families += self._sqs_families(depth, age, checks)
+        if depth.samples:
+            yield depth
+        if age.samples:
+            yield age
         yield from families
+
+    def _sqs_families(self, depth: GaugeMetricFamily, age: GaugeMetricFamily,
+                      checks: dict[str, dict]) -> list[GaugeMetricFamily]:
+        try:
+            found = sqs_state.state(self.app.config)  # the read /readyz's check just made, kept a few seconds
+        except Exception as error:  # noqa: BLE001 - the check passed a moment ago; a scrape never fails for it
+            logger.warning("metrics: could not read the SQS queue: %s", error)
+            return []
+        oldest = None
+        if checks.get("database", {}).get("status") == "ok":
+            try:
+                oldest = oldest_pending_age(self.app)
+            except SQLAlchemyError as error:
+                logger.warning("metrics: could not read the oldest waiting task: %s", error)
+        return list(sqs_families(found, depth, age, oldest))

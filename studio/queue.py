@@ -140,9 +140,10 @@ def enqueue_task(task: Task) -> bool:
     instead (studio/sqs_queue.py), where a duplicate is harmless.
     """
     config = current_app.config
-    if sqs_queue.enabled(config):
-        return sqs_queue.send_task(task, get_redis())
     cost = cost_class(task)
+    if sqs_queue.enabled(config):
+        # The plan's concurrency becomes the account's message groups (studio/sqs_queue.py).
+        return sqs_queue.send_task(task, get_redis(), cost, plans.concurrency(task.user_id))
     return _enqueue_once(
         task.id, JOB_FUNCTION, task.id,
         queue_name=queue_name(cost, config),
@@ -199,8 +200,12 @@ def queue_position(task: Task) -> int | None:
     Workers serve the queues in priority order (photo_queues), so a job on the slow queue also waits behind every
     job now on the quick one. A job held back by its account's slots (RQ status rate_limited) counts, besides, the
     account's jobs of its class held back before it. None: running, finished, waiting for a retry, or unknown to
-    Redis (the reconciler queues it again). A lower bound: quick jobs that arrive later still go first.
+    Redis (the reconciler queues it again). A lower bound: quick jobs that arrive later still go first. With
+    STUDIO_QUEUE_BACKEND=sqs, which cannot say where a message stands, the database's estimate instead
+    (studio.sqs_queue.waiting_ahead).
     """
+    if sqs_queue.enabled(current_app.config):
+        return sqs_queue.waiting_ahead(task)
     connection = get_redis()
     try:
         job = Job.fetch(task.id, connection=connection)

@@ -1,5 +1,6 @@
 """The dashboard's overview: tasks by status and operation over the last hours and days, the queues and workers
-(from Redis, as /metrics reads them), the failure rate, the slowest recent tasks and the storage in use."""
+(from Redis, and with STUDIO_QUEUE_BACKEND=sqs from SQS, as /metrics reads them), the failure rate, the slowest
+recent tasks and the storage in use."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rq import Queue, Worker
 from sqlalchemy import func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from studio import charts, worker_deaths
+from studio import charts, sqs_queue, sqs_state, worker_deaths
 from studio.extensions import db
 from studio.queue import get_redis, photo_queues
 from studio.models import Task, TaskStatus, User
@@ -67,6 +68,9 @@ class Live:
     # Workers that died without stopping in the last day (killed, out of memory), newest first.
     deaths: list[worker_deaths.WorkerDeath] = field(default_factory=list)
     error: str | None = None
+    # With STUDIO_QUEUE_BACKEND=sqs: the SQS queue and its dead-letter queue, or why they are unknown.
+    sqs: sqs_state.SqsState | None = None
+    sqs_error: str | None = None
 
 
 def _bucket(unit: str) -> ColumnElement[Any]:
@@ -180,18 +184,25 @@ def live() -> Live:
     connection = get_redis(app)
     config = app.config
     state = Live()
+    if sqs_queue.enabled(config):
+        try:
+            state.sqs = sqs_state.state(config)  # logged by sqs_state when it fails
+        except Exception:  # noqa: BLE001 - the page says so; it never fails for it
+            state.sqs_error = "SQS cannot be reached: the photo queue is unknown right now."
     try:
         for name in (*photo_queues(config), config["STUDIO_WEBHOOK_QUEUE"]):
             queue = Queue(name, connection=connection)
             state.queues.append(QueueState(name, queue.count, queue.started_job_registry.count,
                                            queue.scheduled_job_registry.count, queue.failed_job_registry.count))
-        state.photos_waiting = sum(queue.waiting for queue in state.queues[:-1])
+        state.photos_waiting = sum(queue.waiting for queue in state.queues[:-1]) + \
+            (state.sqs.queue.waiting if state.sqs else 0)
         workers = sorted(Worker.all(connection=connection), key=lambda worker: worker.name)
         jobs = {worker.name: worker.get_current_job_id() for worker in workers}
         state.deaths = worker_deaths.recent(connection)
     except RedisError as error:
         logger.warning("admin overview: could not read the queues from Redis: %s", error)
-        return Live(error="Redis cannot be reached: the queues and workers are unknown right now.")
+        return Live(error="Redis cannot be reached: the queues and workers are unknown right now.",
+                    sqs=state.sqs, sqs_error=state.sqs_error)
     tasks = {task.id: task for task in db.session.scalars(
         select(Task).where(Task.id.in_([job for job in jobs.values() if job])))}
     for worker in workers:

@@ -121,7 +121,9 @@ def seconds_left(task: Task, now: datetime | None = None) -> int | None:
 def queue_position(task: Task) -> int | None:
     """Return where a waiting task stands in line (1: next); None when it is not waiting or Redis cannot say.
 
-    studio.queue counts the jobs ahead across the queues in the order workers serve them.
+    An estimate: studio.queue counts the jobs ahead across RQ's queues in the order workers serve them (quick work
+    first), or, on SQS, the PENDING tasks created before this one (studio.sqs_queue.waiting_ahead); work that
+    arrives later may still go first, and an account at its concurrency waits for its own photos.
     """
     if task.task_status is not TaskStatus.PENDING:
         return None

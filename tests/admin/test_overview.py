@@ -117,3 +117,51 @@ def test_a_worker_that_died_is_reported_with_the_task_it_held(app, admin_client)
     report = page[page.index('id="worker-deaths"'):]
     assert "1 worker death in the last 24 hours" in report
     assert "studio-host-photos-0" in report and "task-it-held" in report
+
+
+def test_on_sqs_the_overview_shows_the_queue_waiting_in_flight_and_dead_lettered(
+        make_app, admin, s3_endpoint, monkeypatch):
+    from studio import sqs_state
+    from tests.support.admin import ADMIN, sign_in
+    from tests.support.sqs import make_queues
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_endpoint)
+    sqs_state.forget()
+    queues = make_queues(s3_endpoint, max_receive_count=3, visibility=300)
+    for number in range(3):
+        queues.client.send_message(QueueUrl=queues.url, MessageBody=f"{number}", MessageGroupId=f"account-{number}",
+                                   MessageDeduplicationId=f"message-{number}")
+    queues.client.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=1)  # a worker runs one
+    for number in range(2):
+        queues.client.send_message(QueueUrl=queues.dead_letter_url, MessageBody="failed", MessageGroupId="account-9",
+                                   MessageDeduplicationId=f"dead-{number}")
+    browser = make_app(STUDIO_QUEUE_BACKEND="sqs", STUDIO_SQS_QUEUE_URL=queues.url).test_client()
+    assert sign_in(browser, ADMIN).status_code == 302
+
+    page = browser.get("/admin/overview").get_data(as_text=True)
+
+    assert re.search(r'id="queue-depth">2<', page)
+    assert "1 in flight on SQS" in page
+    table = page[page.index('id="sqs-queue"'):page.index("</table>", page.index('id="sqs-queue"'))]
+    name, dead = queues.url.rsplit("/", 1)[1], queues.dead_letter_url.rsplit("/", 1)[1]
+    cells = re.findall(r"<t[hd][^>]*>\s*([^<]*?)\s*<", table.split("<tbody>")[1])
+    assert cells[:5] == [name, "2", "1", "0", "2"]
+    assert f"in {dead}" in table
+    sqs_state.forget()
+
+
+def test_on_sqs_a_queue_that_does_not_answer_is_said_on_the_overview(make_app, admin, s3_endpoint, monkeypatch):
+    from studio import sqs_state
+    from tests.support.admin import ADMIN, sign_in
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_endpoint)  # a queue that does not exist there
+    sqs_state.forget()
+    browser = make_app(STUDIO_QUEUE_BACKEND="sqs",
+                       STUDIO_SQS_QUEUE_URL=f"{s3_endpoint}/123456789012/no-such-queue.fifo").test_client()
+    assert sign_in(browser, ADMIN).status_code == 302
+
+    response = browser.get("/admin/overview")
+
+    assert response.status_code == 200
+    assert "SQS cannot be reached: the photo queue is unknown right now." in response.get_data(as_text=True)
+    sqs_state.forget()

@@ -18,10 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue, Worker
 from rq.utils import utcformat
 
-from studio import metrics, metrics_state
+from studio import metrics, metrics_state, sqs_state
+from studio.extensions import db
+from studio.models import Task, TaskStatus, utcnow
 from tests.support.network import free_port
 from tests.support.deploy import AUTHORIZED, TOKEN, make_app, record_one_of_each
 from tests.support.servers import ROOT, Gunicorn, run_burst_worker, small_model_dir, studio_environment
+from tests.support.sqs import make_queues
 
 RECORDED_FAMILIES = {
     "studio_http_requests", "studio_http_request_duration_seconds", "studio_tasks_created", "studio_tasks_finished",
@@ -175,6 +178,86 @@ def test_metrics_reads_the_queue_and_the_workers_when_scraped(redis_connection, 
     assert 600 <= value(text, "studio_queue_oldest_job_age_seconds", queue="default") < 3600
     assert value(text, "studio_workers_alive") == 2 and value(text, "studio_workers_busy") == 1
     assert {value(text, "studio_dependency_up", dependency=name) for name in ("database", "redis", "storage")} == {1}
+    assert "sqs" not in label_values(text, "dependency")  # not the queue here: not checked
+
+
+@pytest.fixture
+def sqs_endpoint(s3_endpoint, monkeypatch):
+    """Return moto's SQS endpoint, for the app's boto3 clients too; nothing read from SQS before is remembered."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_endpoint)
+    sqs_state.forget()
+    yield s3_endpoint
+    sqs_state.forget()
+
+
+def test_on_sqs_a_scrape_reads_the_queue_and_its_dead_letter_queue(
+        redis_connection, tmp_path, sqs_endpoint, monkeypatch) -> None:
+    queues = make_queues(sqs_endpoint, max_receive_count=3, visibility=300, fifo=False)
+    for number in range(4):  # the last one is delayed, the first received (in flight): two wait
+        queues.client.send_message(QueueUrl=queues.url, MessageBody=f"{number}",
+                                   **({"DelaySeconds": 600} if number == 3 else {}))
+    assert len(queues.client.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=1)["Messages"]) == 1
+    queues.client.send_message(QueueUrl=queues.dead_letter_url, MessageBody="failed every attempt")
+    app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, STUDIO_QUEUE_BACKEND="sqs", STUDIO_SQS_QUEUE_URL=queues.url)
+    with app.app_context():  # SQS does not say its oldest message's age: the oldest waiting task's is reported
+        db.session.add(Task(user_id=1, operation="remove_background", status=TaskStatus.PENDING.value, model="u2netp",
+                            input_key="inputs/x.png", input_content_type="image/png",
+                            created_at=utcnow() - timedelta(minutes=10)))
+        db.session.commit()
+    reads = []
+    monkeypatch.setattr(sqs_state, "CACHE_SECONDS", 3600.0)
+    monkeypatch.setattr(sqs_state, "read_state", lambda url, read=sqs_state.read_state: reads.append(url) or read(url))
+    client = app.test_client()
+
+    text = scrape(client)
+
+    name, dead = queues.url.rsplit("/", 1)[1], queues.dead_letter_url.rsplit("/", 1)[1]
+    assert value(text, "studio_dependency_up", dependency="sqs") == 1
+    assert [value(text, family, queue=name) for family in (
+        "studio_queue_jobs", "studio_queue_in_flight_jobs", "studio_queue_delayed_jobs")] == [2, 1, 1]
+    assert value(text, "studio_queue_dead_letter_jobs", queue=name, dead_letter_queue=dead) == 1
+    assert 600 <= value(text, "studio_queue_oldest_job_age_seconds", queue=name) < 3600
+    assert "default" in label_values(text, "queue", "studio_queue_jobs")  # RQ's queue of the periodic jobs
+    # Scrapes and probes within the cache's time share one read of SQS.
+    for _ in range(3):
+        scrape(client)
+        assert client.get("/readyz").get_json()["checks"]["sqs"]["status"] == "ok"
+    assert reads == [queues.url]
+
+
+def test_on_sqs_a_queue_without_a_redrive_policy_has_no_dead_letter_gauge(
+        redis_connection, tmp_path, sqs_endpoint) -> None:
+    import boto3
+
+    url = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1").create_queue(
+        QueueName="studio-without-redrive")["QueueUrl"]
+    app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, STUDIO_QUEUE_BACKEND="sqs", STUDIO_SQS_QUEUE_URL=url)
+
+    text = scrape(app.test_client())
+
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert value(text, "studio_dependency_up", dependency="sqs") == 1
+    assert "studio_queue_in_flight_jobs" in families and "studio_queue_dead_letter_jobs" not in families
+    assert ("studio_queue_oldest_job_age_seconds", frozenset({("queue", "studio-without-redrive")})) in samples(text)
+
+
+def test_on_sqs_a_queue_that_does_not_answer_is_reported_down_and_left_out(
+        redis_connection, tmp_path, sqs_endpoint, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
+    app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, STUDIO_QUEUE_BACKEND="sqs",
+                   STUDIO_SQS_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/studio-tasks.fifo")
+    client = app.test_client()
+
+    text = scrape(client)
+    ready = client.get("/readyz")
+
+    assert value(text, "studio_dependency_up", dependency="sqs") == 0
+    assert value(text, "studio_dependency_up", dependency="redis") == 1
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert "studio_queue_in_flight_jobs" not in families and "studio_queue_dead_letter_jobs" not in families
+    assert label_values(text, "queue", "studio_queue_jobs") == {"default", "default-slow"}  # RQ's still there
+    assert ready.status_code == 503 and ready.get_json()["checks"]["sqs"]["status"] == "error"
+    assert "SQS: could not read the depth of studio-tasks.fifo" in caplog.text
 
 
 def test_a_scrape_reports_at_most_so_many_queues_and_always_the_configured_ones(redis_connection,

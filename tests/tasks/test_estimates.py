@@ -113,3 +113,33 @@ def test_durations_read_as_people_say_them(seconds, text):
                                               (12, "12th"), (13, "13th"), (21, "21st"), (102, "102nd")])
 def test_places_in_line_read_as_ordinals(number, text):
     assert estimates.ordinal(number) == text
+
+
+def test_on_sqs_the_place_in_line_is_the_pending_tasks_created_before(
+        make_app, make_user, make_token, s3_endpoint, monkeypatch):
+    from tests.support.sqs import make_queues
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_endpoint)
+    queues = make_queues(s3_endpoint, max_receive_count=3, visibility=300)
+    app = make_app(STUDIO_QUEUE_BACKEND="sqs", STUDIO_SQS_QUEUE_URL=queues.url)
+    client = app.test_client()
+    first, second = (make_token(make_user()) for _ in range(2))
+    ids = [upload(client, first, _small_photo(), filename=f"p{index}.png").get_json()["id"] for index in range(2)]
+    # An upscale (slow work) and another account's photo wait in the same line: one FIFO queue carries both.
+    ids.append(upload(client, first, _small_photo(), operation="upscale").get_json()["id"])
+    ids.append(upload(client, second, _small_photo()).get_json()["id"])
+    assert queues.count(queues.url) == 4
+
+    owners = {**{task_id: first for task_id in ids[:3]}, ids[3]: second}
+
+    def positions(task_ids: list[str]) -> list[int | None]:
+        return [client.get(f"/api/v1/tasks/{task_id}", headers=owners[task_id]).get_json()["queue_position"]
+                for task_id in task_ids]
+
+    assert positions(ids) == [1, 2, 3, 4]
+
+    with app.app_context():  # a worker started the first: it leaves the line
+        db.session.get(Task, ids[0]).status = TaskStatus.PROCESSING.value
+        db.session.commit()
+    assert client.delete(f"/api/v1/tasks/{ids[1]}", headers=first).status_code == 204  # the second was cancelled
+    assert positions([ids[0], *ids[2:]]) == [None, 1, 2]

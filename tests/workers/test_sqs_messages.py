@@ -13,19 +13,26 @@ FIFO = "https://sqs.us-east-1.amazonaws.com/123456789012/studio-tasks.fifo"
 STANDARD = "https://sqs.us-east-1.amazonaws.com/123456789012/studio-tasks"
 
 
-def test_on_a_fifo_queue_each_account_is_a_message_group_and_each_send_has_its_own_deduplication_id():
+def test_on_a_fifo_queue_a_message_goes_to_its_group_and_each_send_has_its_own_deduplication_id():
     task = Task(id="task-1", user_id=7, attempts=1)
-    first, second = sqs_queue.send_parameters(task, FIFO), sqs_queue.send_parameters(task, FIFO)
-    assert first["MessageGroupId"] == second["MessageGroupId"] == "account-7"
-    assert sqs_queue.send_parameters(Task(id="task-2", user_id=8, attempts=0), FIFO)["MessageGroupId"] == "account-8"
+    first, second = (sqs_queue.send_parameters(task, FIFO, "account-7-1") for _ in range(2))
+    assert first["MessageGroupId"] == second["MessageGroupId"] == "account-7-1"
     assert first["MessageDeduplicationId"].startswith("task-1-1-")
     assert first["MessageDeduplicationId"] != second["MessageDeduplicationId"]
     assert json.loads(first["MessageBody"])["task_id"] == "task-1"
 
 
 def test_a_standard_queue_gets_no_group_and_no_deduplication_id():
-    parameters = sqs_queue.send_parameters(Task(id="task-1", user_id=7, attempts=0), STANDARD)
+    parameters = sqs_queue.send_parameters(Task(id="task-1", user_id=7, attempts=0), STANDARD, "")
     assert set(parameters) == {"QueueUrl", "MessageBody"}
+
+
+def test_an_accounts_slots_are_message_groups_of_their_own_per_cost_class():
+    # Slot 0 of quick work is the group every message had before there were slots.
+    quick = [sqs_queue.message_group(7, "quick", slot) for slot in range(3)]
+    assert quick == ["account-7", "account-7-1", "account-7-2"]
+    assert [sqs_queue.message_group(7, "slow", slot) for slot in range(2)] == ["account-7-slow", "account-7-slow-1"]
+    assert sqs_queue.message_group(8) == "account-8"
 
 
 def test_a_message_body_names_its_task_and_a_foreign_one_is_refused():
