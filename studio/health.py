@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import boto3
+from botocore.exceptions import ClientError
 from botocore.config import Config as BotoConfig
 from flask import Blueprint, Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
@@ -78,8 +79,17 @@ def check_storage(app: Flask) -> None:
 
 
 def check_sqs(app: Flask) -> None:
-    """Read the SQS task queue's depth (studio/sqs_state.py: a read shared by the next few seconds' probes)."""
-    sqs_state.state(app.config)
+    """Read the SQS task queue's depth (studio/sqs_state.py: a read shared by the next few seconds' probes).
+
+    An answer that refuses the read for want of permission (sqs:GetQueueAttributes, which only the metrics and the
+    overview need) still proves SQS answers: the web app may well be allowed to send, so it stays ready rather than
+    every web pod leaving the load balancer over a missing read permission. The refusal is logged by the read.
+    """
+    try:
+        sqs_state.state(app.config)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in sqs_state.ACCESS_DENIED:
+            raise
 
 
 CHECKS: dict[str, Callable[[Flask], None]] = {

@@ -27,6 +27,8 @@ CACHE_SECONDS = 5.0
 # A probe answers within seconds (studio/health.py gives each check 3): one try, short socket timeouts.
 _CONNECT_SECONDS = 1.0
 _READ_SECONDS = 2.0
+# The error codes of a read refused for want of permission (SQS's JSON and query protocols name it differently).
+ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
 _DEPTH = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
           "ApproximateNumberOfMessagesDelayed"]
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue, Worker
@@ -258,6 +259,26 @@ def test_on_sqs_a_queue_that_does_not_answer_is_reported_down_and_left_out(
     assert label_values(text, "queue", "studio_queue_jobs") == {"default", "default-slow"}  # RQ's still there
     assert ready.status_code == 503 and ready.get_json()["checks"]["sqs"]["status"] == "error"
     assert "SQS: could not read the depth of studio-tasks.fifo" in caplog.text
+
+
+def test_on_sqs_a_read_refused_for_want_of_permission_leaves_the_app_ready_without_the_depth_gauges(
+        redis_connection, tmp_path, sqs_endpoint, monkeypatch) -> None:
+    # The web app needs sqs:SendMessage to work; GetQueueAttributes only feeds the metrics and the overview.
+    def refused(queue_url: str) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized"}}, "GetQueueAttributes")
+
+    monkeypatch.setattr(sqs_state, "read_state", refused)
+    app = make_app(tmp_path, STUDIO_METRICS_TOKEN=TOKEN, STUDIO_QUEUE_BACKEND="sqs",
+                   STUDIO_SQS_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/studio-denied.fifo")
+    client = app.test_client()
+
+    ready = client.get("/readyz")
+    text = scrape(client)
+
+    assert ready.status_code == 200 and ready.get_json()["checks"]["sqs"]["status"] == "ok"
+    assert value(text, "studio_dependency_up", dependency="sqs") == 1  # it answered
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert "studio_queue_in_flight_jobs" not in families  # what it refused to say is left out
 
 
 def test_a_scrape_reports_at_most_so_many_queues_and_always_the_configured_ones(redis_connection,
