@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
@@ -28,7 +28,7 @@ from ml.imageio import EXTENSIONS
 from ml.registry import available_model_names
 from studio import plans
 from studio.extensions import db
-from studio.models import Task, TaskStatus, User, WebhookStatus, new_task_id
+from studio.models import Batch, Task, TaskStatus, User, WebhookStatus, new_task_id
 from studio.queue import cancel_task_job, enqueue_cleaning, enqueue_task, stop_task_job
 from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key, result_key
 from studio.tasks import duplicates, lifecycle, quota, remote, uploads
@@ -43,6 +43,8 @@ MAX_FILENAME_LENGTH = 120
 MAX_PER_PAGE = 100
 # Far beyond any real history; a larger page number would overflow the database's OFFSET (a 64-bit integer).
 MAX_PAGE = 1_000_000
+# What the account can own and find by id.
+Owned = TypeVar("Owned", Task, Batch)
 NOT_FOUND_MESSAGE = "No such task. It may have been deleted, or it belongs to another account."
 EXPIRY_BATCH_SIZE = 200
 OPERATION_FIELD = "operation"
@@ -448,14 +450,20 @@ def tasks_by_id(user: User, task_ids: list[str]) -> list[Task]:
 
 def get_task(user: User, task_id: str) -> Task:
     """Return the account's task; NotFound for a malformed id, a missing task or another account's task."""
+    return get_owned(Task, user, task_id, NOT_FOUND_MESSAGE)
+
+
+def get_owned(model: type[Owned], user: User, row_id: str, not_found: str) -> Owned:
+    """Return the account's task or batch by its id; NotFound saying not_found for a malformed id, a missing row or
+    another account's (the same answer, so ids of other accounts cannot be probed)."""
     try:
-        canonical = str(uuid.UUID(task_id))
+        canonical = str(uuid.UUID(row_id))
     except (ValueError, TypeError, AttributeError):
-        raise NotFound(NOT_FOUND_MESSAGE) from None
-    task = db.session.get(Task, canonical)
-    if task is None or task.user_id != user.id:
-        raise NotFound(NOT_FOUND_MESSAGE)
-    return task
+        raise NotFound(not_found) from None
+    row = db.session.get(model, canonical)
+    if row is None or row.user_id != user.id:
+        raise NotFound(not_found)
+    return row
 
 
 def delete_task(task: Task) -> None:
