@@ -337,10 +337,7 @@ def _store_and_queue(task: Task, files: list[_File]) -> None:
     quota.reserve(task.user_id, size)
     stored: list[str] = []
     try:
-        for file in files:
-            _store(file)
-            stored.append(file.key)
-            _record_file(task, file)
+        store_task_files(task, files, stored)
         lifecycle.created(task)
     except Exception:
         _delete_objects(stored)
