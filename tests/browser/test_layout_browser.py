@@ -16,6 +16,7 @@ from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import User
+from tests.support.browser import collect_errors, sign_in
 from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, database_of_its_own
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -60,10 +61,7 @@ def accounts(live_server, photos_dir) -> dict[str, str]:
 
 
 def _sign_in(page: Page, live_server: str, email: str) -> None:
-    page.goto(live_server + "/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.locator("main").get_by_role("button", name="Sign in").click()
+    sign_in(page, live_server, email, PASSWORD)
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
@@ -193,8 +191,7 @@ def test_the_token_copy_button_and_the_way_back_from_the_job_dashboard(live_serv
 def test_a_refused_photo_is_named_once_beside_the_form(live_server, browser, accounts, tmp_path, screenshots, width):
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    console_errors = collect_errors(page, script=False)
     _sign_in(page, live_server, MEMBER)
     not_a_photo = tmp_path / "notaphoto.jpg"
     not_a_photo.write_bytes(b"%PDF-1.4 this is not a photo")
@@ -216,8 +213,7 @@ def test_a_refused_photo_is_named_once_beside_the_form(live_server, browser, acc
 def test_the_style_picker_the_mix_and_the_colour_picker(live_server, browser, accounts, screenshots):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    console_errors = collect_errors(page, script=False)
     _sign_in(page, live_server, MEMBER)
     page.get_by_label("What to do").select_option("stylize")
     grid = page.locator(".picture-grid")
