@@ -33,7 +33,7 @@ from studio.queue import cancel_task_job, enqueue_cleaning, enqueue_task, stop_t
 from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key, result_key
 from studio.tasks import duplicates, lifecycle, quota, remote, uploads
 from studio.tasks.remote import RemotePhoto
-from studio.tasks.representation import output_records
+from studio.tasks.representation import picture_result
 from studio.tasks.uploads import AcceptedPhoto, UploadRejected
 from studio.webhooks import check_webhook_url, ensure_secret
 
@@ -298,8 +298,8 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
 def result_as_upload(task: Task) -> FileStorage:
     """Return a completed task's picture result as an upload, so it becomes the photo of a new task by the same
     checks, quotas and life as any upload; UploadRejected when there is no picture to use (409) or it is gone."""
-    record = output_records(task).get("result")
-    if record is None or not record["media_type"].startswith("image/"):
+    record = picture_result(task)
+    if record is None:
         raise UploadRejected(409, "no_picture_result", "This task has no picture result to use as a photo.")
     max_bytes = current_app.config.get("MAX_CONTENT_LENGTH")
     if max_bytes and record["size"] > max_bytes:

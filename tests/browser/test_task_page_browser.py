@@ -1,10 +1,11 @@
 """A result judged on its page, in Chromium at 1280 and 390 pixels: before and after on one slider, zoom, the
 result's own size, a background behind transparency, what was found as tables, no Cancel button once a task has
-finished live, and no Content-Security-Policy error when the operation changes."""
+finished live and "Use this result" only then, and no Content-Security-Policy error when the operation changes."""
 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -176,11 +177,18 @@ def test_an_upscale_followed_live_gives_its_own_size_and_loses_its_cancel_button
     _upload(page, photo, "upscale")
 
     status = page.locator("#task-status")
-    assert status.get_attribute("data-status") in ("PENDING", "PROCESSING")
+    # Read at one moment: a running task offers no result to use, it has none yet.
+    running, offered = status.evaluate("(region) => [region.dataset.status, "
+                                       "document.querySelectorAll('.use-result-link').length]")
+    assert running in ("PENDING", "PROCESSING") and offered == 0
     expect(page.get_by_role("button", name="Cancel processing")).to_be_visible()
     page.screenshot(path=str(screenshots / "task-upscale-running-390.png"), full_page=True)
     expect(page.locator('#task-status[data-status="COMPLETED"]')).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
     expect(page.get_by_role("button", name="Cancel processing")).to_have_count(0)
+    # The poll that saw it complete brought the offer in, on this very page.
+    use = page.get_by_role("button", name="Use this result as a new photo")
+    expect(use).to_be_visible()
+    expect(use).to_have_attribute("href", re.compile(r"/\?source=[0-9a-f-]{36}$"))
 
     # The result's size, not the photo's 100 x 77; the slider shows both at the same size.
     expect(page.locator(".result-facts [data-output-size]")).to_have_text("200 × 154 pixels")
