@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -17,6 +18,9 @@ from studio.extensions import db
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_RETRY_SECONDS = 10
+# PostgreSQL or Redis out of reach: the token APIs answer these 503 with a retry hint, never a 500.
+SERVICE_DOWN_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+SERVICE_DOWN_MESSAGE = "A backing service is unavailable; try again in a few seconds."
 _MESSAGES = {
     400: "The request could not be understood.",
     401: "Sign in to continue.",
@@ -78,12 +82,31 @@ def handle_http_error(error: HTTPException) -> Response:
         message = f"The upload is larger than the limit{size}. Choose a smaller file."
     elif status == 429:
         message = f"Too many requests ({error.description}). Wait a little and try again."
-    response = error_response(status, code, message, title=error.name)
-    # Keep what the exception says about itself (Allow on 405, WWW-Authenticate on 401).
+    return copy_error_headers(error, error_response(status, code, message, title=error.name))
+
+
+def copy_error_headers(error: HTTPException, response: Response, skip: tuple[str, ...] = ()) -> Response:
+    """Copy the headers an HTTP error carries (Allow, WWW-Authenticate, Retry-After...) onto its answer."""
+    # The answer's own Content-Type stays: the exception's would say text/html over a JSON body.
+    left_out = {"content-type", *(name.lower() for name in skip)}
     for name, value in error.get_headers():
-        if name.lower() != "content-type":
+        if name.lower() not in left_out:
             response.headers[name] = value
     return response
+
+
+def register_service_down_handler(blueprint: Blueprint, answer: Callable[[int, str, str], Response]) -> None:
+    """Answer PostgreSQL or Redis being out of reach on a blueprint with 503, Retry-After and answer's shape."""
+
+    def handle_service_down(error: Exception) -> Response:
+        log.error("service unavailable on %s %s: %s", request.method, request.path, error.__class__.__name__)
+        _rollback()
+        response = answer(503, "service_unavailable", SERVICE_DOWN_MESSAGE)
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
+        return response
+
+    for error in SERVICE_DOWN_ERRORS:
+        blueprint.register_error_handler(error, handle_service_down)
 
 
 def handle_csrf_error(error: CSRFError) -> Response:
@@ -105,10 +128,7 @@ def handle_internal_error(error: InternalServerError) -> Response:
 def handle_database_down(error: Exception) -> Response:
     """Answer 503 with a retry hint when PostgreSQL cannot be reached."""
     log.error("database unavailable on %s %s: %s", request.method, request.path, error.__class__.__name__)
-    try:
-        db.session.rollback()
-    except SQLAlchemyError:
-        pass
+    _rollback()
     return _unavailable("The database is unavailable.")
 
 
@@ -116,6 +136,14 @@ def handle_queue_down(error: Exception) -> Response:
     """Answer 503 with a retry hint when Redis (the job queue) cannot be reached."""
     log.error("job queue unavailable on %s %s: %s", request.method, request.path, error)
     return _unavailable("The job queue is unavailable.")
+
+
+def _rollback() -> None:
+    # The failed statement left the session unusable; with the connection itself gone the rollback may fail too.
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        pass
 
 
 def _unavailable(reason: str) -> Response:

@@ -229,12 +229,19 @@ class Task(db.Model):
         return self.input_size + self.attachments_size + sum(item["size"] for item in (self.outputs or {}).values())
 
     def stored_keys(self) -> list[str]:
-        """Return the storage keys of everything the task keeps."""
+        """Return the storage keys of everything the task keeps: its own files, then its outputs."""
+        return self.own_keys() + self.output_keys()
+
+    def own_keys(self) -> list[str]:
+        """Return the storage keys of the task's own files: photo, attachments and thumbnails."""
         keys = [self.input_key]
         keys += [item["key"] for item in (self.attachments or {}).values()]
-        keys += [item["key"] for item in (self.outputs or {}).values()]
         keys += [item["key"] for item in (self.thumbnails or {}).values() if item]
         return [key for key in keys if key]
+
+    def output_keys(self) -> list[str]:
+        """Return the storage keys of the outputs it points at (another task's when it reused them)."""
+        return [key for key in (item["key"] for item in (self.outputs or {}).values()) if key]
 
 
 class DailyUsage(db.Model):

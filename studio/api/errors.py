@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import jsonify, request
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.wrappers import Response
 
 from studio import metrics
 from studio.api import bp
-from studio.extensions import db
+from studio.errors import copy_error_headers, register_service_down_handler
 from studio.tasks.service import UploadRejected
-
-logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 10
 
@@ -53,24 +46,7 @@ def handle_http_error(error: HTTPException) -> Response:
         message = f"Too many requests ({error.description}); wait a little and try again."
     elif status == 500:
         message = "Something went wrong on our side. It has been logged; please try again."
-    response = api_error(status, code, message)
-    for name, value in error.get_headers():
-        if name.lower() != "content-type":
-            response.headers[name] = value
-    return response
+    return copy_error_headers(error, api_error(status, code, message))
 
 
-@bp.errorhandler(OperationalError)
-@bp.errorhandler(InterfaceError)
-@bp.errorhandler(RedisConnectionError)
-@bp.errorhandler(RedisTimeoutError)
-def handle_service_down(error: Exception) -> Response:
-    """Answer 503 with a retry hint when PostgreSQL or Redis cannot be reached."""
-    logger.error("service unavailable on %s %s: %s", request.method, request.path, error.__class__.__name__)
-    try:
-        db.session.rollback()
-    except SQLAlchemyError:
-        pass
-    response = api_error(503, "service_unavailable", "A backing service is unavailable; try again in a few seconds.")
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response
+register_service_down_handler(bp, api_error)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from datetime import datetime
 from dataclasses import dataclass, replace
 from functools import partial
@@ -19,7 +18,6 @@ from typing import Callable
 from flask import current_app
 from sqlalchemy import delete, select
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import NotFound
 
 from studio import plans
 from studio.batches.zip_upload import (ArchiveLimits, ArchiveRefused, PhotoArchive, Skipped, limits_from_config,
@@ -153,14 +151,7 @@ def _store_photo(user: User, request: UploadRequest, batch: Batch, item: _Checke
 
 def get_batch(user: User, batch_id: str) -> Batch:
     """Return the account's batch; NotFound for a malformed id, a missing batch or another account's."""
-    try:
-        canonical = str(uuid.UUID(batch_id))
-    except (ValueError, TypeError, AttributeError):
-        raise NotFound(NOT_FOUND_MESSAGE) from None
-    batch = db.session.get(Batch, canonical)
-    if batch is None or batch.user_id != user.id:
-        raise NotFound(NOT_FOUND_MESSAGE)
-    return batch
+    return service.get_owned(Batch, user, batch_id, NOT_FOUND_MESSAGE)
 
 
 def batch_tasks(batch: Batch) -> list[Task]:

@@ -3,22 +3,15 @@ photo, 402 for a plan's limit, 403 for a missing or bad key, 429 for too many re
 
 from __future__ import annotations
 
-import logging
-
 from flask import jsonify, request
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from studio import metrics
-from studio.extensions import db
+from studio.errors import copy_error_headers, register_service_down_handler
 from studio.plans import PlanLimitReached
 from studio.removebg import bp
 from studio.tasks.uploads import UploadRejected
-
-logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 10
 # The studio's statuses that remove.bg spells otherwise: it answers every refused photo 400, a full account 402.
@@ -66,23 +59,8 @@ def handle_http_error(error: HTTPException) -> Response:
         title = f"Too many requests ({error.description}); wait a little and try again."
     elif status == 500:
         title = "Something went wrong on our side. It has been logged; please try again."
-    response = removebg_error(status, code, title)
-    for name, value in error.get_headers():
-        if name.lower() not in ("content-type", "www-authenticate"):
-            response.headers[name] = value
-    return response
+    # remove.bg answers a bad key 403 without a challenge: a 401's WWW-Authenticate would contradict the status.
+    return copy_error_headers(error, removebg_error(status, code, title), skip=("www-authenticate",))
 
 
-@bp.errorhandler(OperationalError)
-@bp.errorhandler(InterfaceError)
-@bp.errorhandler(RedisConnectionError)
-@bp.errorhandler(RedisTimeoutError)
-def handle_service_down(error: Exception) -> Response:
-    """Answer 503 with a retry hint when PostgreSQL or Redis cannot be reached."""
-    logger.error("service unavailable on %s %s: %s", request.method, request.path, error.__class__.__name__)
-    try:
-        db.session.rollback()
-    except SQLAlchemyError:
-        pass
-    return removebg_error(503, "service_unavailable", "A backing service is unavailable; try again in a few "
-                                                      "seconds.", RETRY_AFTER_SECONDS)
+register_service_down_handler(bp, removebg_error)

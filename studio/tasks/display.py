@@ -11,10 +11,8 @@ from ml.registry import MODELS
 from studio.models import Task
 from studio.tasks import thumbnails
 from studio.tasks.files import image_header
-from studio.tasks.representation import output_records
+from studio.tasks.representation import output_records, picture_result
 
-# The statuses of a task that has, or will have, its result.
-PICTURE_STATUSES = ("PENDING", "PROCESSING", "COMPLETED")
 IMAGE_LABELS = {"image/png": "PNG", "image/webp": "WebP", "image/jpeg": "JPEG", "application/json": "JSON"}
 # How far the result's width/height ratio may stray from the photo's and still be the same framing (rounding of a
 # scaled size): within it, before and after share one comparison slider.
@@ -109,6 +107,6 @@ def thumbnail_url(task: Task) -> str | None:
 
 
 def has_picture_result(task: Task) -> bool:
-    """Return whether the task's main output is (or, once done, will be) a picture another operation can take."""
-    operation = OPERATIONS.get(task.operation)
-    return operation is not None and operation.result.kind == "image" and task.status in PICTURE_STATUSES
+    """Return whether the task has a result, and it is a picture another operation can take (only once the task
+    has completed: a running task's result does not exist yet)."""
+    return picture_result(task) is not None

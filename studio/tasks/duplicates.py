@@ -58,8 +58,8 @@ def outputs_in_use(task_id: str, origin: str) -> bool:
 
 @dataclass(frozen=True)
 class TaskFiles:
-    """What a task keeps in storage, read before its row is deleted: its own files (inputs, thumbnails) and the
-    outputs it points at."""
+    """What a task keeps in storage (Task.own_keys, Task.output_keys), read before its row is deleted: its own files
+    (inputs, thumbnails) and the outputs it points at."""
 
     task_id: str
     origin: str
@@ -69,10 +69,7 @@ class TaskFiles:
     @classmethod
     def of(cls, task: Task) -> "TaskFiles":
         """Return the files of a task, as its row holds them now."""
-        inputs = [task.input_key] + [record["key"] for record in (task.attachments or {}).values()]
-        inputs += [record["key"] for record in (task.thumbnails or {}).values() if record]
-        outputs = [record["key"] for record in (task.outputs or {}).values()]
-        return cls(task.id, origin_of(task), tuple(key for key in inputs if key), tuple(key for key in outputs if key))
+        return cls(task.id, origin_of(task), tuple(task.own_keys()), tuple(task.output_keys()))
 
     def deletable(self) -> list[str]:
         """Return the keys to delete with the task: its inputs, and its outputs unless another task uses them (ask

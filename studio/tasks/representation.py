@@ -43,6 +43,12 @@ def output_records(task: Task) -> dict[str, dict[str, Any]]:
     return dict(task.outputs or {})
 
 
+def picture_result(task: Task) -> dict[str, Any] | None:
+    """Return the record of a completed task's main output when it is a picture another operation can take."""
+    record = output_records(task).get("result")
+    return record if record is not None and record["media_type"].startswith("image/") else None
+
+
 def webhook_fields(task: Task) -> dict[str, Any] | None:
     """Return the state of the task's webhook, None when it has none."""
     if not task.webhook_url:

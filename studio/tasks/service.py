@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
@@ -28,12 +28,12 @@ from ml.imageio import EXTENSIONS
 from ml.registry import available_model_names
 from studio import plans
 from studio.extensions import db
-from studio.models import Task, TaskStatus, User, WebhookStatus, new_task_id
+from studio.models import Batch, Task, TaskStatus, User, WebhookStatus, new_task_id
 from studio.queue import cancel_task_job, enqueue_cleaning, enqueue_task, stop_task_job
 from studio.storage import ObjectNotFound, attachment_key, get_storage, input_key, result_key
 from studio.tasks import duplicates, lifecycle, quota, remote, uploads
 from studio.tasks.remote import RemotePhoto
-from studio.tasks.representation import output_records
+from studio.tasks.representation import picture_result
 from studio.tasks.uploads import AcceptedPhoto, UploadRejected
 from studio.webhooks import check_webhook_url, ensure_secret
 
@@ -43,6 +43,8 @@ MAX_FILENAME_LENGTH = 120
 MAX_PER_PAGE = 100
 # Far beyond any real history; a larger page number would overflow the database's OFFSET (a 64-bit integer).
 MAX_PAGE = 1_000_000
+# What the account can own and find by id.
+Owned = TypeVar("Owned", Task, Batch)
 NOT_FOUND_MESSAGE = "No such task. It may have been deleted, or it belongs to another account."
 EXPIRY_BATCH_SIZE = 200
 OPERATION_FIELD = "operation"
@@ -296,8 +298,8 @@ def rerun_task(task: Task, submitted: Mapping[str, Any], keep_attachments: bool 
 def result_as_upload(task: Task) -> FileStorage:
     """Return a completed task's picture result as an upload, so it becomes the photo of a new task by the same
     checks, quotas and life as any upload; UploadRejected when there is no picture to use (409) or it is gone."""
-    record = output_records(task).get("result")
-    if record is None or not record["media_type"].startswith("image/"):
+    record = picture_result(task)
+    if record is None:
         raise UploadRejected(409, "no_picture_result", "This task has no picture result to use as a photo.")
     max_bytes = current_app.config.get("MAX_CONTENT_LENGTH")
     if max_bytes and record["size"] > max_bytes:
@@ -335,10 +337,7 @@ def _store_and_queue(task: Task, files: list[_File]) -> None:
     quota.reserve(task.user_id, size)
     stored: list[str] = []
     try:
-        for file in files:
-            _store(file)
-            stored.append(file.key)
-            _record_file(task, file)
+        store_task_files(task, files, stored)
         lifecycle.created(task)
     except Exception:
         _delete_objects(stored)
@@ -448,14 +447,20 @@ def tasks_by_id(user: User, task_ids: list[str]) -> list[Task]:
 
 def get_task(user: User, task_id: str) -> Task:
     """Return the account's task; NotFound for a malformed id, a missing task or another account's task."""
+    return get_owned(Task, user, task_id, NOT_FOUND_MESSAGE)
+
+
+def get_owned(model: type[Owned], user: User, row_id: str, not_found: str) -> Owned:
+    """Return the account's task or batch by its id; NotFound saying not_found for a malformed id, a missing row or
+    another account's (the same answer, so ids of other accounts cannot be probed)."""
     try:
-        canonical = str(uuid.UUID(task_id))
+        canonical = str(uuid.UUID(row_id))
     except (ValueError, TypeError, AttributeError):
-        raise NotFound(NOT_FOUND_MESSAGE) from None
-    task = db.session.get(Task, canonical)
-    if task is None or task.user_id != user.id:
-        raise NotFound(NOT_FOUND_MESSAGE)
-    return task
+        raise NotFound(not_found) from None
+    row = db.session.get(model, canonical)
+    if row is None or row.user_id != user.id:
+        raise NotFound(not_found)
+    return row
 
 
 def delete_task(task: Task) -> None:

@@ -157,3 +157,5 @@ def test_the_account_page_shows_the_months_usage_against_the_plan(planned, photo
     assert "Tasks: 1 of 10" in text and "Megapixels: 0.9 of 100" in text
     assert f'data-label="{today().day}" data-total="1"' in text  # today's bar in the chart
     assert f"Counts start again on {_reset_date()}" in text
+    # Each number names its column, for the cards the table becomes on a phone (tests/browser/test_layout_browser.py).
+    assert 'class="usage-table"' in text and '<td data-label="Tasks">1</td>' in text

@@ -55,7 +55,17 @@ def assert_error(response, status: int, starts: str = "") -> dict:
                                     {"Authorization": "Basic eDp5"}])
 def test_a_call_without_a_valid_key_is_403(app, client, photo_bytes, header) -> None:
     assert_error(call(client, header, photo_bytes(PHOTO)), 403, "Send a valid API token")
-    assert_error(client.get("/v1.0/account", headers=header), 403)
+    refused = client.get("/v1.0/account", headers=header)
+    assert_error(refused, 403)
+    # remove.bg refuses a key with a bare 403: no authentication challenge to answer.
+    assert "WWW-Authenticate" not in refused.headers
+
+
+def test_a_database_out_of_reach_is_503_in_remove_bg_shape_with_retry_after(make_app) -> None:
+    app = make_app(SQLALCHEMY_DATABASE_URI="postgresql+psycopg2://postgres@127.0.0.1:1/none")
+    response = app.test_client().get("/v1.0/account", headers={"X-Api-Key": "ps_any-token"})
+    assert assert_error(response, 503, "A backing service is unavailable")["code"] == "service_unavailable"
+    assert response.headers["Retry-After"] == "10"
 
 
 def test_a_signed_in_browser_session_is_no_key(app, client, make_user, photo_bytes) -> None:

@@ -81,6 +81,14 @@ def live_server(tmp_path_factory, browser_executable) -> Iterator[str]:
 
 
 @pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Return where to keep screenshots (STUDIO_SCREENSHOT_DIR to keep them after the run)."""
+    directory = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
 def browser(browser_executable):
     """Return a headless Chromium driven by Playwright."""
     with sync_playwright() as playwright:

@@ -3,32 +3,24 @@ completes on the worker, and disabling an account, with no console errors (CSP v
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
 from studio.models import Task
+from tests.support.browser import collect_errors, sign_in
 from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, database_of_its_own
 
 ADMIN, MEMBER, PASSWORD = "admin-browser@example.com", "member-browser@example.com", "a long browser passphrase"
 PHOTO = "rifle2.jpeg"
 PROCESSING_SECONDS = 180
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    """Return where to keep screenshots (STUDIO_SCREENSHOT_DIR to keep them after the run)."""
-    directory = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 @pytest.fixture
@@ -75,13 +67,6 @@ def _failed_task(app, live_server: str, token: str, photos_dir: Path) -> str:
     return task_id
 
 
-def _sign_in(page: Page, live_server: str, email: str) -> None:
-    page.goto(live_server + "/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main").get_by_role("button", name="Sign in").click()
-
-
 @pytest.mark.browser
 @pytest.mark.integration
 def test_an_administrator_reads_the_chart_retries_a_failed_task_and_disables_an_account(
@@ -95,11 +80,9 @@ def test_an_administrator_reads_the_chart_retries_a_failed_task_and_disables_an_
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-    page.on("pageerror", lambda error: console_errors.append(str(error)))
+    console_errors = collect_errors(page)
     page.on("dialog", lambda dialog: dialog.accept())
-    _sign_in(page, live_server, ADMIN)
+    sign_in(page, live_server, ADMIN, PASSWORD)
 
     # The overview: a chart people read at a glance, drawn by the server.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin").click()
@@ -138,7 +121,7 @@ def test_an_administrator_reads_the_chart_retries_a_failed_task_and_disables_an_
     assert requests.get(f"{live_server}/api/v1/tasks", headers={"Authorization": f"Bearer {token}"},
                         timeout=30).status_code == 401
     other = browser.new_context().new_page()
-    _sign_in(other, live_server, MEMBER)
+    sign_in(other, live_server, MEMBER, PASSWORD)
     expect(other.get_by_text("This account is disabled")).to_be_visible()
     other.context.close()
 

@@ -3,49 +3,19 @@ and one photo, delete it."""
 
 from __future__ import annotations
 
-import base64
 import io
-import os
 import re
 import zipfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
+
+from tests.support.browser import PASSWORD, collect_errors, drop_files, finish_sign_in, sign_up
 
 PHOTOS = ("rifle2.jpeg", "horse.jpg")
 PROCESSING_TIMEOUT_MS = 180_000
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    """Return where to keep screenshots (STUDIO_SCREENSHOT_DIR to keep them after the run)."""
-    directory = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def _drop_files(page: Page, selector: str, paths: list[Path]) -> None:
-    """Drop files on an element the way a desktop drag and drop does."""
-    files = [{"name": path.name, "type": "image/jpeg", "data": base64.b64encode(path.read_bytes()).decode()}
-             for path in paths]
-    transfer = page.evaluate_handle("""(files) => {
-        const transfer = new DataTransfer();
-        for (const file of files) {
-            const bytes = Uint8Array.from(atob(file.data), (character) => character.charCodeAt(0));
-            transfer.items.add(new File([bytes], file.name, {type: file.type}));
-        }
-        return transfer;
-    }""", files)
-    page.dispatch_event(selector, "dragenter", {"dataTransfer": transfer})
-    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
-
-
-def _sign_in(page: Page, password: str) -> None:
-    """Sign in on the form a sign-up leads to, its email filled in already."""
-    page.get_by_label("Password", exact=True).fill(password)
-    page.locator("main").get_by_role("button", name="Sign in").click()
 
 
 @pytest.mark.browser
@@ -53,24 +23,22 @@ def _sign_in(page: Page, password: str) -> None:
 def test_sign_up_upload_watch_download_delete(live_server, browser, photos_dir, screenshots):
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-    page.on("pageerror", lambda error: console_errors.append(str(error)))
+    console_errors = collect_errors(page)
 
     page.goto(live_server + "/")
     page.screenshot(path=str(screenshots / "01-landing.png"), full_page=True)
     page.get_by_role("button", name="Create an account").click()
     page.get_by_label("Email").fill("Browser@Example.com")
-    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
-    page.get_by_label("Repeat the password").fill("a long browser passphrase")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat the password").fill(PASSWORD)
     page.locator("main").get_by_role("button", name="Create account").click()
     # A sign-up signs nobody in (docs/security.md): the sign-in form comes next, the email filled in.
     expect(page.get_by_text("Sign in with your email and the password you chose")).to_be_visible()
     expect(page.get_by_label("Email")).to_have_value("browser@example.com")
-    _sign_in(page, "a long browser passphrase")
+    finish_sign_in(page)
     expect(page.locator("#upload-form")).to_be_visible()
 
-    _drop_files(page, "#dropzone", [photos_dir / name for name in PHOTOS])
+    drop_files(page, "#dropzone", [photos_dir / name for name in PHOTOS])
     expect(page.locator("#selected-files li")).to_have_count(2)
     page.screenshot(path=str(screenshots / "02-upload-selected.png"), full_page=True)
     page.get_by_role("button", name="Upload and process").click()
@@ -144,13 +112,7 @@ def test_a_background_picture_and_a_size_preset_from_the_upload_form(
     Image.new("RGB", (64, 48), (0, 200, 0)).save(background)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.goto(live_server + "/register")
-    page.get_by_label("Email").fill("background@example.com")
-    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
-    page.get_by_label("Repeat the password").fill("a long browser passphrase")
-    page.locator("main").get_by_role("button", name="Create account").click()
-    _sign_in(page, "a long browser passphrase")
-    expect(page.locator("#upload-form")).to_be_visible()
+    sign_up(page, live_server, "background@example.com")
 
     # The script posts each photo on its own: the background must travel with every one of them.
     page.locator("#photo").set_input_files(str(photos_dir / "horse.jpg"))
@@ -179,15 +141,8 @@ def test_choosing_an_operation_shows_its_options_and_its_results_as_a_table(
         live_server, browser, photos_dir, screenshots):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(live_server + "/register")
-    page.get_by_label("Email").fill("operations@example.com")
-    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
-    page.get_by_label("Repeat the password").fill("a long browser passphrase")
-    page.locator("main").get_by_role("button", name="Create account").click()
-    _sign_in(page, "a long browser passphrase")
-    expect(page.locator("#upload-form")).to_be_visible()
+    errors = collect_errors(page, console=False)
+    sign_up(page, live_server, "operations@example.com")
 
     # An option that needs another shows only with it: the crop margin with the crop.
     margin = page.get_by_label("Margin (pixels)")
@@ -225,16 +180,10 @@ def test_a_batch_with_a_damaged_photo_and_a_stray_file_says_which_and_retries(
     notes.write_text("not a photo")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(live_server + "/register")
-    page.get_by_label("Email").fill("batches@example.com")
-    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
-    page.get_by_label("Repeat the password").fill("a long browser passphrase")
-    page.locator("main").get_by_role("button", name="Create account").click()
-    _sign_in(page, "a long browser passphrase")
+    errors = collect_errors(page, console=False)
+    sign_up(page, live_server, "batches@example.com")
 
-    _drop_files(page, "#dropzone", [photos_dir / "rifle2.jpeg", damaged, notes])
+    drop_files(page, "#dropzone", [photos_dir / "rifle2.jpeg", damaged, notes])
     page.get_by_role("button", name="Upload and process").click()
     expect(page).to_have_url(re.compile(r"/batches/[0-9a-f-]{36}$"))
     expect(page.locator('#batch-status[data-finished="true"]')).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)

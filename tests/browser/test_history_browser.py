@@ -4,35 +4,17 @@ result used as the photo of another operation."""
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_browser_flow import PROCESSING_TIMEOUT_MS, _drop_files, _sign_in
+from tests.browser.test_browser_flow import PROCESSING_TIMEOUT_MS
+from tests.support.browser import collect_errors, drop_files, sign_up
 
 PASSWORD = "a long history passphrase"
 WIDTHS = (1280, 390)
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    """Return where to keep screenshots (STUDIO_SCREENSHOT_DIR to keep them after the run)."""
-    directory = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def _sign_up(page: Page, base_url: str, email: str) -> None:
-    page.goto(base_url + "/register")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Repeat the password").fill(PASSWORD)
-    page.locator("main").get_by_role("button", name="Create account").click()
-    _sign_in(page, PASSWORD)
-    expect(page.locator("#upload-form")).to_be_visible()
 
 
 def _wait_for_pictures(page: Page, selector: str) -> None:
@@ -47,14 +29,13 @@ def _page_width(page: Page) -> int:
 
 @pytest.mark.browser
 @pytest.mark.integration
-def test_history_has_thumbnails_bulk_download_and_fits_a_phone(live_server, browser, photos_dir, shots):
+def test_history_has_thumbnails_bulk_download_and_fits_a_phone(live_server, browser, photos_dir, screenshots):
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-    _sign_up(page, live_server, "history@example.com")
+    console_errors = collect_errors(page, script=False)
+    sign_up(page, live_server, "history@example.com", PASSWORD)
     # The same photo twice: two rows named alike, told apart by their time and thumbnail.
-    _drop_files(page, "#dropzone", [photos_dir / "horse.jpg", photos_dir / "horse.jpg", photos_dir / "rifle2.jpeg"])
+    drop_files(page, "#dropzone", [photos_dir / "horse.jpg", photos_dir / "horse.jpg", photos_dir / "rifle2.jpeg"])
     page.get_by_role("button", name="Upload and process").click()
     # Several photos make one batch: its page lists the three.
     page.wait_for_url("**/batches/**")
@@ -74,12 +55,12 @@ def test_history_has_thumbnails_bulk_download_and_fits_a_phone(live_server, brow
         expect(page.locator("#task-rows img.thumb")).to_have_count(3)
         _wait_for_pictures(page, "#task-rows img.thumb")
         assert _page_width(page) <= width, f"the history scrolls sideways at {width} px"
-        page.screenshot(path=str(shots / f"history-{width}.png"), full_page=True)
+        page.screenshot(path=str(screenshots / f"history-{width}.png"), full_page=True)
         page.goto(live_server + "/")
         expect(page.locator("#upload-results img.thumb")).to_have_count(3)
         _wait_for_pictures(page, "#upload-results img.thumb")
         assert _page_width(page) <= width, f"the upload page scrolls sideways at {width} px"
-        page.screenshot(path=str(shots / f"upload-recent-{width}.png"), full_page=True)
+        page.screenshot(path=str(screenshots / f"upload-recent-{width}.png"), full_page=True)
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(live_server + "/tasks?status=COMPLETED")
@@ -94,7 +75,7 @@ def test_history_has_thumbnails_bulk_download_and_fits_a_phone(live_server, brow
     page.locator('#task-rows input[name="selected"]').nth(0).uncheck()
     expect(page.locator("#selected-count")).to_have_text("2 photos ticked.")
     page.get_by_label("Select all").check()
-    page.screenshot(path=str(shots / "history-ticked-390.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "history-ticked-390.png"), full_page=True)
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download ZIP").click()
     archive = zipfile.ZipFile(io.BytesIO(Path(download_info.value.path()).read_bytes()))
@@ -104,18 +85,18 @@ def test_history_has_thumbnails_bulk_download_and_fits_a_phone(live_server, brow
     expect(page.get_by_role("heading", name="Process 3 photos again")).to_be_visible()
     expect(page.locator(".bulk-selection img.thumb")).to_have_count(3)
     assert _page_width(page) <= 390
-    page.screenshot(path=str(shots / "bulk-rerun-390.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "bulk-rerun-390.png"), full_page=True)
     page.get_by_role("button", name="Back to the history").click()
 
     # "Use this result": the upload form opens with the cutout as its photo.
     page.locator("#task-rows a", has_text="rifle2.jpeg").first.click()
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.screenshot(path=str(shots / "task-use-result-1280.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "task-use-result-1280.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     page.get_by_role("button", name="Use this result as a new photo").click()
     expect(page.locator(".source-photo img")).to_be_visible()
     assert _page_width(page) <= 390
-    page.screenshot(path=str(shots / "use-result-390.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "use-result-390.png"), full_page=True)
     page.get_by_role("button", name="Process this result").click()
     expect(page.get_by_role("heading", name="rifle2-remove_background.png")).to_be_visible()
     assert [error for error in console_errors if "404" not in error] == []

@@ -15,7 +15,9 @@ from playwright.sync_api import Browser, Page, expect
 from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
-from studio.models import User
+from studio.models import DailyUsage, User
+from studio.usage import today
+from tests.support.browser import collect_errors, sign_in
 from tests.support.services import TEST_DATABASE_URL, TEST_REDIS_URL, database_of_its_own
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -48,6 +50,12 @@ def accounts(live_server, photos_dir) -> dict[str, str]:
             if db.session.scalars(db.select(User).filter_by(email=email)).first() is None:
                 account_service.create_user(email, PASSWORD, is_admin=admin)
         member = db.session.scalars(db.select(User).filter_by(email=MEMBER)).one()
+        # A month of use to show on the account page (its table, stacked as cards on a phone, is checked too).
+        for operation, tasks in (("upscale", 3), ("faces", 5)):
+            db.session.merge(DailyUsage(user_id=member.id, day=today(), operation=operation, tasks=tasks,
+                                        completed_tasks=tasks, pixels_in=tasks * 2_400_000,
+                                        pixels_out=tasks * 9_600_000, processing_seconds=tasks * 60.0))
+        db.session.commit()
         _, token = account_service.create_api_token(member)
         member_id = member.id
         db.session.remove()
@@ -60,10 +68,7 @@ def accounts(live_server, photos_dir) -> dict[str, str]:
 
 
 def _sign_in(page: Page, live_server: str, email: str) -> None:
-    page.goto(live_server + "/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.locator("main").get_by_role("button", name="Sign in").click()
+    sign_in(page, live_server, email, PASSWORD)
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
@@ -189,12 +194,38 @@ def test_the_token_copy_button_and_the_way_back_from_the_job_dashboard(live_serv
     context.close()
 
 
+def test_the_usage_table_is_a_table_on_a_wide_screen_and_cards_on_a_phone(
+        live_server, browser, accounts, screenshots):
+    for width in WIDTHS:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        _sign_in(page, live_server, MEMBER)
+        page.goto(live_server + "/account")
+        table = page.locator("table.usage-table")
+        upscale = table.locator("tbody tr", has=page.get_by_role("rowheader", name="Upscale"))
+        expect(upscale).to_have_count(1)
+        # Nothing to scroll sideways, not even inside the table's own box.
+        assert table.evaluate("(table) => table.parentElement.scrollWidth <= table.parentElement.clientWidth")
+        labels = upscale.locator("td").evaluate_all(
+            "(cells) => cells.map((cell) => getComputedStyle(cell, '::before').content)")
+        if width == 390:
+            expect(table.locator("thead")).to_be_hidden()
+            # Each number on its own line, beside its column's name.
+            assert labels == ['"Tasks"', '"Completed"', '"Megapixels in"', '"Megapixels out"', '"Processing"']
+            tops = upscale.locator("td").evaluate_all("(cells) => cells.map((cell) => cell.offsetTop)")
+            assert tops == sorted(set(tops)), tops
+        else:
+            expect(table.locator("thead")).to_be_visible()
+            assert set(labels) == {"none"}
+        table.screenshot(path=str(screenshots / f"account-usage-{width}.png"))
+        context.close()
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_a_refused_photo_is_named_once_beside_the_form(live_server, browser, accounts, tmp_path, screenshots, width):
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    console_errors = collect_errors(page, script=False)
     _sign_in(page, live_server, MEMBER)
     not_a_photo = tmp_path / "notaphoto.jpg"
     not_a_photo.write_bytes(b"%PDF-1.4 this is not a photo")
@@ -216,8 +247,7 @@ def test_a_refused_photo_is_named_once_beside_the_form(live_server, browser, acc
 def test_the_style_picker_the_mix_and_the_colour_picker(live_server, browser, accounts, screenshots):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    console_errors = collect_errors(page, script=False)
     _sign_in(page, live_server, MEMBER)
     page.get_by_label("What to do").select_option("stylize")
     grid = page.locator(".picture-grid")

@@ -3,7 +3,6 @@ page shows a stage and the time left within seconds of the job starting, at 1280
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -11,30 +10,13 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from tests.support.browser import collect_errors, sign_up
+
 PASSWORD = "a long progress passphrase"
 # The job starts as soon as the worker takes it; the page's first poll after that comes within a second or two.
 STAGE_TIMEOUT_MS = 5_000
 START_TIMEOUT_MS = 120_000
 WIDTHS = (1280, 390)
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    """Return where to keep screenshots (STUDIO_SCREENSHOT_DIR to keep them after the run)."""
-    directory = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def _sign_up_and_in(page: Page, base_url: str, email: str) -> None:
-    page.goto(base_url + "/register")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Repeat the password").fill(PASSWORD)
-    page.locator("main").get_by_role("button", name="Create account").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.locator("main").get_by_role("button", name="Sign in").click()
-    expect(page.locator("#upload-form")).to_be_visible()
 
 
 def _no_sideways_scroll(page: Page) -> None:
@@ -58,10 +40,8 @@ def test_a_slow_upscale_is_announced_before_upload_and_shows_a_stage_and_time_le
     Image.open(photos_dir / "horse.jpg").convert("RGB").resize((640, 480)).save(photo, quality=90)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-    page.on("pageerror", lambda error: console_errors.append(str(error)))
-    _sign_up_and_in(page, live_server, "progress@example.com")
+    console_errors = collect_errors(page)
+    sign_up(page, live_server, "progress@example.com", PASSWORD)
 
     # upscale's own option (its cutout switch): there once the upscale's options are in the form
     scale = page.locator('#operation-options input[name="remove_background"]')

@@ -1,11 +1,11 @@
 """A result judged on its page, in Chromium at 1280 and 390 pixels: before and after on one slider, zoom, the
 result's own size, a background behind transparency, what was found as tables, no Cancel button once a task has
-finished live, and no Content-Security-Policy error when the operation changes."""
+finished live and "Use this result" only then, and no Content-Security-Policy error when the operation changes."""
 
 from __future__ import annotations
 
 import io
-import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from PIL import Image
 from playwright.sync_api import BrowserContext, Page, expect
 
 from studio.tasks.display import file_size
+from tests.support.browser import collect_errors, sign_up
 
 PROCESSING_TIMEOUT_MS = 240_000
 WIDTHS = (1280, 390)
@@ -25,32 +26,11 @@ REPORT_CSP_VIOLATIONS = """document.addEventListener("securitypolicyviolation", 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    """Return where to keep screenshots (STUDIO_SCREENSHOT_DIR to keep them after the run)."""
-    directory = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def _new_page(context: BrowserContext, problems: list[str]) -> Page:
-    """Open a page whose console errors, CSP refusals and script errors all land in `problems`."""
+def _new_page(context: BrowserContext) -> tuple[Page, list[str]]:
+    """Open a page; return it and the list its console errors, CSP refusals and script errors all land in."""
     context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    return page
-
-
-def _sign_up(page: Page, base_url: str, email: str) -> None:
-    page.goto(base_url + "/register")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
-    page.get_by_label("Repeat the password").fill("a long browser passphrase")
-    page.locator("main").get_by_role("button", name="Create account").click()
-    page.get_by_label("Password", exact=True).fill("a long browser passphrase")
-    page.locator("main").get_by_role("button", name="Sign in").click()
-    expect(page.locator("#upload-form")).to_be_visible()
+    return page, collect_errors(page)
 
 
 def _choose(page: Page, select: str, operation: str) -> None:
@@ -98,9 +78,8 @@ def _background(page: Page) -> dict:
 def test_a_finished_cutout_and_a_data_result_are_judged_on_their_page(live_server, browser, photos_dir,
                                                                       screenshots):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    page = _new_page(context, problems)
-    _sign_up(page, live_server, "judge@example.com")
+    page, problems = _new_page(context)
+    sign_up(page, live_server, "judge@example.com")
     # A portrait photo: fitted, it is limited by the screen's height as much as by its width.
     _upload(page, photos_dir / "Two_dancers.jpg", "remove_background")
     expect(page.locator('#task-status[data-status="COMPLETED"]')).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
@@ -189,9 +168,8 @@ def test_an_upscale_followed_live_gives_its_own_size_and_loses_its_cancel_button
     photo = tmp_path / "small-horse.jpg"
     Image.open(photos_dir / "horse.jpg").convert("RGB").resize((100, 77)).save(photo, quality=90)
     context = browser.new_context(viewport={"width": 390, "height": 844})
-    problems: list[str] = []
-    page = _new_page(context, problems)
-    _sign_up(page, live_server, "upscale@example.com")
+    page, problems = _new_page(context)
+    sign_up(page, live_server, "upscale@example.com")
 
     for name in OPERATIONS_TO_TRY:
         _choose(page, "#upload-form select[name=operation]", name)
@@ -199,11 +177,18 @@ def test_an_upscale_followed_live_gives_its_own_size_and_loses_its_cancel_button
     _upload(page, photo, "upscale")
 
     status = page.locator("#task-status")
-    assert status.get_attribute("data-status") in ("PENDING", "PROCESSING")
+    # Read at one moment: a running task offers no result to use, it has none yet.
+    running, offered = status.evaluate("(region) => [region.dataset.status, "
+                                       "document.querySelectorAll('.use-result-link').length]")
+    assert running in ("PENDING", "PROCESSING") and offered == 0
     expect(page.get_by_role("button", name="Cancel processing")).to_be_visible()
     page.screenshot(path=str(screenshots / "task-upscale-running-390.png"), full_page=True)
     expect(page.locator('#task-status[data-status="COMPLETED"]')).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
     expect(page.get_by_role("button", name="Cancel processing")).to_have_count(0)
+    # The poll that saw it complete brought the offer in, on this very page.
+    use = page.get_by_role("button", name="Use this result as a new photo")
+    expect(use).to_be_visible()
+    expect(use).to_have_attribute("href", re.compile(r"/\?source=[0-9a-f-]{36}$"))
 
     # The result's size, not the photo's 100 x 77; the slider shows both at the same size.
     expect(page.locator(".result-facts [data-output-size]")).to_have_text("200 × 154 pixels")

@@ -19,6 +19,7 @@ from ml.runner import EncodedOutput
 from studio.extensions import db
 from studio.models import DailyUsage, Task, utcnow
 from studio.tasks import quota
+from studio.tasks.duplicates import TaskFiles
 from tests.support.photo_server import PhotoServer
 from tests.support.studio import load_task, run_worker, upload
 from tests.support.uploads import sign_in
@@ -199,3 +200,16 @@ def test_a_duplicate_given_by_url_reuses_too(make_app, make_user, make_token, ru
     run_worker(app)
     second = client.get(f"/api/v1/tasks/{response.get_json()['id']}", headers=headers).get_json()
     assert second["status"] == "COMPLETED" and second["reused_from"] == first["id"] and len(runs) == 1
+
+
+def test_a_tasks_files_are_its_own_files_and_the_outputs_it_points_at() -> None:
+    task = Task(id="t1", input_key="inputs/1/t1.jpg", reused_from="t0",
+                attachments={"bg_image": {"key": "inputs/1/t1-bg.png", "media_type": "image/png", "size": 5}},
+                thumbnails={"input": {"key": "thumbs/1/t1.webp", "media_type": "image/webp", "size": 1},
+                            "result": None},
+                outputs={"result": {"key": "results/1/t0.png", "media_type": "image/png", "size": 9}})
+    files = TaskFiles.of(task)
+    assert files.inputs == ("inputs/1/t1.jpg", "inputs/1/t1-bg.png", "thumbs/1/t1.webp")
+    assert (files.outputs, files.origin) == (("results/1/t0.png",), "t0")
+    # The row's own list of its files and what its deletion deletes are one list, not two that may drift.
+    assert task.stored_keys() == list(files.inputs + files.outputs)

@@ -96,6 +96,26 @@ def test_status_fragment_polls_only_while_the_task_runs(client, auth, make_user,
         assert "the model ran out of memory" in html
 
 
+@pytest.mark.parametrize("status", list(TaskStatus))
+def test_use_this_result_is_offered_only_once_the_result_exists(client, auth, make_user, make_task, status):
+    user = make_user()
+    auth.login()
+    result = {"outputs": {"result": {"key": "results/1/x.png", "media_type": "image/png", "size": 0}}} \
+        if status == TaskStatus.COMPLETED else {}
+    task_id = make_task(user.id, status, **result)
+    offer = f'href="/?source={task_id}"'
+    page = client.get(f"/tasks/{task_id}").get_data(as_text=True)
+    fragment = client.get(f"/tasks/{task_id}/status").get_data(as_text=True)
+    completed = status == TaskStatus.COMPLETED
+    assert (offer in page, "Use this result" in page) == (completed, completed)
+    # The polling fragment is what replaces the live region when a running task completes: it brings the offer in,
+    # once, inside the region it swaps.
+    assert fragment.count(offer) == (1 if completed else 0)
+    if completed:
+        assert page.count(offer) == 1
+        assert fragment.index(offer) < fragment.rindex("</section>")
+
+
 def _delay(html: str) -> int:
     return int(re.search(r'hx-trigger="load delay:(\d+)s', html).group(1))
 
