@@ -234,8 +234,8 @@ def _give_up(message: Message, deaths: int, allowed: int) -> Outcome:
                      f"its consumer died on {deaths} attempts" if killed_again
                      else f"its consumer died on its last attempt (received {message.receive_count} times)")
     # The delivery past the last attempt goes to the dead-letter queue at its next receive, as an always failing
-    # photo's does. A photo that killed two consumers is deleted instead (as a timed-out one is: it is not retried,
-    # and its receives are not spent); so is a message received yet more often (a queue without a redrive policy).
+    # photo's does. A photo that killed two consumers earlier is deleted instead, as a timed-out one is (neither is
+    # retried); so is a message received yet more often (a queue without a redrive policy would loop).
     return Outcome.DEAD if message.receive_count == allowed + 1 else Outcome.DONE
 
 
