@@ -10,7 +10,9 @@ Lambda changes:
 - a record is started only when the function's remaining time covers the operation's whole timeout and a margin
   (STUDIO_LAMBDA_MARGIN_SECONDS): otherwise it is handed back untouched, never cut off mid-write;
 - scratch goes to /tmp only (the image sets STUDIO_INSTANCE_DIR and TMPDIR there; the rest is read-only), outputs
-  to S3; Redis is still needed for the running locks, webhooks and waiting requests, as on the SQS worker.
+  to S3; Redis is still needed for the running locks, webhooks and waiting requests, as on the SQS worker;
+- an invocation that dies mid-record (out of memory) is a killed worker: the record comes back after the
+  visibility timeout, and sqs_job's rule applies (run again once; a second death fails the task with the reason).
 Lambda deletes the records not listed as failures: exactly those whose task's final state was committed.
 """
 
@@ -85,10 +87,14 @@ def run_record(record: Mapping[str, Any], context: Any, redis: Any, config: Mapp
         logger.info("task %s: deleted; its message is dropped", message.task_id)
         return sqs_job.Outcome.DONE
     remaining_ms = int(context.get_remaining_time_in_millis())
-    if remaining_ms < (timeout + int(config["STUDIO_LAMBDA_MARGIN_SECONDS"])) * 1000:
+    allowed = sqs_job.allowed_attempts(config)
+    # A delivery past the last attempt runs nothing (sqs_job.handle fails the task or dead-letters the message):
+    # it needs no time.
+    needed_ms = (timeout + int(config["STUDIO_LAMBDA_MARGIN_SECONDS"])) * 1000
+    if message.receive_count <= allowed and remaining_ms < needed_ms:
         logger.warning("task %s: %s ms left, its operation may take %s s: handed back, not started",
                        message.task_id, remaining_ms, timeout)
-        if message.receive_count >= sqs_job.allowed_attempts(config):
+        if message.receive_count == allowed:
             # Handed back on every delivery: a photo that never fits this function's time (a large upscale).
             sqs_job.fail_unstarted(message.task_id, f"Processing this photo may take up to {timeout} seconds, "
                                                     "longer than this worker can run; it was not started.")

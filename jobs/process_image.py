@@ -296,15 +296,26 @@ def mark_failed(job: Job, exc_type: type[BaseException] | None, exc_value: BaseE
     logger.error("task %s: failed after its last attempt (%s): %s: %s", job.id, reference,
                  exc_type.__name__ if exc_type else "worker stopped", exc_value,
                  exc_info=(exc_type, exc_value, traceback) if exc_value is not None else None)
+    record_failure(job.id, job.timeout, exc_type, reference)
+
+
+def record_failure(task_id: str, timeout: int | None, exc_type: type[BaseException] | None,
+                   reference: str) -> bool:
+    """Mark the task FAILED with the reason its last attempt gives (failure_reason), unless it finished already;
+    return True if it was unfinished. Its upload, if never cleaned, is deleted then: no job is left to clean it.
+
+    The tail of every queue's last failed attempt: RQ's callbacks (mark_failed) and the SQS job (jobs/sqs_job.py).
+    """
     with app_context():
         try:
-            task = db.session.get(Task, job.id)
+            task = db.session.get(Task, task_id)
             if task is None or task.task_status.finished:
-                return
-            lifecycle.failed(task.id, failure_reason(task.attempts, job.timeout, exc_type, reference))
+                return False
+            lifecycle.failed(task.id, failure_reason(task.attempts, timeout, exc_type, reference))
         finally:
             db.session.remove()
-    _discard_uncleaned(job.id)
+    _discard_uncleaned(task_id)
+    return True
 
 
 def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
@@ -327,7 +338,7 @@ def on_failure(job: Job, connection: Any, exc_type: type[BaseException] | None,
     if job.retries_left:
         logger.warning("task %s: attempt failed (%s: %s); %s retries left", job.id,
                        exc_type.__name__ if exc_type else "error", exc_value, job.retries_left)
-        _count_retry(job.id)
+        count_retry(job.id)
         return
     mark_failed(job, exc_type, exc_value, traceback)
 
@@ -357,7 +368,7 @@ def on_work_horse_killed(job: Job, pid: int | None, status: int | None, rusage: 
         return
     if job.retries_left:
         job.retry_intervals = None
-        _count_retry(job.id)
+        count_retry(job.id)
         logger.warning("task %s: work horse %s died (status %s); retrying at once, %s retries left", job.id, pid,
                        status, job.retries_left)
         return
@@ -424,7 +435,7 @@ def on_stopped(job: Job, connection: Any) -> None:
     _discard_uncleaned(job.id)
 
 
-def _count_retry(task_id: str) -> None:
+def count_retry(task_id: str) -> None:
     """Count a retry under its task's operation (a metric: never worth failing the callback for)."""
     try:
         with app_context():

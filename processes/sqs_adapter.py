@@ -4,7 +4,8 @@ Long polling (STUDIO_SQS_WAIT_SECONDS, 20 by default) for one message at a time;
 extends the message's visibility (and the task's running lock) every third of STUDIO_SQS_VISIBILITY_SECONDS, so a
 10-minute upscale is not handed to a second worker; the message is deleted only once jobs/sqs_job.py says the task's
 final state is committed. A worker that dies stops extending: the message comes back after the visibility timeout
-and another worker runs the task again (the job is idempotent). SIGTERM lets the current photo finish first.
+and another worker runs the task again (the job is idempotent), once at most (jobs/sqs_job.py counts the deaths, as
+RQ does). SIGTERM lets the current photo finish first.
 """
 
 from __future__ import annotations

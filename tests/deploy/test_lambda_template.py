@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.sqs_job import max_receive_count
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "lambda" / "template.yaml"
 
@@ -46,8 +48,10 @@ def test_the_mapping_reports_batch_item_failures_from_a_fifo_queue_with_a_dead_l
     queue = resources["TaskQueue"]["Properties"]
     assert queue["FifoQueue"] is True and resources["DeadLetterQueue"]["Properties"]["FifoQueue"] is True
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
-    # The attempts RQ allows: the first and STUDIO_JOB_RETRIES more.
-    assert parameters["MaxReceiveCount"]["Default"] == parameters["JobRetries"]["Default"] + 1
+    # The attempts RQ allows (the first and STUDIO_JOB_RETRIES more), and one delivery more for a worker to fail
+    # the task whose last attempt's worker died (jobs.sqs_job.max_receive_count).
+    assert parameters["MaxReceiveCount"]["Default"] == max_receive_count(
+        {"STUDIO_JOB_RETRIES": parameters["JobRetries"]["Default"]})
     # AWS's advice: the queue hides a message at least six times as long as the function may run.
     assert queue["VisibilityTimeout"] >= 6 * parameters["FunctionTimeout"]["Default"]
     # A record starts only with the job's timeout and the handler's margin (10 s) still left.

@@ -13,13 +13,21 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine
 
 from jobs import context as job_context
+from jobs.sqs_job import max_receive_count
 from ml.registry import available_model_names
 from studio import create_app
 from studio.auth import service as account_service
 from studio.extensions import db
-from tests.support.processes import PHOTO, PostgresCluster, RedisServer, Studio
+from tests.support.processes import PHOTO, PostgresCluster, RedisServer, Stack, Studio
 from tests.support.services import MODEL_DIR, require
-from tests.support.studio import FAST_HASHER, base_config
+from tests.support.sqs import VISIBILITY, make_queues
+from tests.support.studio import FAST_HASHER, JOB_RETRIES, base_config
+
+# The stacks a parametrised test runs on (indirect parameters of the `stack` fixture): RQ, with its default number
+# of jobs per worker process or with each way (a work horse forked per job, or every job in the worker's own
+# process), and SQS (STUDIO_QUEUE_BACKEND=sqs, whose worker always runs its jobs in its own process).
+_STACK_WORKERS = {"rq": {}, "rq-fork": {"STUDIO_WORKER_JOBS_PER_PROCESS": "1"},
+                  "rq-reuse": {"STUDIO_WORKER_JOBS_PER_PROCESS": "100"}}
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +92,41 @@ def make_studio(postgres: PostgresCluster, redis_server: RedisServer, tmp_path: 
             db.session.remove()
             db.engine.dispose()
     job_context.bind_app(None)
+
+
+@pytest.fixture
+def make_sqs_studio(make_studio: Callable[..., Studio], s3_endpoint: str,
+                    monkeypatch: pytest.MonkeyPatch) -> Callable[..., Studio]:
+    """Return a factory of a Studio whose tasks go through SQS (moto's server): a FIFO queue of its own with a
+    dead-letter queue redriving after the studio's attempts and one delivery more (studio.queues), consumed by every
+    worker it starts."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_endpoint)
+
+    def make(**overrides: Any) -> Studio:
+        retries = overrides.get("STUDIO_JOB_RETRIES", JOB_RETRIES)
+        queues = make_queues(s3_endpoint, max_receive_count=max_receive_count({"STUDIO_JOB_RETRIES": retries}),
+                             visibility=VISIBILITY)
+        studio = make_studio(STUDIO_QUEUE_BACKEND="sqs", STUDIO_SQS_QUEUE_URL=queues.url, **overrides)
+        studio.queues = queues
+        studio.worker_defaults = queues.settings(s3_endpoint, VISIBILITY)
+        return studio
+    return make
+
+
+@pytest.fixture
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """Return the stack the test is parametrised with (indirect: rq, rq-fork, rq-reuse or sqs), whose factory makes
+    a Studio on it."""
+    name = request.param
+    if name == "sqs":
+        return Stack(name, request.getfixturevalue("make_sqs_studio"))
+    make_rq = request.getfixturevalue("make_studio")
+
+    def make(**overrides: Any) -> Studio:
+        studio = make_rq(**overrides)
+        studio.worker_defaults = dict(_STACK_WORKERS[name])
+        return studio
+    return Stack(name, make)
 
 
 def _truncate(url: str) -> None:

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -21,12 +22,15 @@ import pytest
 from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import func, select
 
 from jobs.maintenance import reconcile_tasks
-from studio.models import Task
-from studio.queue import get_queue, photo_queues
+from studio.extensions import db
+from studio.models import DailyUsage, Task
+from studio.queue import JOB_FUNCTION, get_queue, photo_queues
 from tests.support.network import free_port
 from tests.support.services import require
+from tests.support.sqs import Queues
 from tests.support.studio import load_task, upload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,7 +215,8 @@ class WorkerProcess:
 
 
 class Studio:
-    """The app (uploads, reads, the reconciler) and the workers of one test, on its own Redis."""
+    """The app (uploads, reads, the reconciler) and the workers of one test, on its own Redis, its tasks queued on
+    RQ or, given queues, on SQS."""
 
     def __init__(self, app: Flask, redis: RedisServer, headers: dict[str, str], tmp_path: Path) -> None:
         self.app = app
@@ -220,6 +225,11 @@ class Studio:
         self.headers = headers
         self.tmp_path = tmp_path
         self.workers: list[WorkerProcess] = []
+        # The SQS queues the tasks go to (STUDIO_QUEUE_BACKEND=sqs), None on RQ.
+        self.queues: Queues | None = None
+        # What every worker of this Studio gets in its environment (before a start_worker's own settings): the
+        # SQS queue to consume, how many jobs an RQ worker runs in one process.
+        self.worker_defaults: dict[str, str] = {}
 
     def upload(self, photo: bytes, filename: str = PHOTO, **options: str) -> str:
         """Upload a photo through the API (with the operation and options given); return the new task's id."""
@@ -240,6 +250,28 @@ class Studio:
         """Return the ids of the jobs waiting in the processing queues, in the order workers take them."""
         with self.app.app_context():
             return [job_id for name in photo_queues(self.app.config) for job_id in get_queue(name=name).job_ids]
+
+    def backlog(self) -> int:
+        """Return how many tasks the queue still holds: SQS messages, visible or in flight, or RQ jobs waiting."""
+        if self.queues is not None:
+            return self.queues.count(self.queues.url)
+        return len(self.queued_ids())
+
+    def deliver_again(self, task_id: str) -> None:
+        """Queue the task's job once more, as a duplicate delivery: a second SQS message, or the RQ job again."""
+        if self.queues is not None:
+            self.queues.send_task(task_id, group="duplicates")
+            return
+        with self.app.app_context():
+            get_queue(name=photo_queues(self.app.config)[0]).enqueue(JOB_FUNCTION, task_id, job_id=task_id)
+
+    def usage_counts(self) -> tuple[int, int]:
+        """Return the tasks and the completed tasks counted in the usage, all accounts and days together."""
+        with self.app.app_context():
+            row = db.session.execute(select(func.coalesce(func.sum(DailyUsage.tasks), 0),
+                                            func.coalesce(func.sum(DailyUsage.completed_tasks), 0))).one()
+            db.session.remove()
+            return int(row[0]), int(row[1])
 
     def result_files(self) -> list[Path]:
         """Return every stored result object."""
@@ -273,6 +305,7 @@ class Studio:
             "STUDIO_WORKER_MAINTENANCE_SECONDS": "1",
         }
         env.pop("STUDIO_FAULT_INJECTION", None)
+        env.update(self.worker_defaults)
         env.update({name: str(value) for name, value in overrides.items()})
         return env
 
@@ -304,3 +337,16 @@ class Studio:
         """Kill every worker this test started."""
         for worker in self.workers:
             worker.close()
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The queue backend and kind of worker a test runs on (tests/plugins/processes.py, the `stack` fixture)."""
+
+    name: str
+    make_studio: Callable[..., Studio]
+
+    @property
+    def sqs(self) -> bool:
+        """Return True for STUDIO_QUEUE_BACKEND=sqs."""
+        return self.name == "sqs"

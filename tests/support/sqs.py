@@ -10,6 +10,8 @@ from typing import Any
 import boto3
 
 REGION = "us-east-1"
+# The tests' visibility timeout (seconds): a killed worker's message comes back this soon.
+VISIBILITY = 3
 
 
 @dataclass
@@ -27,6 +29,15 @@ class Queues:
                 "STUDIO_SQS_WAIT_SECONDS": "1", "STUDIO_SQS_VISIBILITY_SECONDS": str(visibility),
                 # Each upload runs its job (the same photo is uploaded several times).
                 "STUDIO_REUSE_DUPLICATES": "false"}
+
+    def send_task(self, task_id: str, group: str) -> None:
+        """Send a message for the task, as the web app or a reconciler does (a duplicate, for a task sent already)."""
+        body = json.dumps({"task_id": task_id, "attempt": 0})
+        if self.url.endswith(".fifo"):
+            self.client.send_message(QueueUrl=self.url, MessageBody=body, MessageGroupId=group,
+                                     MessageDeduplicationId=uuid.uuid4().hex)
+        else:
+            self.client.send_message(QueueUrl=self.url, MessageBody=body)
 
     def count(self, url: str) -> int:
         """Return how many messages the queue holds, visible or in flight."""
@@ -56,7 +67,8 @@ class Queues:
 
 
 def make_queues(endpoint: str, max_receive_count: int, visibility: int, fifo: bool = True) -> Queues:
-    """Create a FIFO (or standard) queue and its dead-letter queue (redrive after max_receive_count receives)."""
+    """Create a FIFO (or standard) queue and its dead-letter queue (redrive after max_receive_count receives:
+    jobs.sqs_job.max_receive_count for the studio's retries)."""
     client = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
     name = f"studio-{uuid.uuid4().hex[:8]}"
     suffix, kind = (".fifo", {"FifoQueue": "true"}) if fifo else ("", {})

@@ -26,6 +26,10 @@ AWS_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
                    "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+# Attempts after the first that a test's task gets, unless the test says otherwise.
+JOB_RETRIES = 2
+
+
 def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[str, Any]:
     """Return the test configuration: real services, immediate retries, the generous production rate limits."""
     return {
@@ -42,7 +46,7 @@ def base_config(database_url: str, redis_url: str, storage_dir: Path) -> dict[st
         # Every upload runs its job, as these tests were written for: tests/tasks/test_duplicates.py turns reuse on.
         "STUDIO_REUSE_DUPLICATES": False,
         "STUDIO_S3_BUCKET": None,
-        "STUDIO_JOB_RETRIES": 2,
+        "STUDIO_JOB_RETRIES": JOB_RETRIES,
         # No delay between attempts, so a burst worker runs every retry without a scheduler.
         "STUDIO_JOB_RETRY_INTERVALS": [0],
     }

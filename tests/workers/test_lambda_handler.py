@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from jobs import lambda_handler
+from jobs import lambda_handler, sqs_job
 from studio.extensions import db
 from studio.models import Task
+from studio.queue import get_redis
+from studio.tasks import lifecycle
 from tests.support.processes import PHOTO
 from tests.support.sqs import lambda_event, make_queues
 from tests.support.studio import upload
@@ -40,9 +42,10 @@ def lambda_app(make_app, s3_endpoint, model_ready, monkeypatch):
     monkeypatch.setattr(lambda_handler, "_app", None)
 
     def make(fifo: bool = False, **overrides):
-        queues = make_queues(s3_endpoint, max_receive_count=RETRIES + 1, visibility=VISIBILITY, fifo=fifo)
-        app = make_app(STUDIO_QUEUE_BACKEND="sqs", STUDIO_SQS_QUEUE_URL=queues.url, STUDIO_JOB_RETRIES=RETRIES,
-                       **overrides)
+        overrides = {"STUDIO_JOB_RETRIES": RETRIES, **overrides}
+        queues = make_queues(s3_endpoint, max_receive_count=sqs_job.max_receive_count(overrides),
+                             visibility=VISIBILITY, fifo=fifo)
+        app = make_app(STUDIO_QUEUE_BACKEND="sqs", STUDIO_SQS_QUEUE_URL=queues.url, **overrides)
         lambda_handler.init(app)
         return app, queues
     return make
@@ -108,6 +111,10 @@ def test_a_batch_with_one_failing_photo_hands_back_only_that_record(lambda_app, 
     task = tasks(app, [bad])[bad]
     assert (task.status, task.attempts) == ("FAILED", RETRIES + 1)
     assert task.error.startswith(f"Processing failed after {RETRIES + 1} attempts")
+    # One delivery more than the attempts (for a worker that died on the last): nothing runs, it is handed back.
+    past = receive_all(queues, 1)
+    assert invoke(queues, past) == [past[0]["MessageId"]]
+    assert tasks(app, [bad])[bad].attempts == RETRIES + 1
     time.sleep(VISIBILITY + 0.5)
     assert queues.receive(count=10) == []  # the next receive moved it to the dead-letter queue
     assert [body["task_id"] for body in queues.dead_letter_bodies()] == [bad]
@@ -143,6 +150,46 @@ def test_a_record_that_never_fits_the_time_fails_unstarted_on_its_last_delivery(
     task = tasks(app, [task_id])[task_id]
     assert (task.status, task.attempts) == ("FAILED", 0)
     assert "longer than this worker can run" in task.error
+    assert queues.count(queues.url) == 0
+
+
+def die_mid_record(app, task_id: str) -> None:
+    """Do what an invocation that dies mid-record (out of memory) has done by then, as sqs_job.handle does it: taken
+    the task's lock (a short one here, to lapse soon), counted the deaths before it, marked its attempt and started
+    it; the record is neither settled nor handed back (it comes back after the visibility timeout)."""
+    lock = sqs_job.RunningLock(get_redis(app), task_id, 1)
+    assert lock.acquire()
+    lock.count_deaths()
+    lock.begin_attempt()
+    with app.app_context():
+        lifecycle.started(task_id)
+        db.session.remove()
+
+
+def test_a_record_whose_invocation_died_is_run_again(lambda_app, make_user, make_token, photo_bytes):
+    app, queues = lambda_app()
+    (task_id,) = send(app, make_user, make_token, photo_bytes(PHOTO), "big.jpeg")
+    receive_all(queues, 1)
+    die_mid_record(app, task_id)
+
+    assert invoke(queues, receive_all(queues, 1)) == []
+    task = tasks(app, [task_id])[task_id]
+    assert (task.status, task.attempts) == ("COMPLETED", 2)
+
+
+def test_a_record_whose_invocation_died_twice_fails_with_the_reason_and_is_not_run(lambda_app, make_user,
+                                                                                   make_token, photo_bytes):
+    app, queues = lambda_app(STUDIO_JOB_RETRIES=3)
+    (task_id,) = send(app, make_user, make_token, photo_bytes(PHOTO), "huge.jpeg")
+    for _ in range(2):
+        receive_all(queues, 1)
+        die_mid_record(app, task_id)
+
+    assert invoke(queues, receive_all(queues, 1)) == []  # settled: deleted, not retried
+    task = tasks(app, [task_id])[task_id]
+    assert (task.status, task.attempts) == ("FAILED", 2)
+    assert task.error == ("Processing failed after 2 attempts; its worker was killed each time, most likely because "
+                          "the photo needed more memory than a worker has.")
     assert queues.count(queues.url) == 0
 
 

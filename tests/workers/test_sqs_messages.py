@@ -46,3 +46,9 @@ def test_attempts_and_retry_intervals_follow_the_rq_settings():
     assert sqs_job.allowed_attempts(config) == 4
     assert [sqs_job.retry_delay(config, count) for count in (1, 2, 3, 4)] == [5, 30, 120, 120]
     assert sqs_job.allowed_attempts({"STUDIO_JOB_RETRIES": -1}) == 1
+
+
+def test_the_redrive_policy_allows_one_delivery_more_than_the_attempts():
+    # The delivery past the last attempt reaches a worker, which fails the task whose last worker died.
+    assert sqs_job.max_receive_count({"STUDIO_JOB_RETRIES": 2}) == 4
+    assert sqs_job.max_receive_count({"STUDIO_JOB_RETRIES": 0}) == 2

@@ -2,6 +2,20 @@
 
 Real `python rq_worker.py` processes on a PostgreSQL and a Redis of our own; STUDIO_FAULT_INJECTION (test-only,
 jobs/faults.py) makes a job slow or makes its work horse exit at a chosen point, on the first attempt only.
+
+Most tests run on each stack (the `stack` fixture, tests/plugins/processes.py): RQ, with a work horse forked per job
+and with the jobs run in the worker's own process where both must hold, and SQS (STUDIO_QUEUE_BACKEND=sqs, moto's
+server, whose worker always runs its jobs in its own process). Where the two recover differently (RQ's reconciler
+finds an abandoned job; SQS hands the message out again after its visibility timeout) the test says so; what it
+asserts of the task is the same. These run on RQ only, being about what SQS's worker does not have:
+- a killed work horse (retried at once, killed twice, dead after storing its result): the SQS worker forks none;
+- RQ's hard limit on a job that ignores its timeout alarm, and the reusing worker that starts afresh after it or
+  after STUDIO_WORKER_JOBS_PER_PROCESS jobs: RQ worker machinery (rq_worker.ReusingWorker);
+- a second SIGTERM's cold shutdown, which puts the job back in RQ's queue: the SQS worker has none (SIGKILL ends
+  it, and its message comes back);
+- a worker started again under its name taking over its predecessor's job from RQ's registries: an SQS message
+  belongs to no worker.
+SQS's own (the dead-letter queue, the visibility heartbeat, the reconciler's re-send) are in test_sqs_worker.py.
 """
 
 from __future__ import annotations
@@ -23,8 +37,11 @@ HANG = "sleep=600"  # far longer than any bounded wait here: only a kill or a ti
 # The job timeout of the timeout tests: a real photo after the hung one must finish within it on a busy machine.
 TIMEOUT = 10
 
-# STUDIO_WORKER_JOBS_PER_PROCESS: jobs run in the worker's own process (the default), or a work horse forked for
-# each. Where both must hold, a test runs with each; a test of the work horse itself sets FORK.
+# Each stack, with both kinds of RQ worker (STUDIO_WORKER_JOBS_PER_PROCESS: a work horse forked per job, or the jobs
+# run in the worker's own process); or each queue backend, RQ's worker as configured by default.
+EVERY_STACK = pytest.mark.parametrize("stack", ["rq-fork", "rq-reuse", "sqs"], indirect=True)
+EACH_BACKEND = pytest.mark.parametrize("stack", ["rq", "sqs"], indirect=True)
+# RQ only: both kinds of worker, or a test of the work horse itself.
 BOTH_MODES = pytest.mark.parametrize("jobs_per_process", ["1", "100"], ids=["fork", "reuse"])
 FORK = {"STUDIO_WORKER_JOBS_PER_PROCESS": "1"}
 
@@ -44,46 +61,73 @@ def gone(pid: int) -> bool:
         return True
 
 
-@BOTH_MODES
-def test_a_killed_worker_and_horse_leave_a_task_that_the_next_worker_completes(make_studio, photo, jobs_per_process):
-    studio = make_studio()
-    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+def wait_until_drained(studio) -> None:
+    """Wait until the queue holds nothing more of the test's tasks (every SQS message deleted or dead-lettered)."""
+    wait_until(lambda: studio.backlog() == 0, "the queue is empty", diagnostics=studio.logs)
+
+
+@EACH_BACKEND
+def test_a_batch_of_photos_completes_once_each_with_its_usage_counted_once(stack, photo):
+    studio = stack.make_studio()
+    task_ids = [studio.upload(photo) for _ in range(3)]
+
+    studio.start_worker()
+
+    for task_id in task_ids:
+        task = studio.wait_for_status(task_id, "COMPLETED", "FAILED")
+        assert (task.status, task.attempts) == ("COMPLETED", 1), task.error
+    assert sorted(path.name for path in studio.result_files()) == sorted(f"{task_id}.png" for task_id in task_ids)
+    wait_until_drained(studio)
+    assert studio.usage_counts() == (3, 3)
+
+
+@EVERY_STACK
+def test_a_killed_worker_and_horse_leave_a_task_that_the_next_worker_completes(stack, photo):
+    studio = stack.make_studio()
+    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
     task_id = studio.upload(photo)
     wait_until_sleeping(first, studio, task_id)
 
     first.kill()
 
-    # RQ finds an abandoned job once its heartbeat lapses, but only when a worker starts or runs its maintenance
-    # (an idle worker does so only when its blocking dequeue times out, every 405 s). The reconciler runs the
-    # same check on every pass: here it alone, with no worker running, queues the job again.
-    def requeued_by_the_reconciler() -> bool:
-        reconcile_tasks()
-        with studio.app.app_context():
-            return Job.fetch(task_id, connection=get_redis()).get_status() == JobStatus.QUEUED
+    if not stack.sqs:
+        # RQ finds an abandoned job once its heartbeat lapses, but only when a worker starts or runs its
+        # maintenance (an idle worker does so only when its blocking dequeue times out, every 405 s). The
+        # reconciler runs the same check on every pass: here it alone, with no worker running, queues the job again.
+        def requeued_by_the_reconciler() -> bool:
+            reconcile_tasks()
+            with studio.app.app_context():
+                return Job.fetch(task_id, connection=get_redis()).get_status() == JobStatus.QUEUED
 
-    wait_until(requeued_by_the_reconciler, "the reconciler queues the abandoned job again", diagnostics=studio.logs)
-    assert studio.status(task_id) == "PROCESSING"
+        wait_until(requeued_by_the_reconciler, "the reconciler queues the abandoned job again",
+                   diagnostics=studio.logs)
+        assert studio.status(task_id) == "PROCESSING"
+    # On SQS the message itself comes back once its visibility timeout is over, no longer extended.
 
     studio.start_worker()
     task = studio.wait_for_status(task_id, "COMPLETED")
     assert (task.attempts, task.error) == (2, None)
     assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
+    wait_until_drained(studio)
+    assert studio.usage_counts() == (1, 1)
 
 
-@BOTH_MODES
-def test_a_killed_worker_on_the_last_attempt_fails_the_task_with_a_readable_reason(make_studio, photo,
-                                                                                   jobs_per_process):
-    studio = make_studio(STUDIO_JOB_RETRIES=0)
-    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG, STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+@EVERY_STACK
+def test_a_killed_worker_on_the_last_attempt_fails_the_task_with_a_readable_reason(stack, photo):
+    studio = stack.make_studio(STUDIO_JOB_RETRIES=0)
+    first = studio.start_worker(STUDIO_FAULT_INJECTION=HANG)
     task_id = studio.upload(photo)
     wait_until_sleeping(first, studio, task_id)
 
     first.kill()
     studio.start_worker()
 
-    task = studio.wait_for_status(task_id, "FAILED", reconcile=True)
+    # RQ: the reconciler's abandoned-job check fails it. SQS: no reconciler (its quiet-heartbeat pass would fail the
+    # task in words of its own); the next worker gets the delivery past the last attempt and fails it.
+    task = studio.wait_for_status(task_id, "FAILED", reconcile=not stack.sqs)
     assert task.error == "Processing failed after 1 attempt; the worker processing it stopped unexpectedly."
     assert studio.result_files() == []
+    wait_until_drained(studio)
 
 
 def test_a_killed_horse_is_retried_at_once_not_after_the_backoff(make_studio, photo):
@@ -100,13 +144,11 @@ def test_a_killed_horse_is_retried_at_once_not_after_the_backoff(make_studio, ph
     assert "retrying at once" in worker.output()
 
 
-@BOTH_MODES
-def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
-        make_studio, photo, jobs_per_process):
+@EVERY_STACK
+def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(stack, photo):
     # Retries allowed, and only the first attempt hangs: a timed-out job is failed all the same, never retried.
-    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=TIMEOUT)
-    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"{HANG}@slow.jpeg",
-                                 STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+    studio = stack.make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=TIMEOUT)
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"{HANG}@slow.jpeg")
     slow = studio.upload(photo, filename="slow.jpeg")
     studio.wait_for_status(slow, "PROCESSING")
 
@@ -117,6 +159,7 @@ def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
     after = studio.upload(photo)
     assert studio.wait_for_status(after, "COMPLETED").attempts == 1
     assert worker.exited() is None
+    wait_until_drained(studio)  # nothing is left to run the timed-out photo again
 
 
 @BOTH_MODES
@@ -158,8 +201,9 @@ def test_a_horse_that_dies_after_storing_the_result_is_retried_onto_the_same_obj
     assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
 
 
-def test_a_running_job_keeps_its_heartbeat_fresh(make_studio, photo):
-    studio = make_studio(STUDIO_HEARTBEAT_SECONDS=1)
+@EACH_BACKEND
+def test_a_running_job_keeps_its_heartbeat_fresh(stack, photo):
+    studio = stack.make_studio(STUDIO_HEARTBEAT_SECONDS=1)
     studio.start_worker(STUDIO_FAULT_INJECTION="sleep=6")
     task_id = studio.upload(photo)
     started = studio.wait_for_status(task_id, "PROCESSING")
@@ -174,10 +218,10 @@ def test_a_running_job_keeps_its_heartbeat_fresh(make_studio, photo):
     assert studio.wait_for_status(task_id, "COMPLETED").attempts == 1
 
 
-@BOTH_MODES
-def test_sigterm_lets_the_current_job_finish_then_stops_the_worker(make_studio, photo, jobs_per_process):
-    studio = make_studio()
-    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep=3", STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+@EVERY_STACK
+def test_sigterm_lets_the_current_job_finish_then_stops_the_worker(stack, photo):
+    studio = stack.make_studio()
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep=3")
     task_id = studio.upload(photo)
     studio.wait_for_status(task_id, "PROCESSING")
 
@@ -271,16 +315,16 @@ def test_a_worker_started_again_under_its_name_takes_over_its_killed_predecessor
     assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
 
 
-@BOTH_MODES
-def test_a_photo_that_kills_its_worker_twice_fails_with_a_reason_and_is_not_retried_again(
-        make_studio, photo, jobs_per_process):
-    studio = make_studio(STUDIO_JOB_RETRIES=3)
-    env = dict(STUDIO_FAULT_INJECTION="sleep-every-attempt=600", STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+@EVERY_STACK
+def test_a_photo_that_kills_its_worker_twice_fails_with_a_reason_and_is_not_retried_again(stack, photo):
+    studio = stack.make_studio(STUDIO_JOB_RETRIES=3)
+    env = dict(STUDIO_FAULT_INJECTION="sleep-every-attempt=600")
     worker = studio.start_worker(**env)
     task_id = studio.upload(photo)
     for _ in range(2):
         wait_until_sleeping(worker, studio, task_id)
         worker.kill_group()
+        # RQ: started under its name, the worker takes the job over at once. SQS: the message comes back to it.
         worker = studio.start_worker(name=worker.name, **env)
 
     task = studio.wait_for_status(task_id, "FAILED")
@@ -304,4 +348,43 @@ def test_a_photo_that_kills_its_work_horse_twice_fails_with_a_reason_and_is_not_
     task = studio.wait_for_status(task_id, "FAILED")
     assert task.attempts == 2
     assert "most likely because the photo needed more memory than a worker has" in task.error
+    assert worker.exited() is None
+
+
+@EACH_BACKEND
+def test_a_duplicate_delivery_of_a_finished_task_does_nothing(stack, photo):
+    studio = stack.make_studio()
+    worker = studio.start_worker()
+    task_id = studio.upload(photo)
+    done = studio.wait_for_status(task_id, "COMPLETED")
+    wait_until_drained(studio)
+
+    studio.deliver_again(task_id)
+
+    wait_until(lambda: f"task {task_id}: deleted, finished or cancelled; nothing to do" in worker.output(),
+               "the duplicate is run and finds nothing to do", diagnostics=worker.output)
+    wait_until_drained(studio)
+    task = studio.task(task_id)
+    assert (task.status, task.attempts, task.finished_at, task.outputs) == (
+        "COMPLETED", 1, done.finished_at, done.outputs)
+    assert [path.name for path in studio.result_files()] == [f"{task_id}.png"]
+    assert studio.usage_counts() == (1, 1)
+    assert worker.exited() is None
+
+
+@EACH_BACKEND
+def test_a_task_cancelled_while_running_stops_and_the_worker_takes_the_next(stack, photo):
+    studio = stack.make_studio()
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION="sleep=3@slow.jpeg")
+    task_id = studio.upload(photo, filename="slow.jpeg")
+    wait_until_sleeping(worker, studio, task_id)
+
+    response = studio.client.post(f"/api/v1/tasks/{task_id}/cancel", headers=studio.headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+    after = studio.upload(photo)
+    assert studio.wait_for_status(after, "COMPLETED").attempts == 1
+    assert studio.status(task_id) == "CANCELLED"
+    assert [path.name for path in studio.result_files()] == [f"{after}.png"]  # the cancelled job stored nothing
+    wait_until_drained(studio)
     assert worker.exited() is None
