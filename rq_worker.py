@@ -587,7 +587,14 @@ def work_sqs(app: Flask, arguments: argparse.Namespace, torch_threads: int) -> i
     torch.set_num_threads(torch_threads)
     connection = outage_tolerant_redis(app.config["REDIS_URL"], app.config["STUDIO_WORKER_REDIS_OUTAGE_SECONDS"])
     gc.freeze()
-    SqsWorker(app.config, connection).work(burst=arguments.burst)
+    # No work horse here: 1 (a horse per job on RQ) runs every job in this process, as --simple does.
+    limit = jobs_per_process(app, arguments)
+    limit = None if limit == 1 else limit
+    worker = SqsWorker(app.config, connection, max_jobs=limit,
+                       start_afresh=lambda reason: recycle(reason, None))
+    worker.work(burst=arguments.burst)
+    if limit is not None and worker.jobs_done >= limit and not worker.stopping:
+        recycle(f"ran {worker.jobs_done} jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS)", None)
     return 0
 
 

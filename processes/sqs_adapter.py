@@ -6,34 +6,50 @@ extends the message's visibility (and the task's running lock) every third of ST
 final state is committed. A worker that dies stops extending: the message comes back after the visibility timeout
 and another worker runs the task again (the job is idempotent), once at most (jobs/sqs_job.py counts the deaths, as
 RQ does). SIGTERM lets the current photo finish first.
+
+What RQ's worker does for a job that its timeout alarm cannot stop (stuck in native code), this one does too: the
+visibility thread, finding the job still running HARD_LIMIT_MARGIN seconds past its timeout, fails the task with the
+timeout as its reason, deletes the message (a photo that ran out of time would again) and starts the worker afresh
+(start_afresh: the same pid, so its supervisor sees no exit), since the job's thread cannot be stopped otherwise.
+After STUDIO_WORKER_JOBS_PER_PROCESS jobs work() returns, and rq_worker.py starts it afresh the same way, so a leak
+cannot grow (with 1, which on RQ forks a horse per job, it runs every job in this process as --simple does: a fresh
+start per photo would load the models for each).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from types import FrameType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 from redis import Redis
+from rq.timeouts import JobTimeoutException
 
 from jobs import sqs_job
+from jobs.process_image import record_failure
 from studio import sqs_queue
 
 logger = logging.getLogger(__name__)
 
 _ATTRIBUTES = ["ApproximateReceiveCount"]
 _OUTAGE_PAUSE = 2
+# As RQ's forking worker, which kills a horse still running this many seconds past its job's timeout.
+HARD_LIMIT_MARGIN = 60
 
 
 class VisibilityHeartbeat:
-    """Extend a message's visibility and its task's lock from a thread until the with-block ends."""
+    """Extend a message's visibility and its task's lock from a thread until the with-block ends; past the hard
+    limit (a monotonic deadline), call on_stuck from that thread instead, once."""
 
-    def __init__(self, sqs: Any, queue_url: str, receipt: str, lock: sqs_job.RunningLock, seconds: int) -> None:
+    def __init__(self, sqs: Any, queue_url: str, receipt: str, lock: sqs_job.RunningLock, seconds: int,
+                 hard_limit: float | None = None, on_stuck: Callable[[], None] | None = None) -> None:
         self.sqs, self.queue_url, self.receipt, self.lock, self.seconds = sqs, queue_url, receipt, lock, seconds
+        self.hard_limit, self.on_stuck = hard_limit, on_stuck
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqs-visibility", daemon=True)
 
@@ -46,7 +62,10 @@ class VisibilityHeartbeat:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stopped.wait(max(self.seconds / 3, 0.5)):
+        while not self._stopped.wait(max(min(self.seconds / 3, 5), 0.5)):
+            if self.hard_limit is not None and self.on_stuck is not None and time.monotonic() > self.hard_limit:
+                self.on_stuck()
+                return
             try:
                 self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=self.receipt,
                                                    VisibilityTimeout=self.seconds)
@@ -58,8 +77,11 @@ class VisibilityHeartbeat:
 class SqsWorker:
     """Take task messages from SQS one at a time and run them until told to stop."""
 
-    def __init__(self, config: Mapping[str, Any], redis: Redis) -> None:
-        self.config, self.redis = config, redis
+    def __init__(self, config: Mapping[str, Any], redis: Redis, max_jobs: int | None = None,
+                 start_afresh: Callable[[str], None] | None = None) -> None:
+        self.config, self.redis, self.max_jobs = config, redis, max_jobs
+        # Replaces this process by a fresh start (rq_worker.recycle); without one, a stuck job ends the process.
+        self.start_afresh = start_afresh or _exit
         self.queue_url: str = config["STUDIO_SQS_QUEUE_URL"]
         self.wait_seconds = min(max(int(config["STUDIO_SQS_WAIT_SECONDS"]), 0), 20)
         self.visibility = max(int(config["STUDIO_SQS_VISIBILITY_SECONDS"]), 1)
@@ -91,6 +113,8 @@ class SqsWorker:
                 return
             for message in messages:
                 self.run(message)
+            if self.max_jobs is not None and self.jobs_done >= self.max_jobs:
+                return
 
     def run(self, raw: Mapping[str, Any]) -> sqs_job.Outcome:
         """Run one received message's task and settle the message: delete, hand back or hide it."""
@@ -102,11 +126,33 @@ class SqsWorker:
             self._delete(receipt)
             return sqs_job.Outcome.DONE
         lock = sqs_job.RunningLock(self.redis, message.task_id, self.visibility)
-        with VisibilityHeartbeat(self.sqs, self.queue_url, receipt, lock, self.visibility):
-            outcome = sqs_job.handle(message, lock)
+        timeout = sqs_job.task_timeout(message.task_id)
+        if timeout is None:
+            logger.info("task %s: deleted; its message is dropped", message.task_id)
+            self.settle(message, receipt, sqs_job.Outcome.DONE, lock)
+            return sqs_job.Outcome.DONE
+        hard_limit = time.monotonic() + timeout + HARD_LIMIT_MARGIN
+        with VisibilityHeartbeat(self.sqs, self.queue_url, receipt, lock, self.visibility, hard_limit,
+                                 lambda: self.give_up_stuck(message, receipt, lock, timeout)):
+            outcome = sqs_job.handle(message, lock, timeout)
         self.settle(message, receipt, outcome, lock)
         self.jobs_done += 1
         return outcome
+
+    def give_up_stuck(self, message: sqs_job.Message, receipt: str, lock: sqs_job.RunningLock, timeout: int) -> None:
+        """End a job that ignored its timeout alarm as RQ ends a horse it kills: fail the task with the timeout as
+        its reason, delete the message, then start the worker afresh (called from the visibility thread)."""
+        logger.error("task %s: still running %s s past its %s s timeout, where the alarm cannot stop it; ending this "
+                     "attempt and starting the worker afresh", message.task_id, HARD_LIMIT_MARGIN, timeout)
+        try:
+            record_failure(message.task_id, timeout, JobTimeoutException, "")
+            lock.end_attempt()
+            lock.forget_deaths()
+            lock.release()
+            self.settle(message, receipt, sqs_job.Outcome.DONE, lock)
+        except Exception:  # noqa: BLE001 - starting afresh matters most: the message comes back, the reconciler too
+            logger.exception("could not record the end of task %s", message.task_id)
+        self.start_afresh(f"job {message.task_id} was stuck past its hard time limit")
 
     def settle(self, message: sqs_job.Message, receipt: str, outcome: sqs_job.Outcome,
                lock: sqs_job.RunningLock) -> None:
@@ -126,3 +172,10 @@ class SqsWorker:
 
     def _delete(self, receipt: str) -> None:
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+
+
+def _exit(reason: str) -> None:
+    """End the process (no fresh start given): its supervisor starts another."""
+    logger.error("%s: exiting", reason)
+    logging.shutdown()
+    os._exit(1)

@@ -93,3 +93,18 @@ def test_a_worker_given_queues_serves_them_on_rq_for_the_periodic_jobs_and_webho
     worker = studio.start_worker(queue, studio.app.config["STUDIO_WEBHOOK_QUEUE"])
     assert "Listening on SQS" not in worker.output()
     assert f"Listening on {queue}" in worker.output()
+
+
+def test_an_sqs_worker_starts_afresh_after_so_many_jobs_as_an_rq_worker_does(make_sqs_studio, photo):
+    studio = make_sqs_studio()
+    worker = studio.start_worker(STUDIO_WORKER_JOBS_PER_PROCESS="2")
+    ids = [studio.upload(photo) for _ in range(3)]
+
+    tasks = [studio.wait_for_status(task_id, "COMPLETED") for task_id in ids]
+
+    assert [task.attempts for task in tasks] == [1, 1, 1]
+    log = worker.log.read_text()
+    assert "ran 2 jobs in this process (STUDIO_WORKER_JOBS_PER_PROCESS): starting afresh" in log
+    assert log.count("Listening on SQS queue") == 2
+    assert worker.exited() is None  # the same process (pid) all along, as its supervisor sees it
+    wait_until(lambda: studio.backlog() == 0, "every message is deleted", diagnostics=studio.logs)

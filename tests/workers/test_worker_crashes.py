@@ -9,8 +9,8 @@ server, whose worker always runs its jobs in its own process). Where the two rec
 finds an abandoned job; SQS hands the message out again after its visibility timeout) the test says so; what it
 asserts of the task is the same. These run on RQ only, being about what SQS's worker does not have:
 - a killed work horse (retried at once, killed twice, dead after storing its result): the SQS worker forks none;
-- RQ's hard limit on a job that ignores its timeout alarm, and the reusing worker that starts afresh after it or
-  after STUDIO_WORKER_JOBS_PER_PROCESS jobs: RQ worker machinery (rq_worker.ReusingWorker);
+- the reusing worker that starts afresh after STUDIO_WORKER_JOBS_PER_PROCESS jobs: RQ worker machinery
+  (rq_worker.ReusingWorker; the SQS worker's is tested in test_sqs_worker.py);
 - a second SIGTERM's cold shutdown, which puts the job back in RQ's queue: the SQS worker has none (SIGKILL ends
   it, and its message comes back);
 - a worker started again under its name taking over its predecessor's job from RQ's registries: an SQS message
@@ -162,13 +162,11 @@ def test_a_job_over_its_timeout_fails_in_bounded_time_and_the_worker_carries_on(
     wait_until_drained(studio)  # nothing is left to run the timed-out photo again
 
 
-@BOTH_MODES
-def test_a_job_that_ignores_its_timeout_alarm_is_ended_at_rqs_hard_limit_and_the_worker_carries_on(
-        make_studio, photo, jobs_per_process):
-    studio = make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=TIMEOUT)  # timed out: not retried all the same
+@EVERY_STACK
+def test_a_job_that_ignores_its_timeout_alarm_is_ended_at_its_hard_limit_and_the_worker_carries_on(stack, photo):
+    studio = stack.make_studio(STUDIO_JOB_RETRIES=2, STUDIO_JOB_TIMEOUT=TIMEOUT)  # timed out: not retried all the same
     # As a job stuck in native code: the alarm that normally ends it at the timeout never gets through.
-    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"ignore-timeout@slow.jpeg,{HANG}@slow.jpeg",
-                                 STUDIO_WORKER_JOBS_PER_PROCESS=jobs_per_process)
+    worker = studio.start_worker(STUDIO_FAULT_INJECTION=f"ignore-timeout@slow.jpeg,{HANG}@slow.jpeg")
     slow = studio.upload(photo, filename="slow.jpeg")
     studio.wait_for_status(slow, "PROCESSING")
     time.sleep(TIMEOUT + 5)
@@ -176,17 +174,18 @@ def test_a_job_that_ignores_its_timeout_alarm_is_ended_at_rqs_hard_limit_and_the
     assert "fault injection: blocking the timeout alarm" in studio.logs()
 
     # RQ's worker kills a horse still running 60 s past the timeout; a worker running the job in its own process
-    # ends the attempt alike and starts afresh. The margin covers the failure handling.
+    # (RQ's reusing worker, SQS's) ends the attempt alike and starts afresh. The margin covers the failure handling.
     task = studio.wait_for_status(slow, "FAILED", timeout=TIMEOUT + 60 + 30)
     assert task.error == f"Processing failed after 1 attempt; it took longer than {TIMEOUT} seconds."
 
     after = studio.upload(photo)
     assert studio.wait_for_status(after, "COMPLETED").attempts == 1
     assert worker.exited() is None  # the same process all along, as its supervisor sees it
-    if jobs_per_process != "1":
+    if stack.name != "rq-fork":
         log = worker.log.read_text()
         assert f"job {slow} was stuck past its hard time limit: starting afresh" in log
         assert log.count("Listening on") == 2
+    wait_until_drained(studio)  # the stuck photo's message is not handed out again
 
 
 def test_a_horse_that_dies_after_storing_the_result_is_retried_onto_the_same_object(make_studio, photo):
