@@ -76,7 +76,7 @@ from processes.sqs_adapter import SqsWorker
 from processes.parent_death import die_with_parent
 from studio import create_app, logs, metrics, settings, sqs_queue, worker_deaths
 from studio.extensions import db
-from studio.queue import outage_tolerant_redis, photo_queues
+from studio.queue import HARD_LIMIT_MARGIN, outage_tolerant_redis, photo_queues
 from studio.storage import get_storage
 from studio.tasks.service import limits as operator_limits
 
@@ -87,9 +87,6 @@ logger = logging.getLogger("rq_worker")
 WARM_UP_PHOTO_SIZE = (160, 120)
 # Set in the environment of a worker that replaced itself after STUDIO_WORKER_JOBS_PER_PROCESS jobs.
 RECYCLED = "STUDIO_WORKER_RECYCLED"
-# RQ's forking worker kills a horse still running this many seconds past its job's timeout; ReusingWorker does the
-# same to itself.
-HARD_LIMIT_MARGIN = 60
 # How long a job in the worker's own process has to stop by itself after RQ's stop-job command (it does at its next
 # progress report) before the worker ends it by starting afresh.
 STOP_GRACE_SECONDS = 5

@@ -33,13 +33,14 @@ from rq.timeouts import JobTimeoutException
 from jobs import sqs_job
 from jobs.process_image import record_failure
 from studio import sqs_queue
+from studio.queue import HARD_LIMIT_MARGIN
 
 logger = logging.getLogger(__name__)
 
 _ATTRIBUTES = ["ApproximateReceiveCount"]
 _OUTAGE_PAUSE = 2
-# As RQ's forking worker, which kills a horse still running this many seconds past its job's timeout.
-HARD_LIMIT_MARGIN = 60
+# How often the visibility thread looks at the clock for the hard limit (it extends the visibility less often).
+_CHECK_SECONDS = 5
 
 
 class VisibilityHeartbeat:
@@ -62,10 +63,16 @@ class VisibilityHeartbeat:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stopped.wait(max(min(self.seconds / 3, 5), 0.5)):
-            if self.hard_limit is not None and self.on_stuck is not None and time.monotonic() > self.hard_limit:
+        every = max(self.seconds / 3, 0.5)
+        due = time.monotonic() + every
+        while not self._stopped.wait(min(every, _CHECK_SECONDS)):
+            now = time.monotonic()
+            if self.hard_limit is not None and self.on_stuck is not None and now > self.hard_limit:
                 self.on_stuck()
                 return
+            if now < due:
+                continue
+            due = now + every
             try:
                 self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=self.receipt,
                                                    VisibilityTimeout=self.seconds)

@@ -158,6 +158,12 @@ def enqueue_task(task: Task) -> bool:
     )
 
 
+# A job still running this many seconds past its timeout is ended by its worker, whatever the queue: RQ's forking
+# worker kills its horse then (a fixed margin in RQ), and rq_worker.ReusingWorker and the SQS worker do the same
+# to themselves, for a job that its timeout alarm cannot stop (stuck in native code).
+HARD_LIMIT_MARGIN = 60
+
+
 def job_timeout(task: Task, config: Mapping[str, Any]) -> int:
     """Return the seconds one attempt may take: what the operation declares for the photo's size, at least
     STUDIO_JOB_TIMEOUT (an upscale runs for minutes, a cutout for a second)."""
